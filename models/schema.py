@@ -1,0 +1,86 @@
+"""What is trained: a decoder-only transformer (ModelConfig) and one training step (Workload)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from hw.schema import DTYPE_BYTES
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ModelConfig(Frozen):
+    """A decoder-only transformer. GPT-style defaults; Llama presets set swiglu/rmsnorm/no dropout."""
+
+    name: str = "custom"
+    layers: int = Field(gt=0)
+    hidden: int = Field(gt=0)
+    heads: int = Field(gt=0)
+    kv_heads: int | None = Field(default=None, gt=0, description="None = heads (multi-head attention)")
+    ffn: int | None = Field(default=None, gt=0, description="None = 4 * hidden")
+    vocab: int = Field(gt=0)
+    activation: Literal["gelu", "swiglu", "relu"] = "gelu"
+    norm: Literal["layernorm", "rmsnorm"] = "layernorm"
+    dropout: bool = True
+    tied_embeddings: bool = False
+    bias: bool = True
+    position: Literal["learned", "rope"] = "learned"
+    seq_len: int = Field(default=2048, gt=0, description="context length the model was built for")
+
+    @model_validator(mode="after")
+    def _shapes(self) -> "ModelConfig":
+        if self.hidden % self.heads:
+            raise ValueError(f"heads ({self.heads}) must divide hidden ({self.hidden})")
+        if self.kv_heads is not None:
+            if self.kv_heads > self.heads or self.heads % self.kv_heads:
+                raise ValueError(f"kv_heads ({self.kv_heads}) must divide heads ({self.heads})")
+        return self
+
+    @property
+    def n_kv_heads(self) -> int:
+        return self.kv_heads if self.kv_heads is not None else self.heads
+
+    @property
+    def ffn_size(self) -> int:
+        return self.ffn if self.ffn is not None else 4 * self.hidden
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden // self.heads
+
+
+class Workload(Frozen):
+    """One training step: global_batch sequences of seq_len tokens, forward + backward + Adam update."""
+
+    model: ModelConfig
+    global_batch: int = Field(gt=0, description="sequences per step")
+    seq_len: int = Field(default=None, gt=0, description="tokens per sequence; default the model's seq_len")
+    dtype: str = "bf16"
+    optimizer: Literal["adam"] = "adam"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_seq(cls, data):
+        if isinstance(data, dict) and data.get("seq_len") is None:
+            model = data.get("model")
+            seq = getattr(model, "seq_len", None) if not isinstance(model, dict) else model.get("seq_len", 2048)
+            data = {**data, "seq_len": seq}
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> "Workload":
+        if self.dtype not in DTYPE_BYTES:
+            raise ValueError(f"dtype {self.dtype!r} unknown; allowed: {sorted(DTYPE_BYTES)}")
+        return self
+
+    @property
+    def dtype_bytes(self) -> int:
+        return DTYPE_BYTES[self.dtype]
+
+    @property
+    def tokens(self) -> int:
+        return self.global_batch * self.seq_len
