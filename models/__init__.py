@@ -1,6 +1,8 @@
 """What is trained: model configurations, the workload of a step, and the operator graph."""
 
+from .graph import block_activation_bytes, build_graph, parameter_count, step_flops
 from .loader import load, presets
 from .schema import ModelConfig, Workload
 
-__all__ = ["load", "presets", "ModelConfig", "Workload"]
+__all__ = ["load", "presets", "ModelConfig", "Workload", "block_activation_bytes", "build_graph",
+           "parameter_count", "step_flops"]

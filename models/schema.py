@@ -22,6 +22,7 @@ class ModelConfig(Frozen):
     heads: int = Field(gt=0)
     kv_heads: int | None = Field(default=None, gt=0, description="None = heads (multi-head attention)")
     ffn: int | None = Field(default=None, gt=0, description="None = 4 * hidden")
+    head_dim: int | None = Field(default=None, gt=0, description="None = hidden / heads (PaLM: 256 with 48 heads)")
     vocab: int = Field(gt=0)
     activation: Literal["gelu", "swiglu", "relu"] = "gelu"
     norm: Literal["layernorm", "rmsnorm"] = "layernorm"
@@ -33,7 +34,7 @@ class ModelConfig(Frozen):
 
     @model_validator(mode="after")
     def _shapes(self) -> "ModelConfig":
-        if self.hidden % self.heads:
+        if self.head_dim is None and self.hidden % self.heads:
             raise ValueError(f"heads ({self.heads}) must divide hidden ({self.hidden})")
         if self.kv_heads is not None:
             if self.kv_heads > self.heads or self.heads % self.kv_heads:
@@ -49,8 +50,8 @@ class ModelConfig(Frozen):
         return self.ffn if self.ffn is not None else 4 * self.hidden
 
     @property
-    def head_dim(self) -> int:
-        return self.hidden // self.heads
+    def dim_per_head(self) -> int:
+        return self.head_dim if self.head_dim is not None else self.hidden // self.heads
 
 
 class Workload(Frozen):

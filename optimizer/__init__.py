@@ -1,0 +1,7 @@
+"""Mapping search: strategy space, cost model, evaluator, solver and baselines."""
+
+from . import baselines
+from .evaluate import evaluate
+from .mapping import Mapping, OpChoice, Report, StageGroup
+
+__all__ = ["baselines", "evaluate", "Mapping", "OpChoice", "Report", "StageGroup"]

@@ -1,0 +1,278 @@
+"""The operator graph of one transformer block, plus the embedding, head and loss.
+
+Every operator is an einsum over named loop dimensions. Dimension names:
+  b batch (micro-batch), s query sequence, z key sequence, h hidden, k contracted hidden,
+  n output hidden, a attention heads, g key/value heads, d head dim, f ffn, v vocab.
+Tensors carry their own canonical dims; an operand maps each tensor axis to a loop dim of the
+op, so a layout chosen on loop dims translates to a layout of the tensor.
+
+Each op knows its forward FLOPs (2 per multiply-add of a matmul; 0 for memory-bound ops, which
+are costed by bytes moved), its weights, the tensors its backward needs (`saved`), and which
+loop dims it may be split on. Activation accounting follows Korthikanti et al. 2022, op by op.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from math import prod
+
+from .schema import ModelConfig
+
+MASK_BYTES = 1  # dropout masks are stored as one byte per element (Korthikanti et al. 2022)
+LOSS_BYTES = 4  # logits are upcast to fp32 for the softmax cross-entropy (Megatron-LM)
+
+
+@dataclass(frozen=True)
+class Tensor:
+    name: str
+    dims: tuple[str, ...]
+    elem_bytes: int
+    count: int = 1  # number of same-shaped tensors fused under this name (e.g. SwiGLU gate + up)
+
+    def numel(self, sizes: dict[str, int]) -> int:
+        return self.count * prod(sizes[d] for d in self.dims)
+
+    def nbytes(self, sizes: dict[str, int]) -> int:
+        return self.numel(sizes) * self.elem_bytes
+
+
+@dataclass(frozen=True)
+class Operand:
+    """A tensor as an op sees it: `loop[i]` is the op's loop dim for the tensor's axis i."""
+
+    tensor: str
+    loop: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Op:
+    name: str
+    kind: str  # matmul | norm | softmax | activation | dropout | add | embedding | loss
+    loop: tuple[str, ...]
+    inputs: tuple[Operand, ...]
+    outputs: tuple[Operand, ...]
+    flops: int  # forward FLOPs of the whole op (matmul only; memory-bound ops have 0)
+    params: int = 0  # weights incl. bias
+    weight: tuple[str, ...] = ()  # loop dims the weight matrix spans (for sharding it)
+    saved: tuple[str, ...] = ()  # tensors its backward needs
+    splittable: tuple[str, ...] = ()
+    reduced: tuple[str, ...] = ()  # loop dims reduced inside the op (norm over h, softmax over z ...)
+    stats: int = 0  # fp32 statistics per reduced row, all-reduced if a reduced dim is split
+
+
+@dataclass(frozen=True)
+class Graph:
+    """Operators of one block (`block`), of the first stage (`pre`) and of the last (`post`)."""
+
+    model: ModelConfig
+    sizes: dict[str, int]
+    tensors: dict[str, Tensor]
+    block: tuple[Op, ...]
+    pre: tuple[Op, ...]
+    post: tuple[Op, ...]
+    block_input: str = "x0"
+    block_output: str = "x2"
+    extra_params: int = 0  # weights outside any op here (the untied LM head lives in `post`)
+    consumers: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def op(self, name: str) -> Op:
+        for o in self.block + self.pre + self.post:
+            if o.name == name:
+                return o
+        raise KeyError(name)
+
+    def producer(self, tensor: str) -> Op | None:
+        for o in self.block + self.pre + self.post:
+            if any(x.tensor == tensor for x in o.outputs):
+                return o
+        return None
+
+
+def _sizes(model: ModelConfig, micro_batch: int, seq_len: int) -> dict[str, int]:
+    return {
+        "b": micro_batch, "s": seq_len, "z": seq_len, "h": model.hidden, "k": model.hidden,
+        "n": model.hidden, "a": model.heads, "g": model.n_kv_heads, "d": model.dim_per_head,
+        "f": model.ffn_size, "v": model.vocab,
+    }
+
+
+def build_graph(model: ModelConfig, micro_batch: int = 1, seq_len: int | None = None, dtype_bytes: int = 2) -> Graph:
+    """The operator graph for one micro-batch of `micro_batch` sequences of `seq_len` tokens."""
+    s = seq_len or model.seq_len
+    sz = _sizes(model, micro_batch, s)
+    B = dtype_bytes
+    h, f, a, g, d, v = sz["h"], sz["f"], sz["a"], sz["g"], sz["d"], sz["v"]
+    bias = model.bias
+    norm_params = 2 * h if model.norm == "layernorm" else h
+    norm_stats = 2 if model.norm == "layernorm" else 1
+    glu = 2 if model.activation == "swiglu" else 1
+    tokens = micro_batch * s
+    T: dict[str, Tensor] = {}
+
+    def t(name: str, dims: tuple[str, ...], eb: int = B, count: int = 1) -> str:
+        T[name] = Tensor(name, dims, eb, count)
+        return name
+
+    BSH = ("b", "s", "h")
+    ops: list[Op] = []
+
+    def norm(name: str, x: str, y: str) -> Op:
+        return Op(name, "norm", ("b", "s", "h"), (Operand(x, BSH),), (Operand(y, BSH),), 0,
+                  params=norm_params, weight=("h",), saved=(x,), splittable=("b", "s", "h"),
+                  reduced=("h",), stats=norm_stats)
+
+    def dropout(name: str, x: str, y: str, mask: str, dims: tuple[str, ...]) -> Op:
+        return Op(name, "dropout", dims, (Operand(x, dims),), (Operand(y, dims), Operand(mask, dims)), 0,
+                  saved=(mask,), splittable=tuple(x for x in dims if x != "z"))
+
+    def add(name: str, x: str, y: str, out: str) -> Op:
+        return Op(name, "add", BSH, (Operand(x, BSH), Operand(y, BSH)), (Operand(out, BSH),), 0,
+                  splittable=("b", "s", "h"))
+
+    t("x0", BSH); t("y1", BSH)
+    t("q", ("b", "s", "a", "d")); t("kv", ("b", "s", "g", "d"), count=2)
+    t("scores", ("b", "a", "s", "z")); t("probs", ("b", "a", "s", "z"))
+    t("ctx", ("b", "s", "a", "d")); t("o", BSH)
+    t("x1", BSH); t("y2", BSH)
+    t("u", ("b", "s", "f"), count=glu); t("act", ("b", "s", "f"))
+    t("m", BSH); t("x2", BSH)
+
+    ops.append(norm("ln1", "x0", "y1"))
+    ops.append(Op("q_proj", "matmul", ("b", "s", "k", "a", "d"),
+                  (Operand("y1", ("b", "s", "k")),), (Operand("q", ("b", "s", "a", "d")),),
+                  2 * tokens * h * a * d, params=h * a * d + (a * d if bias else 0), weight=("k", "a", "d"),
+                  saved=("y1",), splittable=("b", "s", "k", "a")))
+    ops.append(Op("kv_proj", "matmul", ("b", "s", "k", "g", "d"),
+                  (Operand("y1", ("b", "s", "k")),), (Operand("kv", ("b", "s", "g", "d")),),
+                  2 * 2 * tokens * h * g * d, params=2 * (h * g * d + (g * d if bias else 0)), weight=("k", "g", "d"),
+                  saved=("y1",), splittable=("b", "s", "k", "g")))
+    # Scores: queries of head a attend to keys of kv head g(a); splitting heads a splits kv heads g alike.
+    ops.append(Op("qk", "matmul", ("b", "a", "s", "z", "d"),
+                  (Operand("q", ("b", "s", "a", "d")), Operand("kv", ("b", "z", "a", "d"))),
+                  (Operand("scores", ("b", "a", "s", "z")),),
+                  2 * micro_batch * a * s * s * d, saved=("q", "kv"), splittable=("b", "a", "s")))
+    ops.append(Op("softmax", "softmax", ("b", "a", "s", "z"), (Operand("scores", ("b", "a", "s", "z")),),
+                  (Operand("probs", ("b", "a", "s", "z")),), 0, saved=("probs",), splittable=("b", "a", "s")))
+    attn_in = "probs"
+    if model.dropout:
+        t("probs_d", ("b", "a", "s", "z")); t("mask_attn", ("b", "a", "s", "z"), MASK_BYTES)
+        ops.append(dropout("attn_dropout", "probs", "probs_d", "mask_attn", ("b", "a", "s", "z")))
+        attn_in = "probs_d"
+    ops.append(Op("av", "matmul", ("b", "a", "s", "z", "d"),
+                  (Operand(attn_in, ("b", "a", "s", "z")), Operand("kv", ("b", "z", "a", "d"))),
+                  (Operand("ctx", ("b", "s", "a", "d")),),
+                  2 * micro_batch * a * s * s * d, saved=(attn_in, "kv"), splittable=("b", "a", "s")))
+    ops.append(Op("out_proj", "matmul", ("b", "s", "a", "d", "n"),
+                  (Operand("ctx", ("b", "s", "a", "d")),), (Operand("o", ("b", "s", "n")),),
+                  2 * tokens * a * d * h, params=a * d * h + (h if bias else 0), weight=("a", "d", "n"),
+                  saved=("ctx",), splittable=("b", "s", "a", "n")))
+    res1 = "o"
+    if model.dropout:
+        t("o_d", BSH); t("mask_o", BSH, MASK_BYTES)
+        ops.append(dropout("out_dropout", "o", "o_d", "mask_o", BSH))
+        res1 = "o_d"
+    ops.append(add("add1", "x0", res1, "x1"))
+    ops.append(norm("ln2", "x1", "y2"))
+    ops.append(Op("fc1", "matmul", ("b", "s", "k", "f"), (Operand("y2", ("b", "s", "k")),),
+                  (Operand("u", ("b", "s", "f")),),
+                  2 * glu * tokens * h * f, params=glu * (h * f + (f if bias else 0)), weight=("k", "f"),
+                  saved=("y2",), splittable=("b", "s", "k", "f")))
+    ops.append(Op("act", "activation", ("b", "s", "f"), (Operand("u", ("b", "s", "f")),),
+                  (Operand("act", ("b", "s", "f")),), 0, saved=("u",), splittable=("b", "s", "f")))
+    ops.append(Op("fc2", "matmul", ("b", "s", "f", "n"), (Operand("act", ("b", "s", "f")),),
+                  (Operand("m", ("b", "s", "n")),),
+                  2 * tokens * f * h, params=f * h + (h if bias else 0), weight=("f", "n"),
+                  saved=("act",), splittable=("b", "s", "f", "n")))
+    res2 = "m"
+    if model.dropout:
+        t("m_d", BSH); t("mask_m", BSH, MASK_BYTES)
+        ops.append(dropout("mlp_dropout", "m", "m_d", "mask_m", BSH))
+        res2 = "m_d"
+    ops.append(add("add2", "x1", res2, "x2"))
+
+    # First stage: token (+ learned position) embedding. Vocab-parallel lookup yields partial sums.
+    t("emb", BSH)
+    emb_params = v * h + (model.seq_len * h if model.position == "learned" else 0)
+    pre = (Op("embedding", "embedding", ("b", "s", "v", "n"), (), (Operand("emb", ("b", "s", "n")),), 0,
+              params=emb_params, weight=("v", "n"), splittable=("b", "s", "v", "n")),)
+    # Last stage: final norm, LM head (weights shared with the embedding when tied), loss.
+    t("xf", BSH); t("logits", ("b", "s", "v"), LOSS_BYTES)
+    head_params = 0 if model.tied_embeddings else v * h
+    post = (
+        norm("final_norm", "x2", "xf"),
+        Op("lm_head", "matmul", ("b", "s", "k", "v"), (Operand("xf", ("b", "s", "k")),),
+           (Operand("logits", ("b", "s", "v")),), 2 * tokens * h * v, params=head_params, weight=("k", "v"),
+           saved=("xf",), splittable=("b", "s", "k", "v")),
+        Op("loss", "loss", ("b", "s", "v"), (Operand("logits", ("b", "s", "v")),), (), 0,
+           saved=("logits",), splittable=("b", "s", "v"), reduced=("v",), stats=2),
+    )
+    # Tie the head to the embedding's weight storage for counting: the pre-op counts it once.
+    consumers: dict[str, list[str]] = {}
+    for o in (*ops, *post):
+        for x in o.inputs:
+            consumers.setdefault(x.tensor, []).append(o.name)
+    return Graph(model, sz, T, tuple(ops), pre, post,
+                 consumers={k: tuple(v_) for k, v_ in consumers.items()})
+
+
+def parameter_count(model: ModelConfig) -> int:
+    """Trainable parameters: blocks, embeddings (+ learned positions), final norm, untied head."""
+    gr = build_graph(model, 1, model.seq_len)
+    block = sum(o.params for o in gr.block)
+    return model.layers * block + sum(o.params for o in gr.pre + gr.post)
+
+
+def step_flops(model: ModelConfig, global_batch: int, seq_len: int | None = None, recompute: bool = False) -> int:
+    """Matmul FLOPs of one training step (forward, backward = 2x forward, + forward again if recompute).
+
+    For GPT-style models equals Narayanan et al. (SC21): 72·B·s·l·h²·(1 + s/(6h) + V/(12·l·h)),
+    and with full recompute 96·B·s·l·h²·(1 + s/(6h) + V/(16·l·h)).
+    """
+    gr = build_graph(model, global_batch, seq_len or model.seq_len)
+    block = sum(o.flops for o in gr.block)
+    head = sum(o.flops for o in gr.post)
+    layers = model.layers * block
+    return (4 if recompute else 3) * layers + 3 * head
+
+
+SELECTIVE_RECOMPUTE = ("qk", "softmax", "attn_dropout")  # Korthikanti et al. 2022: the attention core
+TP_SPLIT_TENSORS = ("q", "kv", "scores", "probs", "probs_d", "mask_attn", "ctx", "u", "act")
+
+
+def stored_tensors(graph: Graph, recomputed: set[str]) -> set[str]:
+    """Checkmate's rule for one block: a tensor is kept if a backward or a recomputation needs it
+    and its producer is not recomputed; the block input is always kept."""
+    need = {t for o in graph.block for t in o.saved}
+    for o in graph.block:
+        if o.name in recomputed:
+            need |= {x.tensor for x in o.inputs}
+    prod = {x.tensor: o.name for o in graph.block for x in o.outputs}
+    return {t for t in need if t == graph.block_input or prod.get(t) not in recomputed}
+
+
+def recompute_set(graph: Graph, recompute: str) -> set[str]:
+    """Ops recomputed under Megatron's policies: none, selective (attention core), full (all)."""
+    names = {o.name for o in graph.block}
+    if recompute == "none":
+        return set()
+    if recompute == "selective":
+        return set(SELECTIVE_RECOMPUTE) & names
+    if recompute == "full":
+        return names
+    raise ValueError(f"recompute must be one of none, selective, full; got {recompute!r}")
+
+
+def block_activation_bytes(model: ModelConfig, micro_batch: int, seq_len: int | None = None, tp: int = 1,
+                           sequence_parallel: bool = False, recompute: str = "none", dtype_bytes: int = 2) -> float:
+    """Activation bytes one block keeps for backward on one die under Megatron-style tensor
+    parallelism t (heads and ffn split; norms, dropouts, residuals replicated, or split on the
+    sequence with sequence_parallel). For GPT blocks this equals Korthikanti et al. 2022:
+    sbh(34 + 5as/h) for t = 1; sbh(10 + 24/t + 5as/(ht)); sbh/t(34 + 5as/h) with SP;
+    34sbh/t with SP + selective recompute; 2sbh (2sbh/t with SP) with full recompute."""
+    gr = build_graph(model, micro_batch, seq_len or model.seq_len, dtype_bytes)
+    stored = stored_tensors(gr, recompute_set(gr, recompute))
+    total = 0.0
+    for name in stored:
+        split = tp if (name in TP_SPLIT_TENSORS or sequence_parallel) else 1
+        total += gr.tensors[name].nbytes(gr.sizes) / split
+    return total

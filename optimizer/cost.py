@@ -1,0 +1,85 @@
+"""Pure cost functions over plain numbers: compute, memory by ZeRO stage, pipeline, energy.
+
+No solver imports. Formulas and sources are listed in docs/cost-model.md.
+"""
+
+from __future__ import annotations
+
+from hw.schema import Die, Energy
+
+ADAM_STATE_BYTES = 12  # fp32 master weights + two fp32 moments per parameter (ZeRO paper: K = 12)
+# Adam update traffic per parameter: read+write fp32 master, m, v (24 B), read grad, write bf16 weight
+ADAM_UPDATE_BYTES = 24 + 2 + 2
+
+
+def gemm_efficiency(die: Die, flops_per_die: float) -> float:
+    """Fraction of peak a GEMM of `flops_per_die` FLOPs reaches: e·F/(F + F½), or e if F½ = 0."""
+    e = die.matmul_efficiency
+    if die.gemm_half_size <= 0:
+        return e
+    return e * flops_per_die / (flops_per_die + die.gemm_half_size)
+
+
+def matmul_time(flops_per_die: float, die: Die, peak: float) -> float:
+    """Seconds for a GEMM of flops_per_die FLOPs on one die with dense peak `peak` FLOP/s."""
+    if flops_per_die <= 0:
+        return 0.0
+    return flops_per_die / (peak * gemm_efficiency(die, flops_per_die))
+
+
+def memory_time(nbytes: float, die: Die) -> float:
+    """Seconds to stream nbytes through the die's main memory (memory-bound ops)."""
+    return nbytes / die.memory_bandwidth
+
+
+def zero_state_bytes(params: float, dp: int, stage: int, fp32_grads: bool = False,
+                     dtype_bytes: int = 2) -> dict[str, float]:
+    """Model-state bytes per device (Rajbhandari et al., ZeRO, SC20, Fig. 1):
+    stage 0: (2+2+K)Ψ; 1: 2Ψ + 2Ψ + KΨ/N; 2: 2Ψ + (2+K)Ψ/N; 3: (2+2+K)Ψ/N, K = 12.
+    With fp32_grads (Megatron-LM's accounting) gradients take 4 B instead of 2 (18 B/param)."""
+    w, g, k = dtype_bytes * params, (4 if fp32_grads else dtype_bytes) * params, ADAM_STATE_BYTES * params
+    if stage == 0:
+        return {"weights": w, "grads": g, "optimizer": k}
+    if stage == 1:
+        return {"weights": w, "grads": g, "optimizer": k / dp}
+    if stage == 2:
+        return {"weights": w, "grads": g / dp, "optimizer": k / dp}
+    if stage == 3:
+        return {"weights": w / dp, "grads": g / dp, "optimizer": k / dp}
+    raise ValueError(f"zero_stage must be 0, 1, 2 or 3, got {stage}")
+
+
+def micro_batches_in_flight(stage: int, pp: int, m: int, virtual: int = 1) -> float:
+    """Micro-batches whose activations stage `stage` holds at its peak under 1F1B: min(pp − stage, m);
+    the interleaved schedule holds (1 + (pp − 1)/(pp·v)) times more (Korthikanti et al. 2022)."""
+    base = min(pp - stage, m)
+    if virtual > 1:
+        return base * (1 + (pp - 1) / (pp * virtual))
+    return float(base)
+
+
+def pipeline_time(stage_times: list[float], m: int, virtual: int = 1) -> float:
+    """Step time of a 1F1B pipeline: the first micro-batch crosses every stage, the other m − 1
+    follow at the pace of the slowest: Σ T_s + (m − 1)·max T_s. Interleaving with v chunks per
+    stage cuts the fill/drain part v-fold: Σ T_s / v + (m − 1/v)·max T_s."""
+    total, slowest = sum(stage_times), max(stage_times)
+    return total / virtual + (m - 1 / virtual) * slowest
+
+
+def optimizer_update_time(params_per_die: float, dp: int, zero_stage: int, die: Die) -> float:
+    """Adam update: memory-bound over the parameters this die updates (sharded for ZeRO ≥ 1)."""
+    local = params_per_die / dp if zero_stage >= 1 else params_per_die
+    return memory_time(local * ADAM_UPDATE_BYTES, die)
+
+
+def energy(flops: float, sram_bytes: float, dram_bytes: float, link_byte_hops: float,
+           seconds: float, dies: int, e: Energy) -> dict[str, float]:
+    """Joules of one step by source: compute, SRAM/HBM traffic, links, DRAM ports, static power."""
+    parts = {
+        "compute": flops * e.flop_j,
+        "memory": sram_bytes * e.sram_byte_j,
+        "links": link_byte_hops * e.link_byte_hop_j,
+        "dram": dram_bytes * e.dram_byte_j,
+        "static": seconds * dies * e.static_w,
+    }
+    return parts

@@ -1,0 +1,352 @@
+"""Cost tables of one outer point (degrees, group shape, micro-batch, ZeRO stage, schedule, placement).
+
+Built once from the operator graph, the sharding rules, the topology and cost.py; read by
+evaluate() (which sums the entries a mapping picks) and by every solver formulation (which turns
+them into constraints), so both score a mapping with the same numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from hw.schema import Hardware
+from hw.topology import ZERO, CommCost, collective, rectangle, ring_order, transfer
+from models.graph import Graph, Op, build_graph
+from models.schema import Workload
+
+from . import cost
+from .mapping import Mapping, StageGroup
+from .sharding import (
+    PARTIAL, Option, conversion, input_grad_layout, input_layout, layout_divisor, needed_grad_layout,
+    options as enumerate_options, output_layout, reduced_split_axes, split_factors, weight_partial_axes,
+)
+
+STATS_BYTES = 4  # fp32 row statistics of a split norm/softmax/loss
+
+
+@dataclass(frozen=True)
+class OptionCost:
+    """One op under one option, per layer and micro-batch on one die (seconds, bytes)."""
+
+    fwd_s: float  # compute forward
+    bwd_s: float  # compute backward
+    fwd_comm: CommCost  # collectives inside the op (split reductions, ZeRO-3 gathers)
+    bwd_comm: CommCost
+    flops: float  # forward FLOPs on one die
+    mem_bytes: float  # forward bytes through memory on one die
+    params: float  # weights on one die
+    wsync: CommCost  # per step: all-reduce of a weight gradient left partial by a data-like split
+    out_bytes: dict[str, float]  # per output tensor: bytes on one die
+
+
+@dataclass(frozen=True)
+class EdgeCost:
+    fwd: CommCost  # convert the producer's output to the consumer's input layout
+    grad: CommCost  # convert the consumer's input gradient to the producer's output layout
+
+
+@dataclass(frozen=True)
+class Edge:
+    tensor: str
+    producer: str
+    consumer: str
+    where: str  # "block" (inside a layer), "wrap" (layer to next layer), "pre", "post"
+
+
+@dataclass(frozen=True)
+class StageKind:
+    layers: int
+    first: bool
+    last: bool
+    index: int  # a representative stage index (for micro-batches in flight)
+
+
+@dataclass
+class Tables:
+    graph: Graph
+    work: Workload
+    hw: Hardware
+    pp: int
+    dp: int
+    shape: tuple[int, int]
+    micro_batch: int
+    zero_stage: int
+    virtual: int
+    layers_per_stage: tuple[int, ...]
+    groups: tuple[StageGroup, ...]
+    allowed: dict[str, list[Option]]
+    fp32_grads: bool = False
+    _oc: dict = field(default_factory=dict)
+    _ec: dict = field(default_factory=dict)
+
+    # ---- geometry -------------------------------------------------------------------------
+    @property
+    def m(self) -> int:
+        """Micro-batches per step."""
+        return self.work.global_batch // (self.dp * self.micro_batch)
+
+    @cached_property
+    def _group_rings(self) -> dict:
+        g = self.groups[0]
+        r, c = self.shape
+        dies = rectangle(g.origin, self.shape)
+        rows = tuple(tuple(dies[i * c:(i + 1) * c]) for i in range(r))
+        cols = tuple(tuple(dies[i * c + j] for i in range(r)) for j in range(c))
+        return {"group": (ring_order(g.origin, self.shape),), 1: rows, 0: cols}
+
+    def group_collective(self, axis, kind: str, nbytes: float) -> CommCost:
+        """A collective on every ring of one tensor group along `axis`; byte-hops of the whole group."""
+        return self._on_rings(self._group_rings[axis], kind, nbytes)
+
+    def _on_rings(self, rings: tuple, kind: str, nbytes: float) -> CommCost:
+        if self.hw.topology.kind == "switched":  # rings do not contend: time of one, traffic of all
+            one = collective(kind, rings[:1], nbytes, self.hw)
+            return CommCost(one.time_s, one.byte_hops * len(rings))
+        return collective(kind, rings, nbytes, self.hw)
+
+    @cached_property
+    def _dp_rings(self) -> tuple:
+        by = {(g.stage, g.replica): g for g in self.groups}
+        rings = []
+        for s in range(self.pp):
+            reps = [by[(s, d)] for d in range(self.dp)]
+            for off in rectangle((0, 0), self.shape):
+                rings.append(tuple((g.origin[0] + off[0], g.origin[1] + off[1]) for g in reps))
+        return tuple(rings)
+
+    def dp_collective(self, kind: str, nbytes: float) -> CommCost:
+        if self.dp < 2:
+            return ZERO
+        return self._on_rings(self._dp_rings, kind, nbytes)
+
+    @cached_property
+    def _p2p_pairs(self) -> tuple:
+        by = {(g.stage, g.replica): g for g in self.groups}
+        pairs = []
+        for s in range(self.pp - 1):
+            for d in range(self.dp):
+                a, b = by[(s, d)], by[(s + 1, d)]
+                for off in rectangle((0, 0), self.shape):
+                    pairs.append(((a.origin[0] + off[0], a.origin[1] + off[1]),
+                                  (b.origin[0] + off[0], b.origin[1] + off[1])))
+        return tuple(pairs)
+
+    # ---- stages ---------------------------------------------------------------------------
+    @cached_property
+    def stage_kinds(self) -> list[StageKind]:
+        """Distinct stage kinds (layers, first?, last?) with one representative each."""
+        kinds: dict[tuple, StageKind] = {}
+        for s, L in enumerate(self.layers_per_stage):
+            key = (L, s == 0, s == self.pp - 1)
+            if key not in kinds:
+                kinds[key] = StageKind(L, s == 0, s == self.pp - 1, s)
+            elif s < kinds[key].index:
+                kinds[key] = StageKind(L, s == 0, s == self.pp - 1, s)
+        return list(kinds.values())
+
+    def in_flight(self, stage: int) -> float:
+        return cost.micro_batches_in_flight(stage, self.pp, self.m, self.virtual)
+
+    # ---- ops ------------------------------------------------------------------------------
+    def option_cost(self, op: Op, opt: Option) -> OptionCost:
+        key = (op.name, opt)
+        if key not in self._oc:
+            self._oc[key] = self._option_cost(op, opt)
+        return self._oc[key]
+
+    def _option_cost(self, op: Op, opt: Option) -> OptionCost:
+        g, hw, shape = self.graph, self.hw, self.shape
+        die = hw.die
+        peak = hw.peak(self.work.dtype)
+        fac = split_factors(opt, shape)
+        work_split = 1
+        for v in fac.values():
+            work_split *= v
+        flops = op.flops / work_split
+        io = sum(g.tensors[x.tensor].nbytes(g.sizes) for x in op.inputs + op.outputs) / work_split
+        if op.kind in ("matmul",):
+            fwd = cost.matmul_time(flops, die, peak)
+            bwd = 2 * fwd
+        else:
+            fwd = cost.memory_time(io, die)
+            bwd = 2 * fwd
+        fwd_comm = ZERO
+        for axis, _k in reduced_split_axes(op, opt, shape):
+            rows = 1
+            for d in op.loop:
+                if d not in op.reduced:
+                    rows *= g.sizes[d]
+            fwd_comm = fwd_comm + self.group_collective(axis, "all_reduce", rows * op.stats * STATS_BYTES)
+        bwd_comm = fwd_comm
+        wsplit = 1
+        for d, k in fac.items():
+            if d in op.weight:
+                wsplit *= k
+        params = op.params / wsplit
+        wbytes = params * self.work.dtype_bytes
+        wsync = ZERO
+        for axis, _k in weight_partial_axes(op, opt, shape):
+            wsync = wsync + self.group_collective(axis, "all_reduce", wbytes)
+        if self.zero_stage == 3 and self.dp > 1 and params:
+            gather = self.dp_collective("all_gather", wbytes * self.dp)
+            fwd_comm = fwd_comm + gather
+            bwd_comm = bwd_comm + gather
+        outs = {}
+        for x in op.outputs:
+            lay = output_layout(op, opt, x, g.tensors)
+            outs[x.tensor] = g.tensors[x.tensor].nbytes(g.sizes) / layout_divisor(lay, shape)
+        return OptionCost(fwd, bwd, fwd_comm, bwd_comm, flops, io, params, wsync, outs)
+
+    def options(self, op: Op) -> list[Option]:
+        return self.allowed[op.name]
+
+    # ---- edges ----------------------------------------------------------------------------
+    @cached_property
+    def edges(self) -> list[Edge]:
+        g = self.graph
+        prod = {x.tensor: o.name for o in g.block for x in o.outputs}
+        out: list[Edge] = []
+        for o in g.block:
+            for x in o.inputs:
+                if x.tensor == g.block_input:
+                    out.append(Edge(x.tensor, prod[g.block_output], o.name, "wrap"))
+                    out.append(Edge("emb", "embedding", o.name, "pre"))
+                else:
+                    out.append(Edge(x.tensor, prod[x.tensor], o.name, "block"))
+        postprod = {x.tensor: o.name for o in g.post for x in o.outputs}
+        for o in g.post:
+            for x in o.inputs:
+                p = postprod.get(x.tensor, prod.get(x.tensor))
+                out.append(Edge(x.tensor, p, o.name, "post"))
+        return out
+
+    def edge_cost(self, e: Edge, o_p: Option, o_c: Option) -> EdgeCost:
+        key = (e, o_p, o_c)
+        if key not in self._ec:
+            g = self.graph
+            prod, cons = g.op(e.producer), g.op(e.consumer)
+            p_operand = next(x for x in prod.outputs if x.tensor in (e.tensor, g.block_output) and
+                             (x.tensor == e.tensor or e.where == "wrap"))
+            c_operand = next(x for x in cons.inputs if x.tensor in (e.tensor, g.block_input))
+            src = output_layout(prod, o_p, p_operand, g.tensors)
+            dst = input_layout(cons, o_c, c_operand, g.tensors)
+            nbytes = g.tensors[p_operand.tensor].nbytes(g.sizes)
+            fwd = self._steps(conversion(src, dst, self.shape, nbytes))
+            gsrc = input_grad_layout(cons, o_c, c_operand, g.tensors)
+            gdst = needed_grad_layout(src)
+            grad = self._steps(conversion(gsrc, gdst, self.shape, nbytes))
+            self._ec[key] = EdgeCost(fwd, grad)
+        return self._ec[key]
+
+    def _steps(self, steps) -> CommCost:
+        total = ZERO
+        for st in steps:
+            total = total + self.group_collective(st.axis, st.kind, st.nbytes)
+        return total
+
+    def saved_by(self, e: Edge) -> bool:
+        """Does the consumer's backward need this input (so it is converted again in backward)?"""
+        cons = self.graph.op(e.consumer)
+        t = self.graph.block_input if e.where == "wrap" else e.tensor
+        return t in cons.saved or (e.where == "pre" and self.graph.block_input in cons.saved)
+
+    def tensor_bytes(self, tensor: str, opt: dict[str, Option]) -> float:
+        """Bytes on one die of a block tensor, in the layout its producer writes it."""
+        g = self.graph
+        if tensor == g.block_input:
+            tensor = g.block_output
+        for o in g.block + g.post:
+            for x in o.outputs:
+                if x.tensor == tensor:
+                    return self.option_cost(o, opt[o.name]).out_bytes[tensor]
+        raise KeyError(tensor)
+
+    def tied_head_params(self, head_opt: Option) -> float:
+        """A tied LM head on its own stage keeps a copy of the embedding (Megatron-LM)."""
+        m = self.work.model
+        if not m.tied_embeddings or self.pp < 2:
+            return 0.0
+        fac = split_factors(head_opt, self.shape)
+        split = 1
+        for d, k in fac.items():
+            if d in ("k", "v"):
+                split *= k
+        return m.vocab * m.hidden / split
+
+    # ---- pipeline boundary ----------------------------------------------------------------
+    def p2p(self, add2_opt: Option) -> CommCost:
+        """Send one micro-batch's boundary activation (or its gradient) to the next stage: each die
+        sends 1/t of it and the receiver all-gathers what its layout needs (scatter/gather)."""
+        if self.pp < 2:
+            return ZERO
+        g = self.graph
+        out = g.op("add2").outputs[0]
+        nbytes = g.tensors[out.tensor].nbytes(g.sizes)
+        t = self.shape[0] * self.shape[1]
+        c = transfer(self._p2p_pairs, nbytes / t, self.hw)
+        lay = output_layout(g.op("add2"), add2_opt, out, g.tensors)
+        if layout_divisor(lay, self.shape) < t:
+            c = c + self._steps(conversion(("_s", "_s"), lay, self.shape, nbytes))
+        return c
+
+    # ---- per-step terms -------------------------------------------------------------------
+    def dp_sync(self, params_per_die: float) -> CommCost:
+        """Gradient reduction across replicas for params_per_die weights (bf16 grads)."""
+        grad_bytes = params_per_die * self.work.dtype_bytes
+        if self.zero_stage == 0:
+            return self.dp_collective("all_reduce", grad_bytes)
+        # ZeRO 1-3: reduce-scatter of gradients, then all-gather of updated weights (stage 3 gathers on demand)
+        rs = self.dp_collective("reduce_scatter", grad_bytes)
+        return rs if self.zero_stage == 3 else rs + self.dp_collective("all_gather", grad_bytes)
+
+    def dp_sync_rate(self) -> tuple[CommCost, CommCost]:
+        """dp_sync(P) = slope·P + intercept (exactly linear in P, for the solver)."""
+        a, b = self.dp_sync(1e9), self.dp_sync(2e9)
+        slope = CommCost((b.time_s - a.time_s) / 1e9, (b.byte_hops - a.byte_hops) / 1e9)
+        icpt = CommCost(a.time_s - slope.time_s * 1e9, a.byte_hops - slope.byte_hops * 1e9)
+        return slope, icpt
+
+
+def balanced_layers(layers: int, pp: int) -> tuple[int, ...]:
+    """Layers per stage as even as possible; the extra layers go to the middle stages first."""
+    base, extra = divmod(layers, pp)
+    counts = [base] * pp
+    order = list(range(1, pp - 1)) + [0, pp - 1] if pp > 2 else list(range(pp))
+    for i in order[:extra]:
+        counts[i] += 1
+    return tuple(counts)
+
+
+def default_groups(hw: Hardware, pp: int, dp: int, shape: tuple[int, int]) -> tuple[StageGroup, ...] | None:
+    """Place stage groups on aligned r×c tiles in snake order, skipping tiles with a defect:
+    replica d's stages are consecutive tiles, so neighbouring stages sit next to each other."""
+    from hw.topology import snake
+
+    r, c = shape
+    if hw.rows % r or hw.cols % c:
+        return None
+    tiles = [(i * r, j * c) for (i, j) in snake(hw.rows // r, hw.cols // c)]
+    tiles = [t for t in tiles if all(hw.usable(d) for d in rectangle(t, shape))]
+    if len(tiles) < pp * dp:
+        return None
+    return tuple(StageGroup(stage=s, replica=d, origin=tiles[d * pp + s]) for d in range(dp) for s in range(pp))
+
+
+def tables_for(mapping: Mapping, work: Workload, hw: Hardware, allowed: dict[str, list[Option]] | None = None) -> Tables:
+    """Tables of the outer point a mapping sits at (its placement and degrees)."""
+    graph = build_graph(work.model, mapping.micro_batch, work.seq_len, work.dtype_bytes)
+    groups = mapping.groups or default_groups(hw, mapping.pp, mapping.dp, mapping.tp_shape)
+    if groups is None:
+        raise ValueError(f"no placement of {mapping.pp * mapping.dp} groups of {mapping.tp_shape} on "
+                         f"{hw.rows}x{hw.cols} ({hw.num_dies} usable dies)")
+    lps = mapping.layers_per_stage or balanced_layers(work.model.layers, mapping.pp)
+    if allowed is None:
+        allowed = {o.name: enumerate_options(o, graph.sizes, mapping.tp_shape, graph.tensors)
+                   for o in graph.block + graph.pre + graph.post}
+    return Tables(graph, work, hw, mapping.pp, mapping.dp, mapping.tp_shape, mapping.micro_batch,
+                  mapping.zero_stage, mapping.virtual_stages, lps, groups, allowed, mapping.fp32_grad_accumulation)
+
+
+__all__ = ["Tables", "OptionCost", "EdgeCost", "Edge", "StageKind", "tables_for", "default_groups",
+           "balanced_layers", "PARTIAL"]
