@@ -65,10 +65,12 @@ def _set(tree: dict, path: tuple[str, ...], value: Any) -> None:
 
 
 def format_validation_error(err: ValidationError, what: str) -> str:
+    """One line: `invalid <what>: <field>: <message>; ...` (model-level errors already name their field)."""
     parts = []
     for e in err.errors():
-        loc = ".".join(str(x) for x in e["loc"]) or what
-        parts.append(f"{loc}: {e['msg']}")
+        loc = ".".join(str(x) for x in e["loc"])
+        msg = str(e["msg"]).removeprefix("Value error, ").replace("\n", " ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
     return f"invalid {what}: " + "; ".join(parts)
 
 
@@ -83,6 +85,12 @@ def build_hardware(data: dict, **overrides: Any) -> Hardware:
         _set(tree, OVERRIDES[key], value)
         if key in ("cols",) and tree.get("topology", {}).get("kind") == "switched":
             tree["topology"]["levels"][0]["size"] = value
+    if ("rows" in overrides or "cols" in overrides or "nodes" in overrides) and tree.get("dram_ports"):
+        # ports stay on their edge of a resized grid: clamp them inside it
+        rows, cols = tree["topology"]["rows"], tree["topology"]["cols"]
+        ok = all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in (rows, cols))
+        for p in tree["dram_ports"] if ok else ():  # a bad size is reported by validation below
+            p["row"], p["col"] = min(p["row"], rows - 1), min(p["col"], cols - 1)
     try:
         return Hardware.model_validate(tree)
     except ValidationError as err:

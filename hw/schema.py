@@ -152,8 +152,9 @@ class Hardware(Frozen):
         for d in self.defects:
             if not (0 <= d[0] < r and 0 <= d[1] < c):
                 raise ValueError(f"defects: die {tuple(d)} is outside the {r}x{c} grid")
-        if len(set(self.defects)) != len(self.defects):
-            raise ValueError("defects: a die is listed twice")
+        dup = sorted({tuple(d) for d in self.defects if self.defects.count(d) > 1})
+        if dup:
+            raise ValueError(f"defects: die {dup[0]} is listed twice; each defective die once")
         if len(self.defects) >= r * c:
             raise ValueError("defects: every die is defective, zero usable dies")
         for i, p in enumerate(self.dram_ports):

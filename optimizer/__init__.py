@@ -5,3 +5,7 @@ from .evaluate import evaluate
 from .mapping import Mapping, OpChoice, Report, StageGroup
 
 __all__ = ["baselines", "evaluate", "Mapping", "OpChoice", "Report", "StageGroup"]
+
+from .solve import Solution, solve  # noqa: E402
+
+__all__ += ["Solution", "solve"]

@@ -45,6 +45,14 @@ def validate(mapping: Mapping, work: Workload, hw: Hardware) -> None:
     if mapping.devices > hw.num_dies:
         raise ConfigError(f"mapping uses {mapping.devices} dies (pp x dp x tp) but {hw.name} has "
                           f"{hw.num_dies} usable dies")
+    if not mapping.groups:
+        from .tables import default_groups
+
+        if default_groups(hw, mapping.pp, mapping.dp, mapping.tp_shape) is None:
+            raise ConfigError(f"tp_shape {tuple(mapping.tp_shape)}: no placement of pp x dp = "
+                              f"{mapping.pp * mapping.dp} groups on the {hw.rows}x{hw.cols} grid "
+                              f"({hw.num_dies} usable dies); the shape must tile the grid with enough "
+                              f"defect-free tiles, or give groups explicitly")
     if mapping.layers_per_stage is not None and sum(mapping.layers_per_stage) != L:
         raise ConfigError(f"layers_per_stage sums to {sum(mapping.layers_per_stage)}, the model has {L} layers")
     if mapping.virtual_stages > 1:
@@ -68,11 +76,12 @@ def validate(mapping: Mapping, work: Workload, hw: Hardware) -> None:
 
 def check_ops(mapping: Mapping, tables: Tables) -> None:
     names = {o.name for o in tables.graph.block + tables.graph.pre + tables.graph.post}
+    norm = normalized_choices(mapping, tables)
     for name, ch in mapping.ops.items():
         if name not in names:
             raise ConfigError(f"ops: unknown operator {name!r}; operators: {', '.join(sorted(names))}")
         allowed = tables.allowed[name]
-        if tuple(ch.split) not in allowed:
+        if tuple(norm[name].split) not in allowed:
             raise ConfigError(f"ops.{name}.split: {tuple(ch.split)} is not valid on a {tables.shape} group; "
                               f"allowed: {allowed}")
         if ch.recompute and name not in {o.name for o in tables.graph.block}:

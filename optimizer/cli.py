@@ -1,0 +1,325 @@
+"""`meshmap` — the command line (typer + rich).
+
+Commands: `presets`, `evaluate`. Every error is one line on stderr (`error: ...`) and exit code 2,
+never a traceback. `--json` prints one flat JSON object on stdout.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from typer.core import TyperGroup
+
+import hw
+import models
+
+from . import baselines
+from .evaluate import evaluate as evaluate_mapping
+from .mapping import Mapping, Report
+
+EXIT_ERROR = 2
+
+
+def _click_exception(name: str) -> type:
+    """A click exception class as typer raises it (recent typer vendors its own click)."""
+    for cls in typer.BadParameter.__mro__:
+        if cls.__name__ == name:
+            return cls
+    raise ImportError(name)
+
+
+ClickException = _click_exception("ClickException")
+ClickUsageError = _click_exception("UsageError")
+NoArgsIsHelpError = getattr(sys.modules[ClickUsageError.__module__], "NoArgsIsHelpError", ())
+RECOMPUTE = ("none", "selective", "full")
+
+
+class OneLineErrors(TyperGroup):
+    """Click's own usage errors (bad option value, unknown command, …) as one stderr line, exit 2."""
+
+    def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except NoArgsIsHelpError as err:  # `meshmap` alone: show the help
+            text = err.ctx.get_help() if err.ctx is not None else ""  # typer's rich help prints itself
+            if text:
+                typer.echo(text, err=True)
+            sys.exit(EXIT_ERROR)
+        except ClickException as err:
+            msg = err.format_message()
+            ctx = getattr(err, "ctx", None)
+            if isinstance(err, ClickUsageError) and ctx is not None:
+                msg += f" (see `{ctx.command_path} --help`)"
+            typer.echo("error: " + " ".join(msg.split()), err=True)
+            sys.exit(EXIT_ERROR)
+        except typer.Abort:
+            typer.echo("error: aborted", err=True)
+            sys.exit(EXIT_ERROR)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+app = typer.Typer(
+    cls=OneLineErrors,
+    name="meshmap",
+    help="Provably optimal mapping of LLM training onto wafer-scale chips, chiplet packages and GPU clusters.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class UsageError(ValueError):
+    """A bad combination of command-line options."""
+
+
+def fail(message: str) -> None:
+    """Print one line `error: ...` to stderr and exit with code 2."""
+    line = " ".join(str(message).split()) or "unknown error"
+    typer.echo(f"error: {line}", err=True)
+    raise typer.Exit(EXIT_ERROR)
+
+
+def guarded(fn: Callable) -> Callable:
+    """Run a command body so that any error becomes one stderr line and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, ClickException):
+            raise
+        except (ValueError, OSError, KeyError) as err:  # ConfigError and pydantic errors are ValueErrors
+            if isinstance(err, OSError) and err.filename:
+                msg = f"{err.strerror or err}: {err.filename}"
+            elif isinstance(err, KeyError):
+                msg = f"missing key {err}"
+            else:
+                msg = str(err)
+            fail(msg)
+        except Exception as err:  # noqa: BLE001 - the CLI contract: never a traceback
+            fail(f"{type(err).__name__}: {err}")
+
+    return wrapper
+
+
+def _console() -> Console:
+    return Console()
+
+
+def _gb(x: float) -> str:
+    return f"{x / 1e9:,.2f} GB"
+
+
+def _bytes(x: float) -> str:
+    """Bytes with a decimal prefix: 440 MB, 80 GB, 2.4 PB."""
+    for div, unit in ((1e15, "PB"), (1e12, "TB"), (1e9, "GB"), (1e6, "MB"), (1e3, "kB")):
+        if abs(x) >= div:
+            return f"{x / div:.3g} {unit}"
+    return f"{x:.0f} B"
+
+
+def _si(x: float, unit: str) -> str:
+    """A value with an SI prefix: 536.8 kJ, 2.1 MJ."""
+    for div, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= div:
+            return f"{x / div:,.4g} {prefix}{unit}"
+    return _num(x, unit)
+
+
+def _num(x: float, unit: str = "") -> str:
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    if x != 0 and (abs(x) >= 1e6 or abs(x) < 1e-3):
+        s = f"{x:.4g}"
+    else:
+        s = f"{x:,.4f}".rstrip("0").rstrip(".") if isinstance(x, float) else f"{x:,}"
+    return f"{s} {unit}".rstrip()
+
+
+# ---------------------------------------------------------------------------------------- presets
+
+def _hw_row(name: str) -> dict[str, Any]:
+    h = hw.load(name)
+    return {
+        "name": name,
+        "topology": h.topology.kind,
+        "grid": f"{h.rows}x{h.cols}",
+        "dies": h.num_dies,
+        "bf16_tflops_per_die": h.die.peak_flops.get("bf16", max(h.die.peak_flops.values())) / 1e12,
+        "memory_bytes_per_die": h.die.memory_bytes,
+        "dram_bytes": h.dram_capacity,
+        "description": " ".join(h.description.split()),
+    }
+
+
+def _model_row(name: str) -> dict[str, Any]:
+    m = models.load(name)
+    return {
+        "name": name,
+        "params": models.parameter_count(m),
+        "layers": m.layers,
+        "hidden": m.hidden,
+        "heads": m.heads,
+        "kv_heads": m.n_kv_heads,
+        "ffn": m.ffn_size,
+        "vocab": m.vocab,
+        "seq_len": m.seq_len,
+        "activation": m.activation,
+    }
+
+
+@app.command()
+@guarded
+def presets(
+    json_out: bool = typer.Option(False, "--json", help="print one JSON object instead of tables"),
+) -> None:
+    """List the hardware and model presets."""
+    hw_rows = [_hw_row(n) for n in hw.presets()]
+    model_rows = [_model_row(n) for n in models.presets()]
+    if json_out:
+        typer.echo(json.dumps({"hardware": hw_rows, "models": model_rows}, indent=2))
+        return
+    t = Table(title="hardware presets  (hw.load(name); TFLOP/s: bf16 dense peak)")
+    for col, just in (("name", "left"), ("topology", "left"), ("grid", "right"), ("dies", "right"),
+                      ("TFLOP/s", "right"), ("memory/die", "right"), ("DRAM", "right")):
+        t.add_column(col, justify=just, no_wrap=col == "name")
+    for r in hw_rows:
+        t.add_row(r["name"], r["topology"], r["grid"], str(r["dies"]), f"{r['bf16_tflops_per_die']:,.1f}",
+                  _bytes(r["memory_bytes_per_die"]), _bytes(r["dram_bytes"]) if r["dram_bytes"] else "-")
+    m = Table(title="model presets  (models.load(name))")
+    for col in ("name", "params", "layers", "hidden", "heads", "kv heads", "seq len"):
+        m.add_column(col, justify="left" if col == "name" else "right", no_wrap=col == "name")
+    for r in model_rows:
+        m.add_row(r["name"], f"{r['params'] / 1e9:,.2f} B", str(r["layers"]), str(r["hidden"]), str(r["heads"]),
+                  str(r["kv_heads"]), str(r["seq_len"]))
+    con = _console()
+    con.print(t)
+    con.print(m)
+
+
+# --------------------------------------------------------------------------------------- evaluate
+
+def report_dict(rep: Report) -> dict[str, Any]:
+    """The Report as one flat JSON object: scalar fields at top level plus its dicts."""
+    return rep.model_dump(mode="json")
+
+
+def print_report(rep: Report, title: str = "") -> None:
+    t = Table(title=title or "evaluate", show_header=True)
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    t.add_row("step time", _num(rep.step_time_s, "s"))
+    t.add_row("tokens/s", f"{rep.tokens_per_s:,.0f}")
+    t.add_row("MFU", f"{100 * rep.mfu:.1f} %")
+    t.add_row("TFLOP/s per device", f"{rep.tflops_per_device:,.1f}")
+    t.add_row("energy", _si(rep.energy_j, "J"))
+    t.add_row("peak memory / capacity",
+              f"{_gb(rep.peak_memory_bytes)} / {_gb(rep.memory_capacity_bytes)}")
+    t.add_row("fits", "[green]yes[/green]" if rep.fits else "[red]no[/red]")
+    t.add_row("devices", str(rep.devices))
+    t.add_section()
+    for k, v in rep.memory.items():
+        t.add_row(f"memory.{k}", _gb(v))
+    t.add_section()
+    for k, v in rep.breakdown.items():
+        t.add_row(f"breakdown.{k}", _num(v, "s"))
+    if rep.energy:
+        t.add_section()
+        for k, v in rep.energy.items():
+            t.add_row(f"energy.{k}", _si(v, "J"))
+    _console().print(t)
+
+
+def _hardware(name: str, nodes: Optional[int]) -> hw.Hardware:
+    if nodes is not None:
+        if nodes <= 0:
+            raise UsageError(f"--nodes must be > 0, got {nodes}")
+        return hw.load(name, nodes=nodes)
+    return hw.load(name)
+
+
+@app.command()
+@guarded
+def evaluate(
+    plan: Optional[Path] = typer.Argument(None, help="a mapping (plan) JSON/YAML file; omit to build a Megatron mapping"),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="model preset or YAML/config.json path"),
+    hardware: Optional[str] = typer.Option(None, "--hw", help="hardware preset or YAML path"),
+    batch: int = typer.Option(512, "--batch", help="global batch, sequences per step"),
+    seq: Optional[int] = typer.Option(None, "--seq", help="sequence length (default: the model's)"),
+    nodes: Optional[int] = typer.Option(None, "--nodes", help="nodes of a GPU cluster (grid rows)"),
+    tp: Optional[int] = typer.Option(None, "--tp", help="tensor-parallel size (default 1)"),
+    pp: Optional[int] = typer.Option(None, "--pp", help="pipeline stages (default 1)"),
+    dp: Optional[int] = typer.Option(None, "--dp", help="data-parallel replicas (default: usable dies / (tp*pp))"),
+    micro_batch: Optional[int] = typer.Option(None, "--micro-batch", help="sequences per micro-batch (default 1)"),
+    recompute: Optional[str] = typer.Option(None, "--recompute", help="none | selective | full (default full)"),
+    sequence_parallel: bool = typer.Option(False, "--sequence-parallel", help="Megatron sequence parallelism"),
+    json_out: bool = typer.Option(False, "--json", help="print one flat JSON object"),
+) -> None:
+    """Score a mapping: a plan file, or a Megatron-LM configuration built from --tp/--pp/--dp/…"""
+    if model is None:
+        raise UsageError("--model is required (a preset name; see `meshmap presets`)")
+    if hardware is None:
+        raise UsageError("--hw is required (a preset name; see `meshmap presets`)")
+    if recompute is not None and recompute not in RECOMPUTE:
+        raise UsageError(f"--recompute must be one of {', '.join(RECOMPUTE)}; got {recompute!r}")
+    if batch <= 0:
+        raise UsageError(f"--batch must be > 0, got {batch}")
+    if seq is not None and seq <= 0:
+        raise UsageError(f"--seq must be > 0, got {seq}")
+    megatron_flags = {"--tp": tp, "--pp": pp, "--dp": dp, "--micro-batch": micro_batch, "--recompute": recompute}
+    given = [k for k, v in megatron_flags.items() if v is not None] + (["--sequence-parallel"] if sequence_parallel else [])
+    if plan is not None and given:
+        raise UsageError(f"give either a plan file or {', '.join(given)}, not both")
+
+    work = models.Workload(model=models.load(model), global_batch=batch, seq_len=seq)
+    machine = _hardware(hardware, nodes)
+    if plan is not None:
+        mapping = Mapping.load(plan)
+        title = mapping.name or str(plan.name)
+    else:
+        tp_ = tp if tp is not None else 1
+        pp_ = pp if pp is not None else 1
+        for flag, v in (("--tp", tp_), ("--pp", pp_), ("--dp", dp), ("--micro-batch", micro_batch)):
+            if v is not None and v <= 0:
+                raise UsageError(f"{flag} must be > 0, got {v}")
+        dp_ = dp if dp is not None else machine.num_dies // (tp_ * pp_)
+        if dp_ <= 0:
+            raise UsageError(f"tp x pp = {tp_ * pp_} exceeds the {machine.num_dies} usable dies of {machine.name}")
+        mapping = baselines.megatron(work, machine, tp=tp_, pp=pp_, dp=dp_,
+                                     micro_batch=micro_batch if micro_batch is not None else 1,
+                                     recompute=recompute or "full", sequence_parallel=sequence_parallel)
+        title = mapping.name
+    rep = evaluate_mapping(mapping, work, machine)
+    if json_out:
+        out = {**report_dict(rep), "model": work.model.name, "hw": machine.name,
+               "global_batch": work.global_batch, "seq_len": work.seq_len}
+        typer.echo(json.dumps(out, indent=2))
+    else:
+        print_report(rep, title=f"{work.model.name} on {machine.name}: {title}")
+
+
+# ------------------------------------------------------------------------------------------------
+# TO BE ADDED (DESIGN.md, "CLI"): solve, check, compare, export, reproduce, explore.
+# They need optimizer.solve / optimizer.check / optimizer.export, still under construction.
+# Add each as `@app.command()` + `@guarded` above this marker; keep `--json` = one flat object
+# (Report fields at top level plus status, bound_s, gap) and errors = one stderr line, exit 2.
+# ------------------------------------------------------------------------------------------------
+
+
+def main() -> None:  # pragma: no cover - `python -m optimizer.cli`
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,148 @@
+"""Solve a LinearModel with CP-SAT, CBC (PuLP), HiGHS or SCIP (OR-Tools' linear solver wrapper).
+
+CP-SAT needs integers: each continuous variable is counted in integer units of 1/var.scale
+(1 ns for times), each row is multiplied by its scale and rounded, and the objective is counted
+in 1/objective_scale units (1 ns). The rounding error of one coefficient is at most half a unit.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from .model import LinearModel, Result
+
+BACKENDS = ("cpsat", "cbc", "highs", "scip")
+MIP_GAP = 1e-9
+
+
+def solve_model(model: LinearModel, backend: str, time_limit_s: float, threads: int = 1) -> Result:
+    if backend == "cpsat":
+        return _cpsat(model, time_limit_s, threads)
+    if backend == "cbc":
+        return _pulp(model, time_limit_s, threads)
+    if backend in ("highs", "scip"):
+        return _mpsolver(model, backend, time_limit_s, threads)
+    raise ValueError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
+
+
+def _cpsat(model: LinearModel, time_limit_s: float, threads: int) -> Result:
+    from ortools.sat.python import cp_model
+
+    t0 = time.perf_counter()
+    m = cp_model.CpModel()
+    xs = []
+    for v in model.vars:
+        if v.integer:
+            xs.append(m.NewIntVar(int(v.lb), int(v.ub), v.name))
+        else:
+            xs.append(m.NewIntVar(int(math.floor(v.lb * v.scale)), int(math.ceil(v.ub * v.scale)), v.name))
+    for row in model.rows:
+        expr = []
+        for i, c in row.coeffs.items():
+            var = model.vars[i]
+            k = c * row.scale / (var.scale if not var.integer else 1.0)
+            ki = int(round(k))
+            if ki:
+                expr.append(ki * xs[i])
+        rhs = row.rhs * row.scale
+        lin = sum(expr) if expr else 0
+        if row.sense == "<=":
+            m.Add(lin <= int(math.floor(rhs + 1e-9)))
+        elif row.sense == ">=":
+            m.Add(lin >= int(math.ceil(rhs - 1e-9)))
+        else:
+            m.Add(lin == int(round(rhs)))
+    obj = []
+    for i, c in model.objective.items():
+        var = model.vars[i]
+        k = int(round(c * model.objective_scale / (var.scale if not var.integer else 1.0)))
+        if k:
+            obj.append(k * xs[i])
+    m.Minimize(sum(obj))
+    for i, val in model.hint.items():
+        var = model.vars[i]
+        m.AddHint(xs[i], int(round(val if var.integer else val * var.scale)))
+    s = cp_model.CpSolver()
+    s.parameters.max_time_in_seconds = max(time_limit_s, 0.01)
+    s.parameters.num_workers = max(1, threads)
+    s.parameters.relative_gap_limit = 0.0
+    s.parameters.absolute_gap_limit = 0.0
+    st = s.Solve(m)
+    wall = time.perf_counter() - t0
+    if st == cp_model.INFEASIBLE:
+        return Result("infeasible", None, None, None, wall)
+    if st not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return Result("timeout", None, None, s.BestObjectiveBound() / model.objective_scale + model.objective_const
+                      if st == cp_model.UNKNOWN and s.BestObjectiveBound() > -1e30 else None, wall)
+    vals = [float(s.Value(x)) / (1.0 if v.integer else v.scale) for x, v in zip(xs, model.vars)]
+    objective = s.ObjectiveValue() / model.objective_scale + model.objective_const
+    bound = s.BestObjectiveBound() / model.objective_scale + model.objective_const
+    return Result("optimal" if st == cp_model.OPTIMAL else "feasible", vals, objective, bound, wall)
+
+
+def _pulp(model: LinearModel, time_limit_s: float, threads: int) -> Result:
+    import pulp
+
+    t0 = time.perf_counter()
+    p = pulp.LpProblem("meshmap", pulp.LpMinimize)
+    xs = [pulp.LpVariable(f"v{i}", lowBound=v.lb, upBound=v.ub, cat="Binary" if v.integer and v.lb == 0 and v.ub == 1
+                          else ("Integer" if v.integer else "Continuous")) for i, v in enumerate(model.vars)]
+    p += pulp.lpSum(c * xs[i] for i, c in model.objective.items()) + model.objective_const
+    for k, row in enumerate(model.rows):
+        e = pulp.lpSum(c * xs[i] for i, c in row.coeffs.items())
+        if row.sense == "<=":
+            p += (e <= row.rhs, f"r{k}")
+        elif row.sense == ">=":
+            p += (e >= row.rhs, f"r{k}")
+        else:
+            p += (e == row.rhs, f"r{k}")
+    solver = pulp.PULP_CBC_CMD(msg=0, timeLimit=max(1, int(math.ceil(time_limit_s))), gapRel=MIP_GAP,
+                               gapAbs=0.0, threads=threads)
+    st = p.solve(solver)
+    wall = time.perf_counter() - t0
+    status = pulp.LpStatus[st]
+    if status == "Infeasible":
+        return Result("infeasible", None, None, None, wall)
+    if status != "Optimal" or any(x.varValue is None for x in xs):
+        return Result("timeout", None, None, None, wall)
+    vals = [float(x.varValue) for x in xs]
+    obj = model.value(vals)
+    # CBC through PuLP reports no bound; within the time limit and gap 1e-9 it proved optimality
+    return Result("optimal", vals, obj, obj, wall)
+
+
+def _mpsolver(model: LinearModel, backend: str, time_limit_s: float, threads: int) -> Result:
+    from ortools.linear_solver import pywraplp
+
+    t0 = time.perf_counter()
+    s = pywraplp.Solver.CreateSolver(backend.upper())
+    if s is None:
+        raise RuntimeError(f"OR-Tools was built without the {backend} solver")
+    s.SuppressOutput()
+    inf = s.infinity()
+    xs = [s.IntVar(v.lb, v.ub, v.name) if v.integer else s.NumVar(v.lb, v.ub if v.ub < 1e30 else inf, v.name)
+          for v in model.vars]
+    for row in model.rows:
+        lo, hi = (-inf, row.rhs) if row.sense == "<=" else ((row.rhs, inf) if row.sense == ">=" else (row.rhs, row.rhs))
+        ct = s.RowConstraint(lo, hi, row.name)
+        for i, c in row.coeffs.items():
+            ct.SetCoefficient(xs[i], c)
+    obj = s.Objective()
+    for i, c in model.objective.items():
+        obj.SetCoefficient(xs[i], c)
+    obj.SetOffset(model.objective_const)
+    obj.SetMinimization()
+    s.SetTimeLimit(int(max(time_limit_s, 0.01) * 1000))
+    s.SetNumThreads(max(1, threads))
+    params = pywraplp.MPSolverParameters()
+    params.SetDoubleParam(params.RELATIVE_MIP_GAP, MIP_GAP)
+    st = s.Solve(params)
+    wall = time.perf_counter() - t0
+    if st == pywraplp.Solver.INFEASIBLE:
+        return Result("infeasible", None, None, None, wall)
+    if st not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
+        return Result("timeout", None, None, None, wall)
+    vals = [x.solution_value() for x in xs]
+    bound = obj.BestBound() if st == pywraplp.Solver.FEASIBLE else obj.Value()
+    return Result("optimal" if st == pywraplp.Solver.OPTIMAL else "feasible", vals, obj.Value(), bound, wall)

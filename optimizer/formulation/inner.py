@@ -1,0 +1,278 @@
+"""The inner model of one outer point, built from its cost tables (Alpa-style strategy tables,
+Checkmate-style recompute), mirroring optimizer.evaluate term by term.
+
+Variables (plain dicts keyed by meaningful tuples):
+  Y[op, option, r]   block op picks `option`, r = 1 recomputes it in backward
+  X[op, option]      pre/post op (embedding, final norm, head, loss) picks `option`
+  Z[edge, o_p, o_c]  producer/consumer option pair of an edge (exact resharding cost)
+  RC[edge]           conversion redone when the consumer is recomputed (= pair cost · R)
+  KEEP[tensor, op]   bytes of a tensor kept only because recomputing `op` needs it
+  T[kind]            one micro-batch's time of a stage kind; TMAX ≥ every T; D ≥ every stage's sync
+Objective: Σ_s T_s / v + (m − 1/v)·TMAX + D  (the 1F1B/interleaved pipeline, then the sync).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..tables import Tables
+from .. import cost
+from .model import LinearModel, add_expr
+
+GB = 1e9  # memory rows are written in GB for numerical balance
+
+
+@dataclass
+class Inner:
+    model: LinearModel
+    Y: dict
+    X: dict
+    Z: dict
+    rec_allowed: dict
+
+    def choices(self, values: list[float]) -> dict[str, tuple[tuple, bool]]:
+        out: dict[str, tuple[tuple, bool]] = {}
+        for (name, opt, r), i in self.Y.items():
+            if values[i] > 0.5:
+                out[name] = (opt, bool(r))
+        for (name, opt), i in self.X.items():
+            if values[i] > 0.5:
+                out[name] = (opt, False)
+        return out
+
+
+def build_inner(tb: Tables, rec_allowed: dict[str, tuple[bool, ...]], capacity: float) -> Inner:
+    g = tb.graph
+    lm = LinearModel()
+    Y: dict = {}
+    X: dict = {}
+    Z: dict = {}
+    sel: dict[str, dict] = {}  # op -> {option: linear expr of "op picks option"}
+    for o in g.block:
+        sel[o.name] = {}
+        one: dict[int, float] = {}
+        for opt in tb.options(o):
+            e: dict[int, float] = {}
+            for r in rec_allowed[o.name]:
+                i = lm.binary(f"Y[{o.name},{opt},{int(r)}]")
+                Y[(o.name, opt, int(r))] = i
+                e[i] = 1.0
+                one[i] = 1.0
+            sel[o.name][opt] = e
+        lm.add(one, "==", 1.0, scale=1.0, name=f"one[{o.name}]")
+    for o in g.pre + g.post:
+        sel[o.name] = {}
+        one = {}
+        for opt in tb.options(o):
+            i = lm.binary(f"X[{o.name},{opt}]")
+            X[(o.name, opt)] = i
+            sel[o.name][opt] = {i: 1.0}
+            one[i] = 1.0
+        lm.add(one, "==", 1.0, scale=1.0, name=f"one[{o.name}]")
+
+    def rec_expr(name: str) -> dict[int, float]:
+        return {i: 1.0 for (n, _o, r), i in Y.items() if n == name and r == 1}
+
+    def op_expr(o, field_fn, recompute_fn=None) -> dict[int, float]:
+        """Σ over the op's (option[, r]) choices of a per-choice coefficient."""
+        e: dict[int, float] = {}
+        for opt in tb.options(o):
+            oc = tb.option_cost(o, opt)
+            if (o.name, opt) in X:
+                e[X[(o.name, opt)]] = field_fn(oc)
+            for r in (0, 1):
+                if (o.name, opt, r) in Y:
+                    e[Y[(o.name, opt, r)]] = field_fn(oc) + (recompute_fn(oc) if (r and recompute_fn) else 0.0)
+        return e
+
+    # ---- edges: pair variables with margins ------------------------------------------------
+    edge_time: dict = {}  # edge -> expr of its per-use time (without the recompute part)
+    edge_rc: dict = {}
+    for e in tb.edges:
+        prod, cons = g.op(e.producer), g.op(e.consumer)
+        expr: dict[int, float] = {}
+        fwd_expr: dict[int, float] = {}
+        saved = tb.saved_by(e)
+        zmap = {}
+        for op_ in tb.options(prod):
+            for oc_ in tb.options(cons):
+                ec = tb.edge_cost(e, op_, oc_)
+                i = lm.binary(f"Z[{e.tensor}:{e.producer}->{e.consumer}:{e.where},{op_},{oc_}]")
+                zmap[(op_, oc_)] = i
+                expr[i] = ec.fwd.time_s + ec.grad.time_s + (ec.fwd.time_s if saved else 0.0)
+                fwd_expr[i] = ec.fwd.time_s
+        Z[e] = zmap
+        for op_ in tb.options(prod):
+            row = {zmap[(op_, oc_)]: 1.0 for oc_ in tb.options(cons)}
+            add_expr(row, sel[prod.name][op_], -1.0)
+            lm.add(row, "==", 0.0, scale=1.0)
+        for oc_ in tb.options(cons):
+            row = {zmap[(op_, oc_)]: 1.0 for op_ in tb.options(prod)}
+            add_expr(row, sel[cons.name][oc_], -1.0)
+            lm.add(row, "==", 0.0, scale=1.0)
+        edge_time[e] = expr
+        if not saved and any(k[0] == cons.name and k[2] == 1 for k in Y):
+            big = max(fwd_expr.values(), default=0.0)
+            if big > 0:
+                rc = lm.continuous(f"RC[{e.tensor}->{e.consumer}:{e.where}]", big)
+                row = {rc: 1.0}
+                add_expr(row, fwd_expr, -1.0)
+                add_expr(row, rec_expr(cons.name), -big)
+                lm.add(row, ">=", -big)
+                edge_rc[e] = rc
+
+    # ---- per-layer block time and per-op pieces --------------------------------------------
+    layer: dict[int, float] = {}
+    for o in g.block:
+        add_expr(layer, op_expr(o, lambda c: c.fwd_s + c.bwd_s + c.fwd_comm.time_s + c.bwd_comm.time_s,
+                                lambda c: c.fwd_s + c.fwd_comm.time_s))
+    block_edges = [e for e in tb.edges if e.where == "block"]
+    wrap_edges = [e for e in tb.edges if e.where == "wrap"]
+    for e in block_edges:
+        add_expr(layer, edge_time[e])
+        if e in edge_rc:
+            layer[edge_rc[e]] = layer.get(edge_rc[e], 0.0) + 1.0
+    wrap: dict[int, float] = {}
+    for e in wrap_edges:
+        add_expr(wrap, edge_time[e])
+        if e in edge_rc:
+            wrap[edge_rc[e]] = wrap.get(edge_rc[e], 0.0) + 1.0
+    pre: dict[int, float] = {}
+    for o in g.pre:
+        add_expr(pre, op_expr(o, lambda c: c.fwd_s + c.bwd_s + c.fwd_comm.time_s + c.bwd_comm.time_s))
+    for e in (x for x in tb.edges if x.where == "pre"):
+        add_expr(pre, edge_time[e])
+        if e in edge_rc:
+            pre[edge_rc[e]] = pre.get(edge_rc[e], 0.0) + 1.0
+    post: dict[int, float] = {}
+    for o in g.post:
+        add_expr(post, op_expr(o, lambda c: c.fwd_s + c.bwd_s + c.fwd_comm.time_s + c.bwd_comm.time_s))
+    for e in (x for x in tb.edges if x.where == "post"):
+        add_expr(post, edge_time[e])
+    add2 = g.op("add2")
+    p2p = {}
+    for opt, ex in sel["add2"].items():
+        add_expr(p2p, ex, tb.p2p(opt).time_s * tb.virtual)
+
+    # ---- params, sync and memory -----------------------------------------------------------
+    params_layer: dict[int, float] = {}
+    wsync_layer: dict[int, float] = {}
+    for o in g.block:
+        add_expr(params_layer, op_expr(o, lambda c: c.params))
+        add_expr(wsync_layer, op_expr(o, lambda c: c.wsync.time_s))
+    params_pre, params_post, wsync_pre, wsync_post = {}, {}, {}, {}
+    for o in g.pre:
+        add_expr(params_pre, op_expr(o, lambda c: c.params))
+        add_expr(wsync_pre, op_expr(o, lambda c: c.wsync.time_s))
+    for o in g.post:
+        add_expr(params_post, op_expr(o, lambda c: c.params))
+        add_expr(wsync_post, op_expr(o, lambda c: c.wsync.time_s))
+    for opt, ex in sel["lm_head"].items():
+        add_expr(params_post, ex, tb.tied_head_params(opt))
+
+    dp_slope, dp_icpt = tb.dp_sync_rate()
+    state = cost.zero_state_bytes(1.0, tb.dp, tb.zero_stage, tb.fp32_grads, tb.work.dtype_bytes)
+    state_per_param = sum(state.values())
+    upd_per_param = cost.optimizer_update_time(1.0, tb.dp, tb.zero_stage, tb.hw.die)
+
+    # activations kept per layer (Checkmate): tensor memory expressions
+    need = {t for o in g.block for t in o.saved}
+    producers = {x.tensor: o for o in g.block for x in o.outputs}
+    act_layer: dict[int, float] = {}
+    for opt, ex in sel["add2"].items():  # the block input, always kept (in the block output's layout)
+        add_expr(act_layer, ex, tb.option_cost(add2, opt).out_bytes[g.block_output] / GB)
+    consumers_of: dict[str, list] = {}
+    for o in g.block:
+        for x in o.inputs:
+            consumers_of.setdefault(x.tensor, []).append(o)
+    for t, p in producers.items():
+        if t == g.block_output:
+            continue
+        kept: dict[int, float] = {}
+        for opt in tb.options(p):
+            if (p.name, opt, 0) in Y:
+                kept[Y[(p.name, opt, 0)]] = tb.option_cost(p, opt).out_bytes[t] / GB
+        if t in need:
+            add_expr(act_layer, kept)
+            continue
+        recs = [c for c in consumers_of.get(t, []) if any(k[0] == c.name and k[2] == 1 for k in Y)]
+        if not recs:
+            continue
+        big = max(kept.values(), default=0.0)
+        if big <= 0:
+            continue
+        k_var = lm.continuous(f"KEEP[{t}]", big, scale=GB)
+        for c in recs:
+            row = {k_var: 1.0}
+            add_expr(row, kept, -1.0)
+            add_expr(row, rec_expr(c.name), -big)
+            lm.add(row, ">=", -big, scale=GB)
+        act_layer[k_var] = act_layer.get(k_var, 0.0) + 1.0
+    post_saved: dict[int, float] = {}
+    for o in g.post:
+        for t in o.saved:
+            src = producers.get(t) if t != g.block_output else add2
+            if src is None:
+                src = next(q for q in g.post if any(x.tensor == t for x in q.outputs))
+            for opt, ex in sel[src.name].items():
+                add_expr(post_saved, ex, tb.option_cost(src, opt).out_bytes[t] / GB)
+    buffers: dict[int, float] = {}
+    for (name, opt, r), i in Y.items():
+        if r:
+            buffers[i] = sum(tb.option_cost(g.op(name), opt).out_bytes.values()) / GB
+
+    # ---- stage kinds -----------------------------------------------------------------------
+    big_t = 1e7
+    tmax = lm.continuous("TMAX", big_t)
+    dmax = lm.continuous("D", big_t)
+    counts: dict = {}
+    for s, L in enumerate(tb.layers_per_stage):
+        key = (L, s == 0, s == tb.pp - 1)
+        counts[key] = counts.get(key, 0) + 1
+    objective: dict[int, float] = {}
+    for kind in tb.stage_kinds:
+        L, first, last = kind.layers, kind.first, kind.last
+        key = (L, first, last)
+        t = lm.continuous(f"T[{L},{int(first)},{int(last)}]", big_t)
+        row = {t: 1.0}
+        add_expr(row, layer, -L)
+        add_expr(row, wrap, -(L - 1 if first else L))
+        if first:
+            add_expr(row, pre, -1.0)
+        if last:
+            add_expr(row, post, -1.0)
+        add_expr(row, p2p, -((0 if first else 1) + (0 if last else 1)))
+        lm.add(row, "==", 0.0, name=f"time{key}")
+        lm.add({tmax: 1.0, t: -1.0}, ">=", 0.0)
+        objective[t] = objective.get(t, 0.0) + counts[key] / tb.virtual
+        # parameters on one die of this stage (linear expression)
+        par: dict[int, float] = {}
+        add_expr(par, params_layer, L)
+        if first:
+            add_expr(par, params_pre)
+        if last:
+            add_expr(par, params_post)
+        # sync after the pipeline: D ≥ dp sync + weight-grad all-reduces + Adam update
+        row = {dmax: 1.0}
+        add_expr(row, par, -(dp_slope.time_s + upd_per_param))
+        add_expr(row, wsync_layer, -L)
+        if first:
+            add_expr(row, wsync_pre, -1.0)
+        if last:
+            add_expr(row, wsync_post, -1.0)
+        lm.add(row, ">=", dp_icpt.time_s if tb.dp > 1 else 0.0, name=f"sync{key}")
+        # memory of one die of this stage ≤ capacity (GB)
+        mem: dict[int, float] = {}
+        add_expr(mem, par, state_per_param / GB)
+        act: dict[int, float] = {}
+        add_expr(act, act_layer, L)
+        if last:
+            add_expr(act, post_saved)
+        add_expr(mem, act, tb.in_flight(kind.index))
+        add_expr(mem, buffers)
+        lm.add(mem, "<=", capacity / GB, scale=GB, name=f"memory{key}")
+    objective[tmax] = tb.m - 1.0 / tb.virtual
+    objective[dmax] = 1.0
+    lm.minimize(objective)
+    lm.objective_scale = 1e9 * tb.virtual
+    return Inner(lm, Y, X, Z, rec_allowed)

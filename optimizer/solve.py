@@ -1,0 +1,239 @@
+"""solve(): outer enumeration of degrees with valid lower bounds, inner MILP/CP-SAT per point.
+
+Every outer point gets a cheap lower bound (each op at its fastest option, no communication, no
+recompute, the pipeline formula applied to that) and a memory lower bound (each term at its
+least). Points are solved best bound first; once the next bound is no better than the incumbent
+the search stops, and the incumbent is proven optimal. The reported bound is the least of the
+bounds of points left unsolved and of the inner solvers' own bounds, so it is honest under a
+time limit.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from pydantic import BaseModel, ConfigDict
+
+from hw import loader as hw_loader
+from hw.loader import ConfigError
+from hw.schema import Hardware
+from models.graph import build_graph
+from models.schema import Workload
+
+from . import cost
+from .evaluate import evaluate
+from .formulation.backends import BACKENDS, solve_model
+from .formulation.inner import build_inner
+from .mapping import Mapping, OpChoice, Report
+from .space import OuterPoint, Space, get_space
+from .tables import Tables, balanced_layers, default_groups
+
+OBJECTIVES = ("time",)
+REL_TOL = 1e-9
+
+
+class Solution(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    status: str  # optimal | feasible | infeasible | timeout
+    mapping: Mapping | None = None
+    report: Report | None = None
+    objective_s: float | None = None
+    bound_s: float | None = None
+    gap: float | None = None
+    solve_time_s: float = 0.0
+    explanation: str = ""
+    points_total: int = 0
+    points_solved: int = 0
+    points_pruned: int = 0
+    backend: str = "cpsat"
+    space: str = "full"
+
+
+@dataclass
+class Progress:
+    """What a long solve reports as it goes (for a progress bar)."""
+
+    solved: int = 0
+    total: int = 0
+    incumbent_s: float | None = None
+    bound_s: float | None = None
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class _Probe:
+    """Per (group shape, micro-batch): fastest compute of each op, least memory of each term."""
+
+    tables: Tables
+    layer_s: float
+    pre_s: float
+    post_s: float
+    params_layer: float
+    params_pre: float
+    params_post: float
+    act_layer: float
+
+
+def _probe(work: Workload, hw: Hardware, space: Space, shape: tuple[int, int], mb: int) -> _Probe | None:
+    graph = build_graph(work.model, mb, work.seq_len, work.dtype_bytes)
+    groups = default_groups(hw, 1, 1, shape)
+    if groups is None:
+        return None
+    allowed = space.allowed_options(graph, shape)
+    tb = Tables(graph, work, hw, 1, 1, shape, mb, 0, 1, (work.model.layers,), groups, allowed, space.fp32_grads)
+
+    def least(ops, fn) -> float:
+        return sum(min(fn(tb.option_cost(o, opt)) for opt in tb.options(o)) for o in ops)
+
+    add2 = graph.op("add2")
+    x_bytes = min(tb.option_cost(add2, opt).out_bytes[graph.block_output] for opt in tb.options(add2))
+    return _Probe(tb, least(graph.block, lambda c: c.fwd_s + c.bwd_s), least(graph.pre, lambda c: c.fwd_s + c.bwd_s),
+                  least(graph.post, lambda c: c.fwd_s + c.bwd_s), least(graph.block, lambda c: c.params),
+                  least(graph.pre, lambda c: c.params), least(graph.post, lambda c: c.params), x_bytes)
+
+
+def _bounds(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space: Space) -> tuple[float, float]:
+    """(step-time lower bound, least memory per die) of an outer point."""
+    lps = balanced_layers(work.model.layers, pt.pp)
+    m = work.global_batch // (pt.dp * pt.micro_batch)
+    times, mem, sync = [], 0.0, 0.0
+    for s, L in enumerate(lps):
+        first, last = s == 0, s == pt.pp - 1
+        times.append(L * pr.layer_s + (pr.pre_s if first else 0) + (pr.post_s if last else 0))
+        params = L * pr.params_layer + (pr.params_pre if first else 0) + (pr.params_post if last else 0)
+        state = sum(cost.zero_state_bytes(params, pt.dp, pt.zero_stage, space.fp32_grads, work.dtype_bytes).values())
+        act = L * pr.act_layer * cost.micro_batches_in_flight(s, pt.pp, m, pt.virtual)
+        mem = max(mem, state + act)
+        sync = max(sync, cost.optimizer_update_time(params, pt.dp, pt.zero_stage, hw.die))
+    return cost.pipeline_time(times, m, pt.virtual) + sync, mem
+
+
+def _tables(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space: Space) -> Tables | None:
+    groups = default_groups(hw, pt.pp, pt.dp, pt.shape)
+    if groups is None:
+        return None
+    base = pr.tables
+    return Tables(base.graph, work, hw, pt.pp, pt.dp, pt.shape, pt.micro_batch, pt.zero_stage, pt.virtual,
+                  balanced_layers(work.model.layers, pt.pp), groups, base.allowed, space.fp32_grads)
+
+
+def _mapping(pt: OuterPoint, tb: Tables, choices: dict, space: Space) -> Mapping:
+    return Mapping(
+        pp=pt.pp, dp=pt.dp, tp_shape=pt.shape, micro_batch=pt.micro_batch, zero_stage=pt.zero_stage,
+        schedule="interleaved" if pt.virtual > 1 else "1f1b", virtual_stages=pt.virtual,
+        layers_per_stage=tb.layers_per_stage,
+        ops={k: OpChoice(split=v[0], recompute=v[1]) for k, v in choices.items()},
+        groups=tb.groups, fp32_grad_accumulation=space.fp32_grads, name=f"{space.name} optimum",
+    )
+
+
+def _check_args(space: str, backend: str, objective: str, time_limit_s: float) -> None:
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
+    if objective not in OBJECTIVES:
+        raise ConfigError(f"objective {objective!r} is not supported; allowed: {', '.join(OBJECTIVES)}")
+    if not (time_limit_s > 0):
+        raise ConfigError(f"time_limit_s must be > 0, got {time_limit_s}")
+    get_space(space)
+
+
+def solve(work: Workload, hardware: Hardware | str, space: str = "full", backend: str = "cpsat",
+          objective: str = "time", time_limit_s: float = 60.0, threads: int | None = None,
+          progress: Callable[[Progress], None] | None = None) -> Solution:
+    """The best mapping of `work` on `hardware` inside `space`, with a proven lower bound."""
+    _check_args(space, backend, objective, time_limit_s)
+    hw = hw_loader.load(hardware) if isinstance(hardware, str) else hardware
+    sp = get_space(space)
+    threads = threads or min(8, os.cpu_count() or 1)
+    t0 = time.perf_counter()
+    deadline = t0 + time_limit_s
+
+    probes: dict = {}
+    heap: list = []
+    least_mem = float("inf")
+    total = pruned_mem = 0
+    for pt in sp.outer_points(work, hw):
+        if pt.dies > hw.num_dies:
+            continue
+        key = (pt.shape, pt.micro_batch)
+        if key not in probes:
+            probes[key] = _probe(work, hw, sp, *key)
+        pr = probes[key]
+        if pr is None:
+            continue
+        total += 1
+        lb, mem = _bounds(pt, pr, work, hw, sp)
+        least_mem = min(least_mem, mem)
+        if mem > hw.die.memory_bytes:
+            pruned_mem += 1
+            continue
+        heapq.heappush(heap, (lb, total, pt))
+
+    best: tuple[float, Mapping, float] | None = None  # (objective, mapping, inner bound)
+    solved = 0
+    open_bounds: list[float] = []  # bounds of points whose inner solve did not finish
+    timed_out = False
+    while heap:
+        lb, _, pt = heap[0]
+        if best is not None and lb >= best[0] * (1 - REL_TOL):
+            break
+        remaining = deadline - time.perf_counter()
+        if remaining <= 0:
+            timed_out = True
+            break
+        heapq.heappop(heap)
+        pr = probes[(pt.shape, pt.micro_batch)]
+        tb = _tables(pt, pr, work, hw, sp)
+        if tb is None:
+            continue
+        inner = build_inner(tb, sp.recompute_allowed(tb.graph, pt.recompute_policy), hw.die.memory_bytes)
+        res = solve_model(inner.model, backend, remaining, threads)
+        solved += 1
+        if res.status in ("optimal", "feasible") and res.values is not None:
+            mp = _mapping(pt, tb, inner.choices(res.values), sp)
+            if best is None or res.objective < best[0]:
+                best = (res.objective, mp, res.bound if res.bound is not None else lb)
+            if res.status == "feasible":
+                open_bounds.append(max(lb, res.bound if res.bound is not None else lb))
+        elif res.status == "timeout":
+            open_bounds.append(max(lb, res.bound) if res.bound is not None else lb)
+            timed_out = True
+        if progress:
+            progress(Progress(solved, total, best[0] if best else None, lb))
+
+    elapsed = time.perf_counter() - t0
+    unexplored = [h[0] for h in heap]
+    if best is None:
+        if timed_out or (unexplored and not heap == []):
+            bound = min(unexplored + open_bounds) if (unexplored or open_bounds) else None
+            return Solution(status="timeout", bound_s=bound, solve_time_s=elapsed, points_total=total,
+                            points_solved=solved, backend=backend, space=space,
+                            explanation="no feasible mapping found within the time limit")
+        return Solution(status="infeasible", solve_time_s=elapsed, points_total=total, points_solved=solved,
+                        points_pruned=pruned_mem, backend=backend, space=space,
+                        explanation=_why_infeasible(least_mem, hw, work, space))
+    obj, mp, _ = best
+    cand = [obj] + open_bounds + (unexplored if timed_out else [])
+    bound = min(cand)
+    report = evaluate(mp, work, hw)
+    optimal = not timed_out and not open_bounds
+    status = "optimal" if optimal else ("feasible" if not timed_out else "timeout")
+    gap = (report.step_time_s - bound) / bound if bound > 0 else 0.0
+    return Solution(status=status, mapping=mp, report=report, objective_s=obj, bound_s=bound if not optimal else obj,
+                    gap=max(gap, 0.0) if not optimal else (report.step_time_s - obj) / obj,
+                    solve_time_s=elapsed, points_total=total, points_solved=solved,
+                    points_pruned=total - solved, backend=backend, space=space)
+
+
+def _why_infeasible(least_mem: float, hw: Hardware, work: Workload, space: str) -> str:
+    cap = hw.die.memory_bytes
+    if least_mem == float("inf"):
+        return (f"no outer point of space {space!r} fits {work.model.name} on {hw.name} "
+                f"({hw.num_dies} usable dies): no degrees divide the batch or tile the grid")
+    return (f"infeasible: the least memory per die any mapping in space {space!r} needs is "
+            f"{least_mem / 1e9:.2f} GB, but {hw.name} has {cap / 1e9:.2f} GB per die")

@@ -1,0 +1,159 @@
+"""The strategy space (operator-centric encoding) and its named restrictions.
+
+Outer degrees, enumerated: pipeline stages p, data-parallel replicas d, tensor group r×c, micro-
+batch b, ZeRO stage, schedule (1F1B or interleaved with v chunks). Inner, per operator of the
+block (the solver's variables): one partition option (sharding.options) and a recompute flag.
+
+Named restrictions reproduce what peers search:
+  full       everything
+  megatron   1D TP (heads / column-row linears, vocab-parallel head) inside a node, optional
+             sequence parallelism, recompute none / selective / full, PP and DP; ZeRO 0
+  deepspeed  no tensor split; ZeRO 1–3 data parallelism; activation checkpointing on or off
+  accpar     each linear picks AccPar's type I (batch), II (reduced dim) or III (output dim) on a
+             1D group; no pipeline, no recompute
+  hecaton    2D weight-stationary partition of every linear on one r×c group spanning the grid
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+from hw.loader import ConfigError
+from hw.schema import Hardware
+from models.graph import Graph, recompute_set
+from models.schema import Workload
+
+from .sharding import Option, options as op_options
+
+SPACES = ("full", "megatron", "deepspeed", "accpar", "hecaton")
+MICRO_BATCHES = (1, 2, 4, 8, 16, 32)
+LINEARS = ("q_proj", "kv_proj", "out_proj", "fc1", "fc2", "lm_head")
+
+
+@dataclass(frozen=True)
+class OuterPoint:
+    pp: int
+    dp: int
+    shape: tuple[int, int]
+    micro_batch: int
+    zero_stage: int
+    virtual: int = 1
+    recompute_policy: str | None = None  # fixed policy (megatron, deepspeed), None = solver's choice
+
+    @property
+    def dies(self) -> int:
+        return self.pp * self.dp * self.shape[0] * self.shape[1]
+
+
+@dataclass(frozen=True)
+class Space:
+    name: str
+    zero_stages: tuple[int, ...] = (0, 1, 2, 3)
+    virtual: tuple[int, ...] = (1, 2)
+    pipeline: bool = True
+    tensor: bool = True
+    recompute_policies: tuple[str | None, ...] = (None,)
+    fp32_grads: bool = False
+    whole_grid: bool = False
+    free_ops: frozenset[str] | None = None  # if set, every other op is fixed: replicated, stored
+
+    def shapes(self, hw: Hardware) -> list[tuple[int, int]]:
+        """Tensor group shapes r×c that tile the grid."""
+        if not self.tensor:
+            return [(1, 1)]
+        if self.whole_grid:
+            return [(hw.rows, hw.cols)]
+        out = []
+        for r in range(1, hw.rows + 1):
+            for c in range(1, hw.cols + 1):
+                if hw.rows % r or hw.cols % c:
+                    continue
+                if hw.topology.kind == "switched" and r > 1 and c != hw.cols:
+                    continue  # a group spanning nodes takes whole nodes
+                if self.name == "megatron" and r > 1 and hw.topology.kind == "switched":
+                    continue  # Megatron keeps TP inside a node
+                if self.name in ("megatron", "accpar") and r > 1 and c > 1 and hw.topology.kind == "switched":
+                    continue
+                out.append((r, c))
+        return out
+
+    def outer_points(self, work: Workload, hw: Hardware) -> Iterator[OuterPoint]:
+        L, B = work.model.layers, work.global_batch
+        for shape in self.shapes(hw):
+            tiles = (hw.rows // shape[0]) * (hw.cols // shape[1])
+            for pp in (range(1, min(L, tiles) + 1) if self.pipeline else (1,)):
+                for dp in range(1, tiles // pp + 1):
+                    if self.whole_grid and dp != 1:
+                        continue
+                    for mb in MICRO_BATCHES:
+                        if B % (dp * mb):
+                            continue
+                        for z in self.zero_stages:
+                            if z and dp == 1:
+                                continue
+                            for v in self.virtual:
+                                if v > 1 and (pp == 1 or (L // pp) % v or L % pp):
+                                    continue
+                                for pol in self.recompute_policies:
+                                    yield OuterPoint(pp, dp, shape, mb, z, v, pol)
+
+    def allowed_options(self, graph: Graph, shape: tuple[int, int]) -> dict[str, list[Option]]:
+        """Per operator, the partition options this space lets it choose on a group of `shape`."""
+        out = {}
+        for o in graph.block + graph.pre + graph.post:
+            opts = op_options(o, graph.sizes, shape, graph.tensors)
+            if self.free_ops is not None and o.name not in self.free_ops:
+                opts = [(None, None)]
+            out[o.name] = [x for x in opts if self._admits(o.name, o.kind, x, graph)] or [(None, None)]
+        return out
+
+    def _admits(self, name: str, kind: str, opt: Option, graph: Graph) -> bool:
+        if self.name == "full":
+            return True
+        if self.name == "deepspeed":
+            return opt == (None, None)
+        uniform = opt[0] == opt[1]
+        if self.name == "megatron":
+            fixed = {"q_proj": "a", "kv_proj": "g", "qk": "a", "softmax": "a", "attn_dropout": "a", "av": "a",
+                     "out_proj": "a", "fc1": "f", "act": "f", "fc2": "f", "embedding": "v", "lm_head": "v",
+                     "loss": "v"}
+            if name in fixed:
+                return uniform and opt[0] in (fixed[name], None)
+            return uniform and opt[0] in ("s", None)  # norms, dropouts, residuals: SP or replicated
+        if self.name == "accpar":
+            if not uniform:
+                return False
+            if name in LINEARS:
+                return opt[0] in (None, "b", "k", "n", "a", "f", "g", "v")
+            return opt[0] in (None, "b", "a", "f", "g", "v")
+        if self.name == "hecaton":
+            if kind == "matmul" and name in LINEARS:
+                return opt[0] is not None and opt[1] is not None and opt[0] != opt[1]
+            return True
+        return True
+
+    def recompute_allowed(self, graph: Graph, policy: str | None) -> dict[str, tuple[bool, ...]]:
+        """Per block op, the recompute values the solver may pick (fixed by a policy if given)."""
+        if self.name == "accpar":
+            return {o.name: (False,) for o in graph.block}
+        if policy is None:
+            free = self.free_ops
+            return {o.name: ((False, True) if free is None or o.name in free else (False,)) for o in graph.block}
+        rec = recompute_set(graph, policy)
+        return {o.name: (o.name in rec,) for o in graph.block}
+
+
+def get_space(name: str) -> Space:
+    if name == "full":
+        return Space("full")
+    if name == "megatron":
+        return Space("megatron", zero_stages=(0,), recompute_policies=("none", "selective", "full"), fp32_grads=True)
+    if name == "deepspeed":
+        return Space("deepspeed", zero_stages=(1, 2, 3), virtual=(1,), pipeline=False, tensor=False,
+                     recompute_policies=("none", "full"))
+    if name == "accpar":
+        return Space("accpar", zero_stages=(0,), virtual=(1,), pipeline=False, recompute_policies=("none",))
+    if name == "hecaton":
+        return Space("hecaton", zero_stages=(0,), virtual=(1,), pipeline=False, whole_grid=True)
+    raise ConfigError(f"unknown space {name!r}; allowed: {', '.join(SPACES)}")

@@ -1,0 +1,175 @@
+"""The `meshmap` command line: presets, evaluate, and the error contract of DESIGN.md ("An error
+is one line on stderr and exit code 2, never a traceback")."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import hw
+import models
+import optimizer
+from optimizer.cli import app
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def assert_one_line_error(result, *needles: str) -> None:
+    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr)
+    err = result.stderr.strip()
+    assert err.startswith("error: ")
+    assert len(err.splitlines()) == 1, err
+    assert "Traceback" not in result.stdout + result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    for n in needles:
+        assert n in err, err
+
+
+# ------------------------------------------------------------------------------------------ presets
+
+def test_presets_lists_hardware_and_models():
+    result = run("presets")
+    assert result.exit_code == 0, result.stderr
+    assert "dgx-a100" in result.stdout
+    assert "llama2-70b" in result.stdout
+    assert "wse2" in result.stdout
+
+
+def test_presets_json():
+    result = run("presets", "--json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert {r["name"] for r in data["hardware"]} == set(hw.presets())
+    assert {r["name"] for r in data["models"]} == set(models.presets())
+    a100 = next(r for r in data["hardware"] if r["name"] == "dgx-a100")
+    assert a100["bf16_tflops_per_die"] == pytest.approx(312.0)  # A100 datasheet: 312 TFLOPS BF16 dense
+
+
+def _console_script() -> str:
+    script = Path(sys.executable).parent / "meshmap"
+    if script.exists():
+        return str(script)
+    found = shutil.which("meshmap")
+    if found is None:
+        pytest.skip("the `meshmap` console script is not installed (pip install -e .)")
+    return found
+
+
+def test_console_script_presets():
+    proc = subprocess.run([_console_script(), "presets"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "dgx-a100" in proc.stdout
+    assert "llama2-70b" in proc.stdout
+
+
+# ----------------------------------------------------------------------------------------- evaluate
+
+def test_evaluate_json_megatron_1_7b():
+    result = run("evaluate", "--model", "megatron-1.7b", "--hw", "dgx-a100", "--json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)  # exactly one JSON object on stdout
+    assert data["step_time_s"] > 0
+    for key in ("tokens_per_s", "mfu", "tflops_per_device", "energy_j", "peak_memory_bytes", "fits"):
+        assert key in data
+    assert isinstance(data["memory"], dict) and "activations" in data["memory"]
+    assert isinstance(data["breakdown"], dict) and "compute" in data["breakdown"]
+    # defaults: batch 512, the model's seq_len, dp = usable dies / (tp*pp) = 32 on 4 DGX nodes
+    assert data["global_batch"] == 512 and data["seq_len"] == 2048
+    assert data["devices"] == 32
+
+
+def test_evaluate_flags_match_library():
+    args = ["evaluate", "--model", "megatron-18.4b", "--hw", "dgx-a100", "--nodes", "32", "--tp", "8",
+            "--pp", "1", "--micro-batch", "8", "--batch", "1024", "--json"]
+    result = run(*args)
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    work = models.Workload(model=models.load("megatron-18.4b"), global_batch=1024)
+    machine = hw.load("dgx-a100", nodes=32)
+    m = optimizer.baselines.megatron(work, machine, tp=8, pp=1, dp=32, micro_batch=8, recompute="full")
+    rep = optimizer.evaluate(m, work, machine)
+    assert data["step_time_s"] == pytest.approx(rep.step_time_s)
+    assert data["tflops_per_device"] == pytest.approx(rep.tflops_per_device)
+
+
+def test_evaluate_table_output():
+    result = run("evaluate", "--model", "megatron-1.7b", "--hw", "dgx-a100", "--recompute", "selective",
+                 "--tp", "2", "--sequence-parallel")
+    assert result.exit_code == 0, result.stderr
+    for word in ("step time", "tokens/s", "MFU", "peak memory", "fits", "activations", "compute"):
+        assert word in result.stdout
+
+
+def test_evaluate_plan_file(tmp_path):
+    work = models.Workload(model=models.load("megatron-1.7b"), global_batch=512)
+    machine = hw.load("dgx-a100")
+    m = optimizer.baselines.megatron(work, machine, tp=2, pp=2, dp=8, micro_batch=2, recompute="selective")
+    expected = optimizer.evaluate(m, work, machine).step_time_s
+    for name in ("plan.json", "plan.yaml"):
+        path = tmp_path / name
+        m.save(path)
+        result = run("evaluate", str(path), "--model", "megatron-1.7b", "--hw", "dgx-a100", "--json")
+        assert result.exit_code == 0, result.stderr
+        assert json.loads(result.stdout)["step_time_s"] == pytest.approx(expected)
+
+
+# ------------------------------------------------------------------------------------------- errors
+
+def test_unknown_model():
+    assert_one_line_error(run("evaluate", "--model", "no-such-model", "--hw", "dgx-a100"), "no-such-model",
+                          "llama2-70b")  # an unknown preset lists the known ones
+
+
+def test_unknown_hardware():
+    assert_one_line_error(run("evaluate", "--model", "megatron-1.7b", "--hw", "no-such-hw"), "no-such-hw",
+                          "dgx-a100")
+
+
+def test_bad_recompute():
+    assert_one_line_error(run("evaluate", "--model", "megatron-1.7b", "--hw", "dgx-a100", "--recompute", "bogus"),
+                          "--recompute", "bogus")
+
+
+def test_missing_plan_file(tmp_path):
+    missing = tmp_path / "missing.json"
+    assert_one_line_error(run("evaluate", str(missing), "--model", "megatron-1.7b", "--hw", "dgx-a100"),
+                          "not found")
+
+
+@pytest.mark.parametrize("args", [
+    ["evaluate", "--hw", "dgx-a100"],                                              # no --model
+    ["evaluate", "--model", "megatron-1.7b", "--hw", "dgx-a100", "--tp", "3"],     # does not tile a node
+    ["evaluate", "--model", "megatron-1.7b", "--hw", "dgx-a100", "--dp", "7"],     # batch not divisible
+    ["evaluate", "--model", "megatron-1.7b", "--hw", "dgx-a100", "--dp", "64"],    # more dies than exist
+    ["evaluate", "--model", "megatron-1.7b", "--hw", "dgx-a100", "--tp", "0"],
+    ["evaluate", "--model", "megatron-1.7b", "--hw", "dgx-a100", "--tp", "abc"],   # typer's own usage error
+    ["evaluate", "--model", "megatron-1.7b", "--hw", "dgx-a100", "--no-such-flag"],
+    ["no-such-command"],
+])
+def test_other_errors_are_one_line(args):
+    assert_one_line_error(run(*args))
+
+
+def test_invalid_plan_file(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"pp": "x"}')
+    assert_one_line_error(run("evaluate", str(bad), "--model", "megatron-1.7b", "--hw", "dgx-a100"), "pp")
+    bad.write_text("{not json")
+    assert_one_line_error(run("evaluate", str(bad), "--model", "megatron-1.7b", "--hw", "dgx-a100"))
+
+
+def test_plan_and_flags_conflict(tmp_path):
+    plan = tmp_path / "plan.json"
+    optimizer.Mapping().save(plan)
+    assert_one_line_error(run("evaluate", str(plan), "--model", "megatron-1.7b", "--hw", "dgx-a100", "--tp", "2"),
+                          "--tp")
