@@ -1,6 +1,6 @@
 """`meshmap` — the command line (typer + rich).
 
-Commands: `presets`, `evaluate`. Every error is one line on stderr (`error: ...`) and exit code 2,
+Commands: `presets`, `evaluate`, `solve`. Every error is one line on stderr (`error: ...`) and exit code 2,
 never a traceback. `--json` prints one flat JSON object on stdout.
 """
 
@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import typer
+import yaml
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from typer.core import TyperGroup
 
@@ -23,7 +25,12 @@ import models
 
 from . import baselines
 from .evaluate import evaluate as evaluate_mapping
+from .formulation.backends import BACKENDS
 from .mapping import Mapping, Report
+from .solve import OBJECTIVES, Solution
+from .solve import Progress as SolveProgress
+from .solve import solve as solve_workload
+from .space import SPACES
 
 EXIT_ERROR = 2
 
@@ -241,12 +248,39 @@ def print_report(rep: Report, title: str = "") -> None:
     _console().print(t)
 
 
-def _hardware(name: str, nodes: Optional[int]) -> hw.Hardware:
-    if nodes is not None:
-        if nodes <= 0:
-            raise UsageError(f"--nodes must be > 0, got {nodes}")
-        return hw.load(name, nodes=nodes)
-    return hw.load(name)
+def _hw_overrides(nodes: Optional[int] = None, rows: Optional[int] = None, cols: Optional[int] = None,
+                  sram_bytes: Optional[float] = None) -> dict[str, Any]:
+    """The hardware overrides the user gave (only those), each checked to be > 0."""
+    given = {"nodes": nodes, "rows": rows, "cols": cols, "sram_bytes": sram_bytes}
+    out: dict[str, Any] = {}
+    for key, value in given.items():
+        if value is None:
+            continue
+        if not (value > 0) or (isinstance(value, float) and not math.isfinite(value)):
+            raise UsageError(f"--{key.replace('_', '-')} must be > 0, got {value}")
+        out[key] = value
+    if "nodes" in out and "rows" in out:
+        raise UsageError("give either --nodes or --rows (both set the grid rows), not both")
+    return out
+
+
+def _hardware(name: str, overrides: dict[str, Any]) -> hw.Hardware:
+    return hw.load(name, **overrides)
+
+
+def _read_plan_context(path: Path) -> dict[str, Any]:
+    """What a plan file saved by `meshmap solve --out` records besides the mapping (model, hw, batch, …).
+
+    A bare mapping file records nothing: {}. Call after Mapping.load, which reports unreadable files.
+    """
+    try:
+        text = path.read_text()
+        data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+    except (OSError, ValueError, yaml.YAMLError):
+        return {}
+    if not isinstance(data, dict) or "mapping" not in data or "pp" in data:
+        return {}
+    return data
 
 
 @app.command()
@@ -255,9 +289,12 @@ def evaluate(
     plan: Optional[Path] = typer.Argument(None, help="a mapping (plan) JSON/YAML file; omit to build a Megatron mapping"),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="model preset or YAML/config.json path"),
     hardware: Optional[str] = typer.Option(None, "--hw", help="hardware preset or YAML path"),
-    batch: int = typer.Option(512, "--batch", help="global batch, sequences per step"),
-    seq: Optional[int] = typer.Option(None, "--seq", help="sequence length (default: the model's)"),
+    batch: Optional[int] = typer.Option(None, "--batch", help="global batch, sequences per step (default: the plan's, else 512)"),
+    seq: Optional[int] = typer.Option(None, "--seq", help="sequence length (default: the plan's, else the model's)"),
     nodes: Optional[int] = typer.Option(None, "--nodes", help="nodes of a GPU cluster (grid rows)"),
+    rows: Optional[int] = typer.Option(None, "--rows", help="override the grid rows"),
+    cols: Optional[int] = typer.Option(None, "--cols", help="override the grid columns (GPUs per node on a cluster)"),
+    sram_bytes: Optional[float] = typer.Option(None, "--sram-bytes", help="override the SRAM per die, bytes"),
     tp: Optional[int] = typer.Option(None, "--tp", help="tensor-parallel size (default 1)"),
     pp: Optional[int] = typer.Option(None, "--pp", help="pipeline stages (default 1)"),
     dp: Optional[int] = typer.Option(None, "--dp", help="data-parallel replicas (default: usable dies / (tp*pp))"),
@@ -266,26 +303,49 @@ def evaluate(
     sequence_parallel: bool = typer.Option(False, "--sequence-parallel", help="Megatron sequence parallelism"),
     json_out: bool = typer.Option(False, "--json", help="print one flat JSON object"),
 ) -> None:
-    """Score a mapping: a plan file, or a Megatron-LM configuration built from --tp/--pp/--dp/…"""
-    if model is None:
-        raise UsageError("--model is required (a preset name; see `meshmap presets`)")
-    if hardware is None:
-        raise UsageError("--hw is required (a preset name; see `meshmap presets`)")
+    """Score a mapping: a plan file, or a Megatron-LM configuration built from --tp/--pp/--dp/…
+
+    A plan saved by `meshmap solve --out` records its model, hardware (with overrides), batch and
+    sequence length; those are the defaults here, and any option given wins.
+    """
     if recompute is not None and recompute not in RECOMPUTE:
         raise UsageError(f"--recompute must be one of {', '.join(RECOMPUTE)}; got {recompute!r}")
-    if batch <= 0:
-        raise UsageError(f"--batch must be > 0, got {batch}")
-    if seq is not None and seq <= 0:
-        raise UsageError(f"--seq must be > 0, got {seq}")
     megatron_flags = {"--tp": tp, "--pp": pp, "--dp": dp, "--micro-batch": micro_batch, "--recompute": recompute}
     given = [k for k, v in megatron_flags.items() if v is not None] + (["--sequence-parallel"] if sequence_parallel else [])
     if plan is not None and given:
         raise UsageError(f"give either a plan file or {', '.join(given)}, not both")
+    overrides = _hw_overrides(nodes, rows, cols, sram_bytes)
+    mapping = Mapping.load(plan) if plan is not None else None
+    ctx = _read_plan_context(plan) if plan is not None else {}
+    if model is None:
+        model = ctx.get("model")
+    if hardware is None:
+        hardware = ctx.get("hw")
+        plan_overrides = ctx.get("hw_overrides") or {}
+        if not isinstance(plan_overrides, dict):
+            raise UsageError(f"plan file {plan}: hw_overrides must be a mapping, got {plan_overrides!r}")
+        if "nodes" in overrides:
+            plan_overrides = {k: v for k, v in plan_overrides.items() if k != "rows"}
+        if "rows" in overrides:
+            plan_overrides = {k: v for k, v in plan_overrides.items() if k != "nodes"}
+        overrides = {**plan_overrides, **overrides}
+    hint = " or a plan file saved by `meshmap solve --out`" if plan is not None else ""
+    if model is None:
+        raise UsageError(f"--model is required (a preset name; see `meshmap presets`){hint}")
+    if hardware is None:
+        raise UsageError(f"--hw is required (a preset name; see `meshmap presets`){hint}")
+    if batch is None:
+        batch = ctx.get("global_batch", 512)
+    if seq is None:
+        seq = ctx.get("seq_len")
+    if not isinstance(batch, int) or batch <= 0:
+        raise UsageError(f"--batch must be > 0, got {batch}")
+    if seq is not None and (not isinstance(seq, int) or seq <= 0):
+        raise UsageError(f"--seq must be > 0, got {seq}")
 
-    work = models.Workload(model=models.load(model), global_batch=batch, seq_len=seq)
-    machine = _hardware(hardware, nodes)
-    if plan is not None:
-        mapping = Mapping.load(plan)
+    work = models.Workload(model=models.load(str(model)), global_batch=batch, seq_len=seq)
+    machine = _hardware(str(hardware), overrides)
+    if mapping is not None:
         title = mapping.name or str(plan.name)
     else:
         tp_ = tp if tp is not None else 1

@@ -142,13 +142,14 @@ def _check_args(space: str, backend: str, objective: str, time_limit_s: float) -
     get_space(space)
 
 
-def solve(work: Workload, hardware: Hardware | str, space: str = "full", backend: str = "cpsat",
+def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full", backend: str = "cpsat",
           objective: str = "time", time_limit_s: float = 60.0, threads: int | None = None,
           progress: Callable[[Progress], None] | None = None) -> Solution:
     """The best mapping of `work` on `hardware` inside `space`, with a proven lower bound."""
     _check_args(space, backend, objective, time_limit_s)
     hw = hw_loader.load(hardware) if isinstance(hardware, str) else hardware
     sp = get_space(space)
+    space = sp.name
     threads = threads or min(8, os.cpu_count() or 1)
     t0 = time.perf_counter()
     deadline = t0 + time_limit_s

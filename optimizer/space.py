@@ -57,6 +57,7 @@ class Space:
     fp32_grads: bool = False
     whole_grid: bool = False
     free_ops: frozenset[str] | None = None  # if set, every other op is fixed: replicated, stored
+    points: tuple[OuterPoint, ...] | None = None  # if set, exactly these outer points
 
     def shapes(self, hw: Hardware) -> list[tuple[int, int]]:
         """Tensor group shapes r×c that tile the grid."""
@@ -79,6 +80,9 @@ class Space:
         return out
 
     def outer_points(self, work: Workload, hw: Hardware) -> Iterator[OuterPoint]:
+        if self.points is not None:
+            yield from self.points
+            return
         L, B = work.model.layers, work.global_batch
         for shape in self.shapes(hw):
             tiles = (hw.rows // shape[0]) * (hw.cols // shape[1])
@@ -144,7 +148,9 @@ class Space:
         return {o.name: (o.name in rec,) for o in graph.block}
 
 
-def get_space(name: str) -> Space:
+def get_space(name: "str | Space") -> Space:
+    if isinstance(name, Space):
+        return name
     if name == "full":
         return Space("full")
     if name == "megatron":

@@ -1,0 +1,95 @@
+"""Exhaustive enumeration of a strategy space, scored by the evaluator: the solver's check on
+small spaces, and the baseline of the speed benchmark (with a measured per-mapping cost)."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass
+from math import prod
+
+from hw.schema import Hardware
+from models.schema import Workload
+
+from . import cost
+from .evaluate import score_stage
+from .mapping import OpChoice
+from .solve import _probe, _tables
+from .space import OuterPoint, Space, get_space
+
+
+@dataclass
+class BruteForce:
+    best_s: float | None
+    best_point: OuterPoint | None
+    best_choices: dict | None
+    evaluated: int
+    space_size: int
+    seconds: float
+
+
+def _choices(tb, sp: Space, pt: OuterPoint) -> list[tuple[str, list[OpChoice]]]:
+    rec = sp.recompute_allowed(tb.graph, pt.recompute_policy)
+    out = []
+    for o in tb.graph.block + tb.graph.pre + tb.graph.post:
+        flags = rec.get(o.name, (False,))
+        out.append((o.name, [OpChoice(split=opt, recompute=r) for opt in tb.options(o) for r in flags]))
+    return out
+
+
+def space_size(work: Workload, hw: Hardware, space: str | Space = "full") -> int:
+    """Number of complete mappings (outer point × every op's choice) in the space."""
+    sp = get_space(space)
+    total = 0
+    probes: dict = {}
+    for pt in sp.outer_points(work, hw):
+        if pt.dies > hw.num_dies:
+            continue
+        key = (pt.shape, pt.micro_batch)
+        if key not in probes:
+            probes[key] = _probe(work, hw, sp, *key)
+        if probes[key] is None or _tables(pt, probes[key], work, hw, sp) is None:
+            continue
+        tb = probes[key].tables
+        total += prod(len(c) for _, c in _choices(tb, sp, pt))
+    return total
+
+
+def score(tb, ch: dict[str, OpChoice]) -> tuple[float, float]:
+    """(step time, peak memory per die) of one complete choice at the tables' outer point."""
+    stages = [score_stage(tb, ch, s, L) for s, L in enumerate(tb.layers_per_stage)]
+    pipe = cost.pipeline_time([st.time_s for st in stages], tb.m, tb.virtual)
+    return pipe + max(st.sync_s for st in stages), max(sum(st.memory.values()) for st in stages)
+
+
+def brute_force(work: Workload, hw: Hardware, space: str | Space = "full", limit: int | None = None) -> BruteForce:
+    """Score every mapping of the space (or the first `limit`); the fastest that fits wins."""
+    sp = get_space(space)
+    t0 = time.perf_counter()
+    best: tuple[float, OuterPoint, dict] | None = None
+    n = size = 0
+    probes: dict = {}
+    cap = hw.die.memory_bytes
+    for pt in sp.outer_points(work, hw):
+        if pt.dies > hw.num_dies:
+            continue
+        key = (pt.shape, pt.micro_batch)
+        if key not in probes:
+            probes[key] = _probe(work, hw, sp, *key)
+        if probes[key] is None:
+            continue
+        tb = _tables(pt, probes[key], work, hw, sp)
+        if tb is None:
+            continue
+        names, lists = zip(*_choices(tb, sp, pt))
+        size += prod(len(x) for x in lists)
+        for combo in itertools.product(*lists):
+            if limit is not None and n >= limit:
+                break
+            ch = dict(zip(names, combo))
+            t, mem = score(tb, ch)
+            n += 1
+            if mem <= cap and (best is None or t < best[0]):
+                best = (t, pt, ch)
+    return BruteForce(best[0] if best else None, best[1] if best else None, best[2] if best else None,
+                      n, size, time.perf_counter() - t0)

@@ -1,0 +1,171 @@
+"""The solver against brute force, the evaluator and random mappings, on small spaces."""
+
+import math
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import hw
+import models
+import optimizer
+from hw.topology import collective, ring_order
+from optimizer.bruteforce import _choices, brute_force, score
+from optimizer.formulation.backends import BACKENDS
+from optimizer.solve import _probe, _tables
+from optimizer.space import OuterPoint, Space
+from optimizer.tables import tables_for
+
+REL = 1e-6
+
+
+def gpt_case():
+    h = hw.load("tmac-wafer", rows=1, cols=2, sram_bytes=40e9)
+    w = models.Workload(model=models.load("megatron-1.7b"), global_batch=4, seq_len=512)
+    sp = Space("full", zero_stages=(0, 1), virtual=(1,), free_ops=frozenset({"fc1", "act", "fc2"}))
+    return w, h, sp
+
+
+def llama_case():
+    h = hw.load("dgx-a100", nodes=1, cols=4)
+    w = models.Workload(model=models.load("llama2-7b"), global_batch=4, seq_len=1024)
+    sp = Space("full", zero_stages=(0,), virtual=(1,), free_ops=frozenset({"q_proj", "qk", "softmax"}))
+    return w, h, sp
+
+
+CASES = {"gpt-1.7b/2 dies": gpt_case, "llama2-7b/4 gpus": llama_case}
+
+
+@pytest.fixture(scope="module", params=sorted(CASES))
+def case(request):
+    w, h, sp = CASES[request.param]()
+    return w, h, sp, brute_force(w, h, sp)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_backends_equal_brute_force(case, backend):
+    w, h, sp, bf = case
+    assert bf.evaluated == bf.space_size > 100
+    sol = optimizer.solve(w, h, space=sp, backend=backend, time_limit_s=60)
+    assert sol.status == "optimal"
+    assert math.isclose(sol.objective_s, bf.best_s, rel_tol=REL)
+    # the evaluator, scoring the solver's mapping independently, agrees with the solver's objective
+    assert math.isclose(optimizer.evaluate(sol.mapping, w, h).step_time_s, sol.objective_s, rel_tol=REL)
+    assert sol.gap is not None and sol.gap <= REL
+    assert sol.mapping.used_dies() <= {(r, c) for r in range(h.rows) for c in range(h.cols)}
+
+
+def test_bound_is_honest_under_a_short_time_limit(case):
+    w, h, sp, bf = case
+    sol = optimizer.solve(w, h, space=sp, time_limit_s=1e-3)
+    assert sol.status in ("feasible", "timeout")
+    assert sol.bound_s is not None and sol.bound_s <= bf.best_s * (1 + REL)
+    if sol.report is not None:
+        assert bf.best_s <= sol.report.step_time_s * (1 + REL)
+
+
+def test_mapping_round_trips_json(case, tmp_path):
+    w, h, sp, _ = case
+    sol = optimizer.solve(w, h, space=sp)
+    path = tmp_path / "plan.json"
+    sol.mapping.save(path)
+    back = optimizer.Mapping.load(path)
+    assert back == sol.mapping
+    assert optimizer.evaluate(back, w, h).step_time_s == sol.report.step_time_s
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_optimum_never_loses_to_random_mappings(data):
+    w, h, sp = gpt_case()
+    opt = _optimum_gpt()
+    points = [p for p in sp.outer_points(w, h) if p.dies <= h.num_dies]
+    pt = data.draw(st.sampled_from(points))
+    pr = _probe(w, h, sp, pt.shape, pt.micro_batch)
+    tb = _tables(pt, pr, w, h, sp)
+    if tb is None:
+        return
+    ch = {name: data.draw(st.sampled_from(opts)) for name, opts in _choices(tb, sp, pt)}
+    t, mem = score(tb, ch)
+    if mem <= h.die.memory_bytes:
+        assert t >= opt * (1 - 1e-9)
+
+
+_OPT: dict = {}
+
+
+def _optimum_gpt() -> float:
+    if "gpt" not in _OPT:
+        w, h, sp = gpt_case()
+        _OPT["gpt"] = optimizer.solve(w, h, space=sp).objective_s
+    return _OPT["gpt"]
+
+
+def test_resharding_hand_computed():
+    """fc1 split on its reduced dim k leaves u as partial sums; act split on f needs u split on f:
+    a reduce-scatter of u over the 1x4 line; the backward all-gathers the gradient of u."""
+    h = hw.load("tmac-wafer", rows=1, cols=4, sram_bytes=40e9)
+    w = models.Workload(model=models.load("megatron-1.7b"), global_batch=4, seq_len=512)
+    mp = optimizer.baselines.megatron(w, h, tp=4, pp=1, dp=1, micro_batch=1)
+    tb = tables_for(mp, w, h)
+    edge = next(e for e in tb.edges if e.tensor == "u")
+    ec = tb.edge_cost(edge, ("k", "k"), ("f", "f"))
+    n = 1 * 512 * 4 * 2304 * 2  # u = b·s·f elements in bf16 (f = 4h, h = 2304)
+    link = h.topology.link
+    # a line of 4: the ring closes over the same links, so each link carries the full ring volume
+    # (k−1)/k·n per direction; 3 steps, each waiting for the 3-hop closing edge
+    hand = 3 / 4 * n / link.bandwidth + 3 * 3 * link.latency_s
+    assert math.isclose(ec.fwd.time_s, hand, rel_tol=1e-12)
+    assert math.isclose(ec.grad.time_s, hand, rel_tol=1e-12)
+    # the same split on both sides moves nothing
+    assert tb.edge_cost(edge, ("f", "f"), ("f", "f")).fwd.time_s == 0.0
+    ring = ring_order((0, 0), (1, 4))
+    assert collective("reduce_scatter", (ring,), n, h).time_s == ec.fwd.time_s
+
+
+def test_recompute_ladder():
+    """At a fixed outer point, shrinking memory makes the solver recompute: first the attention
+    score ops (Korthikanti et al. 2022: their s² tensors are cheap to recompute), then more, then
+    nothing fits and the answer is 'infeasible' with the reason."""
+    m = models.ModelConfig(name="small", layers=4, hidden=1024, heads=16, vocab=8192, seq_len=2048)
+    w = models.Workload(model=m, global_batch=1, seq_len=2048)
+    sp = Space("full", points=(OuterPoint(1, 1, (1, 1), 1, 0, 1),))
+    base = optimizer.solve(w, hw.load("tmac-wafer", rows=1, cols=1, sram_bytes=64e9), space=sp)
+    assert base.status == "optimal"
+    assert not any(c.recompute for c in base.mapping.ops.values())
+    need = base.report.peak_memory_bytes
+    ladder = []
+    for frac in (0.9, 0.75, 0.6, 0.5, 0.45, 0.4, 0.35, 0.3, 0.2, 0.05):
+        h = hw.load("tmac-wafer", rows=1, cols=1, sram_bytes=need * frac)
+        sol = optimizer.solve(w, h, space=sp)
+        if sol.status == "infeasible":
+            ladder.append(None)
+            assert "GB" in sol.explanation
+            continue
+        assert sol.status == "optimal" and sol.report.fits
+        ladder.append({k for k, c in sol.mapping.ops.items() if c.recompute})
+    first = next(x for x in ladder if x)
+    assert first <= {"qk", "softmax", "attn_dropout", "av"}, first
+    sizes = [len(x) for x in ladder if x is not None]
+    assert sizes == sorted(sizes) and sizes[-1] > len(first)
+    assert ladder[-1] is None
+
+
+def test_megatron_space_never_beats_full():
+    w, h, _ = gpt_case()
+    sp_full = Space("full", zero_stages=(0,), virtual=(1,))
+    full = optimizer.solve(w, h, space=sp_full, time_limit_s=120)
+    meg = optimizer.solve(w, h, space="megatron", time_limit_s=120)
+    assert full.status == meg.status == "optimal"
+    assert full.objective_s <= meg.objective_s * (1 + REL)
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"backend": "gurobi"}, "backend"), ({"space": "bogus"}, "space"),
+    ({"objective": "speed"}, "objective"), ({"time_limit_s": 0}, "time_limit_s"),
+    ({"time_limit_s": -1}, "time_limit_s"),
+])
+def test_bad_solve_arguments(kwargs, field):
+    w, h, _ = gpt_case()
+    with pytest.raises(ValueError, match=field):
+        optimizer.solve(w, h, **kwargs)
