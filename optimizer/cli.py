@@ -369,9 +369,200 @@ def evaluate(
         print_report(rep, title=f"{work.model.name} on {machine.name}: {title}")
 
 
+# ------------------------------------------------------------------------------------------ solve
+
+DIM_NAMES = {  # models/graph.py's loop dimensions
+    "b": "batch", "s": "seq", "z": "key seq", "h": "hidden", "k": "contracted hidden", "n": "output hidden",
+    "a": "heads", "g": "kv heads", "d": "head dim", "f": "ffn", "v": "vocab",
+}
+
+
+def _dim(d: str) -> str:
+    return f"{d} ({DIM_NAMES[d]})" if d in DIM_NAMES else d
+
+
+def _split_text(split: tuple[Optional[str], Optional[str]], shape: tuple[int, int]) -> str:
+    """One op's split on its r x c tensor group, in words."""
+    r, c = shape
+    a, b = split
+    if r * c == 1 or (a is None and b is None):
+        return "replicated"
+    if a == b or r == 1 or c == 1:  # one dim over the whole group
+        d = a if (a == b or c == 1) else b
+        if d is None:
+            return "replicated"
+        return f"{_dim(d)} over all {r * c} dies"
+    return f"rows: {_dim(a) if a else 'replicated'} x cols: {_dim(b) if b else 'replicated'}"
+
+
+def _strip_status(explanation: str, status: str) -> str:
+    """The solver's explanation without a leading '<status>: ' (the CLI adds its own)."""
+    text = " ".join(explanation.split())
+    prefix = f"{status}:"
+    return text[len(prefix):].strip() if text.lower().startswith(prefix) else text
+
+
+def _fmt_opt(x: Optional[float], unit: str = "") -> str:
+    return "-" if x is None else _num(x, unit)
+
+
+def print_solution(sol: Solution, title: str) -> None:
+    """The solve table: status, objective, bound, gap, time, points; degrees; per-op splits."""
+    t = Table(title=title, show_header=True, min_width=len(title) + 4)
+    t.add_column("solve")
+    t.add_column("value", justify="right")
+    colour = {"optimal": "green", "feasible": "yellow", "timeout": "yellow"}.get(sol.status, "red")
+    t.add_row("status", f"[{colour}]{sol.status}[/{colour}]")
+    t.add_row("objective_s", _fmt_opt(sol.objective_s, "s"))
+    t.add_row("bound_s", _fmt_opt(sol.bound_s, "s"))
+    t.add_row("gap", "-" if sol.gap is None else f"{100 * sol.gap:.4g} %")
+    t.add_row("solve_time_s", _num(sol.solve_time_s, "s"))
+    t.add_row("points solved / total", f"{sol.points_solved} / {sol.points_total}")
+    t.add_row("backend / space", f"{sol.backend} / {sol.space}")
+    mp = sol.mapping
+    if mp is not None:
+        t.add_section()
+        t.add_row("pp", str(mp.pp))
+        t.add_row("dp", str(mp.dp))
+        t.add_row("tp_shape", f"{mp.tp_shape[0]}x{mp.tp_shape[1]}")
+        t.add_row("micro_batch", str(mp.micro_batch))
+        t.add_row("zero_stage", str(mp.zero_stage))
+        sched = mp.schedule if mp.schedule == "1f1b" else f"{mp.schedule} (v={mp.virtual_stages})"
+        t.add_row("schedule", sched)
+        if mp.layers_per_stage is not None and mp.pp > 1:
+            t.add_row("layers_per_stage", ", ".join(str(x) for x in mp.layers_per_stage))
+    con = _console()
+    con.print(t)
+    if mp is not None and mp.ops:
+        o = Table(title=f"per-op split on the {mp.tp_shape[0]}x{mp.tp_shape[1]} tensor group")
+        o.add_column("op")
+        o.add_column("split")
+        o.add_column("recompute")
+        for name, ch in mp.ops.items():
+            o.add_row(name, _split_text(ch.split, mp.tp_shape), "yes" if ch.recompute else "no")
+        con.print(o)
+
+
+class _SolveBar:
+    """A rich progress bar on stderr fed by solve()'s progress callback (a no-op when disabled)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.progress: Optional[Progress] = None
+        self.task: Any = None
+
+    def __enter__(self) -> "_SolveBar":
+        if self.enabled:
+            self.progress = Progress(
+                SpinnerColumn(),
+                TextColumn("solving"),
+                BarColumn(bar_width=16),
+                MofNCompleteColumn(),
+                TextColumn("points  best {task.fields[incumbent]}  bound {task.fields[bound]}"),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self.progress.__enter__()
+            self.task = self.progress.add_task("solve", total=None, incumbent="-", bound="-")
+        return self
+
+    def __call__(self, p: SolveProgress) -> None:
+        if self.progress is None:
+            return
+        self.progress.update(self.task, total=p.total, completed=p.solved,
+                             incumbent=_fmt_opt(p.incumbent_s, "s"), bound=_fmt_opt(p.bound_s, "s"))
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.progress is not None:
+            self.progress.__exit__(*exc)
+
+
+@app.command()
+@guarded
+def solve(
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="model preset or YAML/config.json path"),
+    hardware: Optional[str] = typer.Option(None, "--hw", help="hardware preset or YAML path"),
+    batch: int = typer.Option(512, "--batch", help="global batch, sequences per step"),
+    seq: Optional[int] = typer.Option(None, "--seq", help="sequence length (default: the model's)"),
+    space: str = typer.Option("full", "--space", help=f"strategy space: {' | '.join(SPACES)}"),
+    backend: str = typer.Option("cpsat", "--backend", help=f"solver: {' | '.join(BACKENDS)}"),
+    objective: str = typer.Option("time", "--objective", help=f"what to minimise: {' | '.join(OBJECTIVES)}"),
+    time_limit: float = typer.Option(60.0, "--time-limit", help="seconds for the whole solve"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="solver threads (default min(8, CPUs))"),
+    nodes: Optional[int] = typer.Option(None, "--nodes", help="nodes of a GPU cluster (grid rows)"),
+    rows: Optional[int] = typer.Option(None, "--rows", help="override the grid rows"),
+    cols: Optional[int] = typer.Option(None, "--cols", help="override the grid columns (GPUs per node on a cluster)"),
+    sram_bytes: Optional[float] = typer.Option(None, "--sram-bytes", help="override the SRAM per die, bytes"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="save the plan (mapping, report, context) as JSON"),
+    json_out: bool = typer.Option(False, "--json", help="print one flat JSON object"),
+) -> None:
+    """Find the best mapping with a proven lower bound; an infeasible problem is an answer (exit 0)."""
+    if model is None:
+        raise UsageError("--model is required (a preset name; see `meshmap presets`)")
+    if hardware is None:
+        raise UsageError("--hw is required (a preset name; see `meshmap presets`)")
+    if backend not in BACKENDS:
+        raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    if space not in SPACES:
+        raise UsageError(f"--space must be one of {', '.join(SPACES)}; got {space!r}")
+    if objective not in OBJECTIVES:
+        raise UsageError(f"--objective must be one of {', '.join(OBJECTIVES)}; got {objective!r}")
+    if not (time_limit > 0) or not math.isfinite(time_limit):
+        raise UsageError(f"--time-limit must be a finite number of seconds > 0, got {time_limit}")
+    if threads is not None and threads <= 0:
+        raise UsageError(f"--threads must be > 0, got {threads}")
+    if batch <= 0:
+        raise UsageError(f"--batch must be > 0, got {batch}")
+    if seq is not None and seq <= 0:
+        raise UsageError(f"--seq must be > 0, got {seq}")
+    overrides = _hw_overrides(nodes, rows, cols, sram_bytes)
+
+    work = models.Workload(model=models.load(model), global_batch=batch, seq_len=seq)
+    machine = _hardware(hardware, overrides)
+    with _SolveBar(enabled=not json_out and sys.stderr.isatty()) as bar:
+        sol = solve_workload(work, machine, space=space, backend=backend, objective=objective,
+                             time_limit_s=time_limit, threads=threads, progress=bar)
+
+    context = {"model": model, "hw": hardware, "hw_overrides": overrides,
+               "global_batch": work.global_batch, "seq_len": work.seq_len}
+    summary = {"status": sol.status, "objective_s": sol.objective_s, "bound_s": sol.bound_s, "gap": sol.gap,
+               "solve_time_s": sol.solve_time_s, "points_solved": sol.points_solved,
+               "points_total": sol.points_total, "backend": sol.backend, "space": sol.space, "objective": objective}
+    mapping = sol.mapping.model_dump(mode="json") if sol.mapping is not None else None
+    report = report_dict(sol.report) if sol.report is not None else None
+
+    if out is not None:
+        if mapping is None:
+            typer.echo(f"note: no mapping ({sol.status}); {out} not written", err=True)
+        else:
+            plan = {"mapping": mapping, "report": report, **summary, **context}
+            out.write_text(json.dumps(plan, indent=2) + "\n")
+
+    explanation = _strip_status(sol.explanation, sol.status) if mapping is None else ""
+    if json_out:
+        data = {**(report or {}), **summary, "model": work.model.name, "hw": machine.name,
+                "global_batch": work.global_batch, "seq_len": work.seq_len, "mapping": mapping}
+        if mapping is None:
+            data["explanation"] = explanation
+        typer.echo(json.dumps(data, indent=2))
+        return
+    title = f"{work.model.name} on {machine.name}, batch {work.global_batch}, seq {work.seq_len}"
+    if mapping is None:
+        line = f"{sol.status}: {explanation or 'no mapping found'}"
+        if sol.bound_s is not None:
+            line += f" (lower bound {_num(sol.bound_s, 's')})"
+        typer.echo(line)
+        return
+    print_solution(sol, title=title)
+    print_report(sol.report, title=f"{sol.mapping.name or 'solution'} (evaluate)")
+    if out is not None:
+        typer.echo(f"plan saved to {out}; score it again with `meshmap evaluate {out}`")
+
+
 # ------------------------------------------------------------------------------------------------
-# TO BE ADDED (DESIGN.md, "CLI"): solve, check, compare, export, reproduce, explore.
-# They need optimizer.solve / optimizer.check / optimizer.export, still under construction.
+# TO BE ADDED (DESIGN.md, "CLI"): check, compare, export, reproduce, explore.
+# They need optimizer.check / optimizer.export / optimizer.explore, still under construction.
 # Add each as `@app.command()` + `@guarded` above this marker; keep `--json` = one flat object
 # (Report fields at top level plus status, bound_s, gap) and errors = one stderr line, exit 2.
 # ------------------------------------------------------------------------------------------------

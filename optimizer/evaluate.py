@@ -176,9 +176,10 @@ def score_stage(tables: Tables, ch: dict[str, OpChoice], stage: int, layers: int
         wsync = wsync + tables.option_cost(o, opt[o.name]).wsync
     dp = tables.dp_sync(params) + wsync
     upd = cost.optimizer_update_time(params, tables.dp, tables.zero_stage, tables.hw.die)
-    byte_hops = tp.byte_hops * tables.dp + pp.byte_hops / 2
+    # group collectives are costed per tensor group (dp of them in a stage); dp rings span all stages
     return StageScore(time_s, parts, memory, dp.time_s + upd, {"dp_comm": dp.time_s, "optimizer": upd},
-                      flops, mem, byte_hops, dp.byte_hops / max(tables.pp, 1) + wsync.byte_hops * (tables.dp - 1))
+                      flops, mem, tp.byte_hops * tables.dp,
+                      (dp.byte_hops - wsync.byte_hops) / tables.pp + wsync.byte_hops * tables.dp)
 
 
 def assemble(mapping: Mapping, work: Workload, hw: Hardware, tables: Tables) -> Report:
@@ -202,7 +203,9 @@ def assemble(mapping: Mapping, work: Workload, hw: Hardware, tables: Tables) -> 
     per_stage_dies = mapping.dp * mapping.tp
     flops = sum(st.flops for st in stages) * m * per_stage_dies
     mem_bytes = sum(st.mem_bytes for st in stages) * m * per_stage_dies
-    link = sum(st.byte_hops for st in stages) * m + sum(st.sync_byte_hops for st in stages)
+    # each boundary carries one activation forward and one gradient back per micro-batch and chunk
+    p2p = tables.p2p(ch["add2"].split).byte_hops * 2 * tables.virtual if mapping.pp > 1 else 0.0
+    link = (sum(st.byte_hops for st in stages) + p2p) * m + sum(st.sync_byte_hops for st in stages)
     e = hw.energy
     on_hbm = hw.die.hbm_bytes is not None
     parts = cost.energy(flops, 0.0 if on_hbm else mem_bytes, mem_bytes if on_hbm else 0.0, link, step, devices, e)

@@ -217,7 +217,7 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
                             explanation="no feasible mapping found within the time limit")
         return Solution(status="infeasible", solve_time_s=elapsed, points_total=total, points_solved=solved,
                         points_pruned=pruned_mem, backend=backend, space=space,
-                        explanation=_why_infeasible(least_mem, hw, work, space))
+                        explanation=_why_infeasible(least_mem, hw, work, space, solved))
     obj, mp, _ = best
     cand = [obj] + open_bounds + (unexplored if timed_out else [])
     bound = min(cand)
@@ -231,10 +231,15 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
                     points_pruned=total - solved, backend=backend, space=space)
 
 
-def _why_infeasible(least_mem: float, hw: Hardware, work: Workload, space: str) -> str:
+def _why_infeasible(least_mem: float, hw: Hardware, work: Workload, space: str, solved: int) -> str:
     cap = hw.die.memory_bytes
     if least_mem == float("inf"):
         return (f"no outer point of space {space!r} fits {work.model.name} on {hw.name} "
                 f"({hw.num_dies} usable dies): no degrees divide the batch or tile the grid")
-    return (f"infeasible: the least memory per die any mapping in space {space!r} needs is "
-            f"{least_mem / 1e9:.2f} GB, but {hw.name} has {cap / 1e9:.2f} GB per die")
+    if least_mem > cap:
+        return (f"infeasible: the least memory per die any mapping in space {space!r} needs is "
+                f"{least_mem / 1e9:.2f} GB, but {hw.name} has {cap / 1e9:.2f} GB per die")
+    return (f"infeasible: {hw.name} has {cap / 1e9:.2f} GB per die; a lower bound on what a mapping in space "
+            f"{space!r} needs is {least_mem / 1e9:.2f} GB (model state and the block inputs), but the solver "
+            f"proved that none of the {solved} remaining candidates fits once activations kept or rebuilt "
+            f"for backward are counted")

@@ -173,10 +173,10 @@ class Tables:
             bwd = 2 * fwd
         fwd_comm = ZERO
         for axis, _k in reduced_split_axes(op, opt, shape):
-            rows = 1
+            rows = 1  # statistics rows this die holds: the non-reduced dims, after their own splits
             for d in op.loop:
                 if d not in op.reduced:
-                    rows *= g.sizes[d]
+                    rows *= g.sizes[d] / fac.get(d, 1)
             fwd_comm = fwd_comm + self.group_collective(axis, "all_reduce", rows * op.stats * STATS_BYTES)
         bwd_comm = fwd_comm
         wsplit = 1
@@ -189,7 +189,7 @@ class Tables:
         for axis, _k in weight_partial_axes(op, opt, shape):
             wsync = wsync + self.group_collective(axis, "all_reduce", wbytes)
         if self.zero_stage == 3 and self.dp > 1 and params:
-            gather = self.dp_collective("all_gather", wbytes * self.dp)
+            gather = self.dp_collective("all_gather", wbytes)  # assembles this die's weight shard
             fwd_comm = fwd_comm + gather
             bwd_comm = bwd_comm + gather
         outs = {}
