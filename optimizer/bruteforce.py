@@ -14,7 +14,7 @@ from models.schema import Workload
 from . import cost
 from .evaluate import score_stage
 from .mapping import OpChoice
-from .solve import _probe, _tables
+from .solve import _tables, probed_points
 from .space import OuterPoint, Space, get_space
 
 
@@ -41,17 +41,9 @@ def space_size(work: Workload, hw: Hardware, space: str | Space = "full") -> int
     """Number of complete mappings (outer point × every op's choice) in the space."""
     sp = get_space(space)
     total = 0
-    probes: dict = {}
-    for pt in sp.outer_points(work, hw):
-        if pt.dies > hw.num_dies:
-            continue
-        key = (pt.shape, pt.micro_batch)
-        if key not in probes:
-            probes[key] = _probe(work, hw, sp, *key)
-        if probes[key] is None or _tables(pt, probes[key], work, hw, sp) is None:
-            continue
-        tb = probes[key].tables
-        total += prod(len(c) for _, c in _choices(tb, sp, pt))
+    for pt, pr in probed_points(work, hw, sp):
+        if _tables(pt, pr, work, hw, sp) is not None:
+            total += prod(len(c) for _, c in _choices(pr.tables, sp, pt))
     return total
 
 
@@ -68,17 +60,9 @@ def brute_force(work: Workload, hw: Hardware, space: str | Space = "full", limit
     t0 = time.perf_counter()
     best: tuple[float, OuterPoint, dict] | None = None
     n = size = 0
-    probes: dict = {}
     cap = hw.die.memory_bytes
-    for pt in sp.outer_points(work, hw):
-        if pt.dies > hw.num_dies:
-            continue
-        key = (pt.shape, pt.micro_batch)
-        if key not in probes:
-            probes[key] = _probe(work, hw, sp, *key)
-        if probes[key] is None:
-            continue
-        tb = _tables(pt, probes[key], work, hw, sp)
+    for pt, pr in probed_points(work, hw, sp):
+        tb = _tables(pt, pr, work, hw, sp)
         if tb is None:
             continue
         names, lists = zip(*_choices(tb, sp, pt))

@@ -97,6 +97,19 @@ def _probe(work: Workload, hw: Hardware, space: Space, shape: tuple[int, int], m
                   least(graph.pre, lambda c: c.params), least(graph.post, lambda c: c.params), x_bytes)
 
 
+def probed_points(work: Workload, hw: Hardware, sp: Space):
+    """Outer points of the space that fit the machine, each with its (shape, micro-batch) probe."""
+    probes: dict = {}
+    for pt in sp.outer_points(work, hw):
+        if pt.dies > hw.num_dies:
+            continue
+        key = (pt.shape, pt.micro_batch)
+        if key not in probes:
+            probes[key] = _probe(work, hw, sp, *key)
+        if probes[key] is not None:
+            yield pt, probes[key]
+
+
 def _bounds(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space: Space) -> tuple[float, float]:
     """(step-time lower bound, least memory per die) of an outer point."""
     lps = balanced_layers(work.model.layers, pt.pp)
@@ -158,15 +171,8 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
     heap: list = []
     least_mem = float("inf")
     total = pruned_mem = 0
-    for pt in sp.outer_points(work, hw):
-        if pt.dies > hw.num_dies:
-            continue
-        key = (pt.shape, pt.micro_batch)
-        if key not in probes:
-            probes[key] = _probe(work, hw, sp, *key)
-        pr = probes[key]
-        if pr is None:
-            continue
+    for pt, pr in probed_points(work, hw, sp):
+        probes[(pt.shape, pt.micro_batch)] = pr
         total += 1
         lb, mem = _bounds(pt, pr, work, hw, sp)
         least_mem = min(least_mem, mem)
