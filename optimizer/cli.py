@@ -1,7 +1,7 @@
 """`meshmap` — the command line (typer + rich).
 
-Commands: `presets`, `evaluate`, `solve`. Every error is one line on stderr (`error: ...`) and exit code 2,
-never a traceback. `--json` prints one flat JSON object on stdout.
+Commands: `presets`, `evaluate`, `solve`. Every error is one line on stderr (`error: ...`) and
+exit code 2, never a traceback. `--json` prints one flat JSON object on stdout.
 """
 
 from __future__ import annotations
@@ -289,11 +289,12 @@ def evaluate(
     plan: Optional[Path] = typer.Argument(None, help="a mapping (plan) JSON/YAML file; omit to build a Megatron mapping"),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="model preset or YAML/config.json path"),
     hardware: Optional[str] = typer.Option(None, "--hw", help="hardware preset or YAML path"),
-    batch: Optional[int] = typer.Option(None, "--batch", help="global batch, sequences per step (default: the plan's, else 512)"),
+    batch: Optional[int] = typer.Option(None, "--batch",
+                                        help="global batch, sequences per step (default: the plan's, else 512)"),
     seq: Optional[int] = typer.Option(None, "--seq", help="sequence length (default: the plan's, else the model's)"),
     nodes: Optional[int] = typer.Option(None, "--nodes", help="nodes of a GPU cluster (grid rows)"),
     rows: Optional[int] = typer.Option(None, "--rows", help="override the grid rows"),
-    cols: Optional[int] = typer.Option(None, "--cols", help="override the grid columns (GPUs per node on a cluster)"),
+    cols: Optional[int] = typer.Option(None, "--cols", help="override the grid columns (GPUs per node of a cluster)"),
     sram_bytes: Optional[float] = typer.Option(None, "--sram-bytes", help="override the SRAM per die, bytes"),
     tp: Optional[int] = typer.Option(None, "--tp", help="tensor-parallel size (default 1)"),
     pp: Optional[int] = typer.Option(None, "--pp", help="pipeline stages (default 1)"),
@@ -492,9 +493,9 @@ def solve(
     threads: Optional[int] = typer.Option(None, "--threads", help="solver threads (default min(8, CPUs))"),
     nodes: Optional[int] = typer.Option(None, "--nodes", help="nodes of a GPU cluster (grid rows)"),
     rows: Optional[int] = typer.Option(None, "--rows", help="override the grid rows"),
-    cols: Optional[int] = typer.Option(None, "--cols", help="override the grid columns (GPUs per node on a cluster)"),
+    cols: Optional[int] = typer.Option(None, "--cols", help="override the grid columns (GPUs per node of a cluster)"),
     sram_bytes: Optional[float] = typer.Option(None, "--sram-bytes", help="override the SRAM per die, bytes"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="save the plan (mapping, report, context) as JSON"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="save the plan (mapping, report, …) as JSON"),
     json_out: bool = typer.Option(False, "--json", help="print one flat JSON object"),
 ) -> None:
     """Find the best mapping with a proven lower bound; an infeasible problem is an answer (exit 0)."""
@@ -516,6 +517,8 @@ def solve(
         raise UsageError(f"--batch must be > 0, got {batch}")
     if seq is not None and seq <= 0:
         raise UsageError(f"--seq must be > 0, got {seq}")
+    if out is not None and not out.parent.is_dir():
+        raise UsageError(f"--out: directory {out.parent} does not exist")
     overrides = _hw_overrides(nodes, rows, cols, sram_bytes)
 
     work = models.Workload(model=models.load(model), global_batch=batch, seq_len=seq)
@@ -528,7 +531,8 @@ def solve(
                "global_batch": work.global_batch, "seq_len": work.seq_len}
     summary = {"status": sol.status, "objective_s": sol.objective_s, "bound_s": sol.bound_s, "gap": sol.gap,
                "solve_time_s": sol.solve_time_s, "points_solved": sol.points_solved,
-               "points_total": sol.points_total, "backend": sol.backend, "space": sol.space, "objective": objective}
+               "points_total": sol.points_total, "backend": sol.backend, "space": sol.space,
+               "objective": objective}
     mapping = sol.mapping.model_dump(mode="json") if sol.mapping is not None else None
     report = report_dict(sol.report) if sol.report is not None else None
 

@@ -173,3 +173,127 @@ def test_plan_and_flags_conflict(tmp_path):
     optimizer.Mapping().save(plan)
     assert_one_line_error(run("evaluate", str(plan), "--model", "megatron-1.7b", "--hw", "dgx-a100", "--tp", "2"),
                           "--tp")
+
+
+# -------------------------------------------------------------------------------------------- solve
+# Small instances only: megatron-1.7b on two A100s of one node, batch 8, seq 512 solves to proven
+# optimality in about a second (the full default grid takes minutes).
+
+SMALL = ["--model", "megatron-1.7b", "--hw", "dgx-a100", "--nodes", "1", "--cols", "2", "--batch", "8",
+         "--seq", "512", "--time-limit", "60"]
+
+
+@pytest.fixture(scope="module")
+def solved(tmp_path_factory):
+    """One small solve with --json and --out, shared by the tests below."""
+    plan = tmp_path_factory.mktemp("solve") / "plan.json"
+    result = run("solve", *SMALL, "--json", "--out", str(plan))
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout), plan, result
+
+
+def test_solve_json_small(solved):
+    data, _, result = solved
+    assert data["status"] == "optimal"
+    assert data["step_time_s"] > 0
+    for key in ("tokens_per_s", "mfu", "energy_j", "peak_memory_bytes", "fits", "memory", "breakdown",
+                "objective_s", "bound_s", "gap", "solve_time_s", "points_solved", "points_total"):
+        assert key in data
+    assert data["fits"] is True
+    assert data["devices"] <= 2
+    assert data["global_batch"] == 8 and data["seq_len"] == 512
+    # optimal: the bound is the objective, and the referee agrees with the solver's objective
+    assert data["bound_s"] == pytest.approx(data["objective_s"], rel=1e-6)
+    assert data["step_time_s"] == pytest.approx(data["objective_s"], rel=1e-6)
+    m = optimizer.Mapping.model_validate(data["mapping"])
+    assert m.devices == data["devices"]
+    assert result.stderr == ""  # no progress bar with --json (and stderr is no TTY here)
+
+
+def test_solve_plan_file_round_trip(solved):
+    data, plan, _ = solved
+    saved = json.loads(plan.read_text())
+    for key in ("mapping", "report", "status", "bound_s"):
+        assert key in saved
+    context = (saved["model"], saved["hw"], saved["global_batch"], saved["seq_len"])
+    assert context == ("megatron-1.7b", "dgx-a100", 8, 512)
+    assert saved["hw_overrides"] == {"nodes": 1, "cols": 2}
+    assert optimizer.Mapping.load(plan) == optimizer.Mapping.model_validate(data["mapping"])
+    # the plan records its model, hardware (with overrides), batch and seq: no --model/--hw needed
+    result = run("evaluate", str(plan), "--json")
+    assert result.exit_code == 0, result.stderr
+    again = json.loads(result.stdout)
+    assert again["step_time_s"] == pytest.approx(data["step_time_s"], rel=1e-9)
+    assert (again["global_batch"], again["seq_len"], again["devices"]) == (8, 512, data["devices"])
+    # an option given wins over what the plan records
+    result = run("evaluate", str(plan), "--json", "--batch", "16")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["global_batch"] == 16
+
+
+def test_solve_table_output():
+    result = run("solve", *SMALL)
+    assert result.exit_code == 0, result.stderr
+    for word in ("status", "optimal", "bound_s", "gap", "points solved / total", "pp", "dp", "tp_shape",
+                 "micro_batch", "zero_stage", "schedule", "q_proj", "recompute", "step time", "tokens/s"):
+        assert word in result.stdout, word
+
+
+def test_solve_infeasible_is_an_answer(tmp_path):
+    args = ["solve", "--model", "llama2-70b", "--hw", "tmac-wafer", "--rows", "1", "--cols", "1"]
+    result = run(*args)
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith("infeasible: ")
+    assert "infeasible: infeasible" not in result.stdout
+    plan = tmp_path / "plan.json"
+    result = run(*args, "--json", "--out", str(plan))
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["status"] == "infeasible" and data["mapping"] is None
+    assert "GB" in data["explanation"]  # says how much memory a die would need
+    assert not plan.exists()
+
+
+def test_solve_progress_bar_updates():
+    from optimizer.cli import _SolveBar
+    from optimizer.solve import Progress
+
+    with _SolveBar(enabled=True) as bar:
+        bar(Progress(solved=3, total=10, incumbent_s=1.5, bound_s=1.2))
+        task = bar.progress.tasks[0]
+        assert (task.completed, task.total) == (3, 10)
+        assert task.fields["incumbent"] == "1.5 s" and task.fields["bound"] == "1.2 s"
+    with _SolveBar(enabled=False) as bar:
+        bar(Progress(solved=1, total=2))  # a no-op
+        assert bar.progress is None
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--backend", "gurobi"], "--backend"),
+    (["--space", "nope"], "--space"),
+    (["--objective", "cost"], "--objective"),
+    (["--time-limit", "0"], "--time-limit"),
+    (["--time-limit", "-5"], "--time-limit"),
+    (["--threads", "0"], "--threads"),
+    (["--cols", "0"], "--cols"),
+    (["--sram-bytes", "-1"], "--sram-bytes"),
+    (["--batch", "0"], "--batch"),
+])
+def test_solve_bad_options(extra, needle):
+    assert_one_line_error(run("solve", "--model", "megatron-1.7b", "--hw", "dgx-a100", *extra), needle)
+
+
+def test_solve_needs_model_and_hw():
+    assert_one_line_error(run("solve", "--hw", "dgx-a100"), "--model")
+    assert_one_line_error(run("solve", "--model", "megatron-1.7b"), "--hw")
+
+
+def test_evaluate_bare_mapping_still_needs_model(tmp_path):
+    plan = tmp_path / "plan.json"
+    optimizer.Mapping().save(plan)  # a bare mapping records no model or hardware
+    assert_one_line_error(run("evaluate", str(plan), "--hw", "dgx-a100"), "--model", "meshmap solve --out")
+
+
+def test_solve_out_directory_must_exist(tmp_path):
+    missing = tmp_path / "missing" / "plan.json"
+    assert_one_line_error(run("solve", *SMALL, "--out", str(missing)), "--out", "does not exist")
