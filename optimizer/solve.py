@@ -232,7 +232,7 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
     status = "optimal" if optimal else ("feasible" if not timed_out else "timeout")
     gap = (report.step_time_s - bound) / bound if bound > 0 else 0.0
     return Solution(status=status, mapping=mp, report=report, objective_s=obj, bound_s=bound if not optimal else obj,
-                    gap=max(gap, 0.0) if not optimal else (report.step_time_s - obj) / obj,
+                    gap=max(gap if not optimal else (report.step_time_s - obj) / obj, 0.0),
                     solve_time_s=elapsed, points_total=total, points_solved=solved,
                     points_pruned=total - solved, backend=backend, space=space)
 
