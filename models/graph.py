@@ -72,7 +72,6 @@ class Graph:
     post: tuple[Op, ...]
     block_input: str = "x0"
     block_output: str = "x2"
-    extra_params: int = 0  # weights outside any op here (the untied LM head lives in `post`)
     consumers: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def op(self, name: str) -> Op:
@@ -206,7 +205,6 @@ def build_graph(model: ModelConfig, micro_batch: int = 1, seq_len: int | None = 
         Op("loss", "loss", ("b", "s", "v"), (Operand("logits", ("b", "s", "v")),), (), 0,
            saved=("logits",), splittable=("b", "s", "v"), reduced=("v",), stats=2),
     )
-    # Tie the head to the embedding's weight storage for counting: the pre-op counts it once.
     consumers: dict[str, list[str]] = {}
     for o in (*ops, *post):
         for x in o.inputs:

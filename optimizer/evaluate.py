@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from hw import loader as hw_loader
 from hw.loader import ConfigError
 from hw.schema import Hardware
-from hw.topology import ZERO, CommCost
+from hw.topology import ZERO
 from models.graph import step_flops, stored_tensors
 from models.schema import Workload
 

@@ -14,9 +14,7 @@ A tensor layout is the same pair in the tensor's own dims: a dim name (split), N
 from __future__ import annotations
 
 from dataclasses import dataclass
-from math import prod
-
-from models.graph import Graph, Op, Operand
+from models.graph import Op, Operand
 
 Layout = tuple[str | None, str | None]
 Option = tuple[str | None, str | None]
@@ -30,10 +28,6 @@ class Step:
     axis: str | int
     kind: str  # all_gather | reduce_scatter | all_reduce | all_to_all
     nbytes: float  # size of the whole tensor the collective assembles on one ring (bytes)
-
-
-def axis_sizes(shape: tuple[int, int]) -> tuple[int, int]:
-    return shape
 
 
 def options(op: Op, sizes: dict[str, int], shape: tuple[int, int], tensors: dict | None = None,
@@ -81,11 +75,6 @@ def _divides(op: Op, opt: Option, sizes: dict[str, int], shape: tuple[int, int],
                 if loopdim in fac and sizes[tdim] % fac[loopdim]:
                     return False
     return True
-
-
-def group_split(opt: Option, shape: tuple[int, int]) -> int:
-    """Dies among which the op's work is divided (the rest replicate it)."""
-    return prod(split_factors(opt, shape).values()) if any(opt) else 1
 
 
 def _tensor_dim(operand: Operand, tensors: dict, loopdim: str) -> str | None:
@@ -197,27 +186,3 @@ def conversion(src: Layout, dst: Layout, shape: tuple[int, int], nbytes: float) 
         if kind:
             steps.append(Step(0, kind, nbytes / (c if dst[1] not in (None, PARTIAL) else 1)))
     return steps
-
-
-def normalize_layout(layout: Layout, shape: tuple[int, int]) -> Layout:
-    """On a 1×c or r×1 group the size-1 axis mirrors the other."""
-    r, c = shape
-    if r == 1:
-        return (layout[1], layout[1])
-    if c == 1:
-        return (layout[0], layout[0])
-    return layout
-
-
-def block_edges(graph: Graph) -> list[tuple[str, str, str]]:
-    """(tensor, producer op, consumer op) for every tensor use inside one block, plus the wrap edges
-    from the block output to the next block's consumers of the block input."""
-    producers = {x.tensor: o.name for o in graph.block for x in o.outputs}
-    edges = []
-    for o in graph.block:
-        for x in o.inputs:
-            if x.tensor == graph.block_input:
-                edges.append((x.tensor, producers[graph.block_output], o.name))
-            else:
-                edges.append((x.tensor, producers[x.tensor], o.name))
-    return edges
