@@ -126,29 +126,27 @@ def build_inner(tb: Tables, rec_allowed: dict[str, tuple[bool, ...]], capacity: 
     for o in g.block:
         add_expr(layer, op_expr(o, lambda c: c.fwd_s + c.bwd_s + c.fwd_comm.time_s + c.bwd_comm.time_s,
                                 lambda c: c.fwd_s + c.fwd_comm.time_s))
-    block_edges = [e for e in tb.edges if e.where == "block"]
-    wrap_edges = [e for e in tb.edges if e.where == "wrap"]
-    for e in block_edges:
-        add_expr(layer, edge_time[e])
-        if e in edge_rc:
-            layer[edge_rc[e]] = layer.get(edge_rc[e], 0.0) + 1.0
-    wrap: dict[int, float] = {}
-    for e in wrap_edges:
-        add_expr(wrap, edge_time[e])
-        if e in edge_rc:
-            wrap[edge_rc[e]] = wrap.get(edge_rc[e], 0.0) + 1.0
-    pre: dict[int, float] = {}
-    for o in g.pre:
-        add_expr(pre, op_expr(o, lambda c: c.fwd_s + c.bwd_s + c.fwd_comm.time_s + c.bwd_comm.time_s))
-    for e in (x for x in tb.edges if x.where == "pre"):
-        add_expr(pre, edge_time[e])
-        if e in edge_rc:
-            pre[edge_rc[e]] = pre.get(edge_rc[e], 0.0) + 1.0
-    post: dict[int, float] = {}
-    for o in g.post:
-        add_expr(post, op_expr(o, lambda c: c.fwd_s + c.bwd_s + c.fwd_comm.time_s + c.bwd_comm.time_s))
-    for e in (x for x in tb.edges if x.where == "post"):
-        add_expr(post, edge_time[e])
+    def edges_expr(where: str) -> dict[int, float]:
+        """Time of one use of every edge of a group: pair costs plus recompute conversions."""
+        e_sum: dict[int, float] = {}
+        for e in (x for x in tb.edges if x.where == where):
+            add_expr(e_sum, edge_time[e])
+            if e in edge_rc:
+                e_sum[edge_rc[e]] = e_sum.get(edge_rc[e], 0.0) + 1.0
+        return e_sum
+
+    def ops_expr(ops) -> dict[int, float]:
+        e_sum: dict[int, float] = {}
+        for o in ops:
+            add_expr(e_sum, op_expr(o, lambda c: c.fwd_s + c.bwd_s + c.fwd_comm.time_s + c.bwd_comm.time_s))
+        return e_sum
+
+    add_expr(layer, edges_expr("block"))
+    wrap = edges_expr("wrap")
+    pre = ops_expr(g.pre)
+    add_expr(pre, edges_expr("pre"))
+    post = ops_expr(g.post)
+    add_expr(post, edges_expr("post"))
     add2 = g.op("add2")
     p2p = {}
     for opt, ex in sel["add2"].items():
