@@ -23,6 +23,7 @@ class BruteForce:
     best_s: float | None
     best_point: OuterPoint | None
     best_choices: dict | None
+    best_offload: tuple[str, ...]
     evaluated: int
     space_size: int
     seconds: float
@@ -43,37 +44,47 @@ def space_size(work: Workload, hw: Hardware, space: str | Space = "full") -> int
     total = 0
     for pt, pr in probed_points(work, hw, sp):
         if _tables(pt, pr, work, hw, sp) is not None:
-            total += prod(len(c) for _, c in _choices(pr.tables, sp, pt))
+            total += prod(len(c) for _, c in _choices(pr.tables, sp, pt)) * len(_offloads(sp, hw))
     return total
 
 
-def score(tb, ch: dict[str, OpChoice]) -> tuple[float, float]:
-    """(step time, peak memory per die) of one complete choice at the tables' outer point."""
-    stages = [score_stage(tb, ch, s, L) for s, L in enumerate(tb.layers_per_stage)]
+def _offloads(sp: Space, hw: Hardware) -> list[tuple[str, ...]]:
+    """Every subset of the tensor classes the space may move to DRAM."""
+    classes = sp.offload_classes(hw)
+    return [tuple(c for i, c in enumerate(classes) if mask >> i & 1) for mask in range(1 << len(classes))]
+
+
+def score(tb, ch: dict[str, OpChoice], offload: tuple[str, ...] = ()) -> tuple[float, bool]:
+    """(step time, fits?) of one complete choice at the tables' outer point: the most loaded die
+    within its memory and everything kept in DRAM within the ports' capacity."""
+    stages = [score_stage(tb, ch, s, L, offload) for s, L in enumerate(tb.layers_per_stage)]
     pipe = cost.pipeline_time([st.time_s for st in stages], tb.m, tb.virtual)
-    return pipe + max(st.sync_s for st in stages), max(sum(st.memory.values()) for st in stages)
+    on_die = max(sum(st.memory.values()) for st in stages)
+    in_dram = sum(sum(st.dram.values()) for st in stages) * tb.dp * tb.shape[0] * tb.shape[1]
+    return pipe + max(st.sync_s for st in stages), on_die <= tb.hw.die.memory_bytes and in_dram <= tb.hw.dram_capacity
 
 
 def brute_force(work: Workload, hw: Hardware, space: str | Space = "full", limit: int | None = None) -> BruteForce:
     """Score every mapping of the space (or the first `limit`); the fastest that fits wins."""
     sp = get_space(space)
     t0 = time.perf_counter()
-    best: tuple[float, OuterPoint, dict] | None = None
+    best: tuple[float, OuterPoint, dict, tuple[str, ...]] | None = None
     n = size = 0
-    cap = hw.die.memory_bytes
+    offloads = _offloads(sp, hw)
     for pt, pr in probed_points(work, hw, sp):
         tb = _tables(pt, pr, work, hw, sp)
         if tb is None:
             continue
         names, lists = zip(*_choices(tb, sp, pt))
-        size += prod(len(x) for x in lists)
-        for combo in itertools.product(*lists):
-            if limit is not None and n >= limit:
-                break
-            ch = dict(zip(names, combo))
-            t, mem = score(tb, ch)
-            n += 1
-            if mem <= cap and (best is None or t < best[0]):
-                best = (t, pt, ch)
+        size += prod(len(x) for x in lists) * len(offloads)
+        for off in offloads:
+            for combo in itertools.product(*lists):
+                if limit is not None and n >= limit:
+                    break
+                ch = dict(zip(names, combo))
+                t, fits = score(tb, ch, off)
+                n += 1
+                if fits and (best is None or t < best[0]):
+                    best = (t, pt, ch, off)
     return BruteForce(best[0] if best else None, best[1] if best else None, best[2] if best else None,
-                      n, size, time.perf_counter() - t0)
+                      best[3] if best else (), n, size, time.perf_counter() - t0)

@@ -72,6 +72,24 @@ def optimizer_update_time(params_per_die: float, dp: int, zero_stage: int, die: 
     return memory_time(local * ADAM_UPDATE_BYTES, die)
 
 
+OFFLOAD_CLASSES = ("weights", "grads", "optimizer", "activations")
+
+
+def dram_traffic_per_micro_batch(weights: float, grads: float, activations: float) -> float:
+    """DRAM bytes one die moves per micro-batch for the tensor classes it keeps off-die: weights
+    are read in forward and again in backward (the recomputation of a layer runs just before its
+    backward and shares that read), the gradient accumulator is read and written, and the saved
+    activations of the micro-batch are written in forward and read in backward.
+    Arguments: bytes of each class in DRAM (activations: one micro-batch's)."""
+    return 2 * weights + 2 * grads + 2 * activations
+
+
+def dram_traffic_per_step(weights: float, grads: float, optimizer: float) -> float:
+    """DRAM bytes one die moves in the optimizer update: the Adam state is read and written, the
+    gradients read and the updated weights written back (bytes of each class in DRAM)."""
+    return 2 * optimizer + grads + weights
+
+
 def energy(flops: float, sram_bytes: float, dram_bytes: float, link_byte_hops: float,
            seconds: float, dies: int, e: Energy) -> dict[str, float]:
     """Joules of one step by source: compute, SRAM/HBM traffic, links, DRAM ports, static power."""

@@ -32,6 +32,9 @@ class StageScore:
     mem_bytes: float
     byte_hops: float  # per micro-batch, whole stage (all replicas)
     sync_byte_hops: float
+    dram: dict[str, float]  # bytes one die keeps in DRAM, per tensor class
+    dram_mb_bytes: float  # DRAM traffic of one die per micro-batch
+    dram_step_bytes: float  # DRAM traffic of one die in the optimizer update
 
 
 def validate(mapping: Mapping, work: Workload, hw: Hardware) -> None:
@@ -53,6 +56,9 @@ def validate(mapping: Mapping, work: Workload, hw: Hardware) -> None:
                               f"{mapping.pp * mapping.dp} groups on the {hw.rows}x{hw.cols} grid "
                               f"({hw.num_dies} usable dies); the shape must tile the grid with enough "
                               f"defect-free tiles, or give groups explicitly")
+    if mapping.offload and not hw.dram_ports:
+        raise ConfigError(f"offload: {hw.name} has no DRAM ports; offload must be empty (allowed classes "
+                          f"weights, grads, optimizer, activations need dram_ports)")
     if mapping.layers_per_stage is not None and sum(mapping.layers_per_stage) != L:
         raise ConfigError(f"layers_per_stage sums to {sum(mapping.layers_per_stage)}, the model has {L} layers")
     if mapping.virtual_stages > 1:
@@ -105,7 +111,8 @@ def normalized_choices(mapping: Mapping, tables: Tables) -> dict[str, OpChoice]:
     return out
 
 
-def score_stage(tables: Tables, ch: dict[str, OpChoice], stage: int, layers: int) -> StageScore:
+def score_stage(tables: Tables, ch: dict[str, OpChoice], stage: int, layers: int,
+                offload: tuple[str, ...] = ()) -> StageScore:
     g = tables.graph
     first, last = stage == 0, stage == tables.pp - 1
     opt = {k: v.split for k, v in ch.items()}
@@ -154,20 +161,40 @@ def score_stage(tables: Tables, ch: dict[str, OpChoice], stage: int, layers: int
     parts = {"compute": compute, "recompute": recompute, "tp_comm": tp.time_s, "pp_comm": pp.time_s}
     time_s = sum(parts.values())
 
-    # memory of one die of this stage
-    params = layers * sum(tables.option_cost(o, opt[o.name]).params for o in g.block)
-    params += sum(tables.option_cost(o, opt[o.name]).params for o in extra_ops)
+    # memory of one die of this stage; classes in `offload` live in DRAM, with a one-layer working
+    # copy on the die (the largest of a block layer, the embedding on the first stage, the head on the last)
+    layer_params = sum(tables.option_cost(o, opt[o.name]).params for o in g.block)
+    params = layers * layer_params + sum(tables.option_cost(o, opt[o.name]).params for o in extra_ops)
     params += tables.tied_head_params(opt["lm_head"]) if last else 0.0
+    working = layer_params
+    if first:
+        working = max(working, sum(tables.option_cost(o, opt[o.name]).params for o in g.pre))
+    if last:
+        working = max(working, sum(tables.option_cost(o, opt[o.name]).params for o in g.post) +
+                      tables.tied_head_params(opt["lm_head"]))
     state = cost.zero_state_bytes(params, tables.dp, tables.zero_stage, tables.fp32_grads, tables.work.dtype_bytes)
+    state_working = cost.zero_state_bytes(working, tables.dp, tables.zero_stage, tables.fp32_grads,
+                                          tables.work.dtype_bytes)
     stored = stored_tensors(tables.graph, rec)
     per_layer = sum(tables.tensor_bytes(t, opt) for t in stored)
-    act = layers * per_layer
+    act_mb = layers * per_layer  # saved activations of one micro-batch
     if last:
-        act += sum(tables.tensor_bytes(t, opt) for o in g.post for t in o.saved)
-    act *= tables.in_flight(stage)
+        act_mb += sum(tables.tensor_bytes(t, opt) for o in g.post for t in o.saved)
+    act = act_mb * tables.in_flight(stage)
     buffers = sum(b for o in g.block if o.name in rec
                   for b in tables.option_cost(o, opt[o.name]).out_bytes.values())
-    memory = {**state, "activations": act, "buffers": buffers}
+    dram = {k: (v if k in offload else 0.0) for k, v in state.items()}
+    dram["activations"] = act if "activations" in offload else 0.0
+    memory = {k: (state_working[k] if k in offload else v) for k, v in state.items()}
+    memory["activations"] = per_layer if "activations" in offload else act
+    memory["buffers"] = buffers
+    bw = tables.dram_bandwidth
+    mb_traffic = cost.dram_traffic_per_micro_batch(dram["weights"], dram["grads"],
+                                                   act_mb if "activations" in offload else 0.0)
+    step_traffic = cost.dram_traffic_per_step(dram["weights"], dram["grads"], dram["optimizer"])
+    if mb_traffic or step_traffic:
+        parts["dram"] = mb_traffic / bw
+        time_s += parts["dram"]
 
     wsync = ZERO
     for o in g.block:
@@ -176,15 +203,19 @@ def score_stage(tables: Tables, ch: dict[str, OpChoice], stage: int, layers: int
         wsync = wsync + tables.option_cost(o, opt[o.name]).wsync
     dp = tables.dp_sync(params) + wsync
     upd = cost.optimizer_update_time(params, tables.dp, tables.zero_stage, tables.hw.die)
+    sync_parts = {"dp_comm": dp.time_s, "optimizer": upd}
+    if step_traffic:
+        sync_parts["optimizer_dram"] = step_traffic / bw
     # group collectives are costed per tensor group (dp of them in a stage); dp rings span all stages
-    return StageScore(time_s, parts, memory, dp.time_s + upd, {"dp_comm": dp.time_s, "optimizer": upd},
+    return StageScore(time_s, parts, memory, sum(sync_parts.values()), sync_parts,
                       flops, mem, tp.byte_hops * tables.dp,
-                      (dp.byte_hops - wsync.byte_hops) / tables.pp + wsync.byte_hops * tables.dp)
+                      (dp.byte_hops - wsync.byte_hops) / tables.pp + wsync.byte_hops * tables.dp,
+                      dram, mb_traffic, step_traffic)
 
 
 def assemble(mapping: Mapping, work: Workload, hw: Hardware, tables: Tables) -> Report:
     ch = normalized_choices(mapping, tables)
-    stages = [score_stage(tables, ch, s, L) for s, L in enumerate(tables.layers_per_stage)]
+    stages = [score_stage(tables, ch, s, L, mapping.offload) for s, L in enumerate(tables.layers_per_stage)]
     m, v = tables.m, tables.virtual
     times = [st.time_s for st in stages]
     pipe = cost.pipeline_time(times, m, v)
@@ -206,9 +237,13 @@ def assemble(mapping: Mapping, work: Workload, hw: Hardware, tables: Tables) -> 
     # each boundary carries one activation forward and one gradient back per micro-batch and chunk
     p2p = tables.p2p(ch["add2"].split).byte_hops * 2 * tables.virtual if mapping.pp > 1 else 0.0
     link = (sum(st.byte_hops for st in stages) + p2p) * m + sum(st.sync_byte_hops for st in stages)
+    dram_traffic = sum(st.dram_mb_bytes * m + st.dram_step_bytes for st in stages) * per_stage_dies
+    dram_stored = sum(sum(st.dram.values()) for st in stages) * per_stage_dies
+    link += dram_traffic * tables.dram_hops  # DRAM traffic crosses the mesh from the nearest port
     e = hw.energy
     on_hbm = hw.die.hbm_bytes is not None
-    parts = cost.energy(flops, 0.0 if on_hbm else mem_bytes, mem_bytes if on_hbm else 0.0, link, step, devices, e)
+    parts = cost.energy(flops, 0.0 if on_hbm else mem_bytes, (mem_bytes if on_hbm else 0.0) + dram_traffic,
+                        link, step, devices, e)
     model_flops = step_flops(work.model, work.global_batch, work.seq_len)
     rec_flops = sum(o.flops for o in tables.graph.block if ch[o.name].recompute) * work.model.layers * \
         (work.global_batch // mapping.micro_batch)
@@ -221,14 +256,38 @@ def assemble(mapping: Mapping, work: Workload, hw: Hardware, tables: Tables) -> 
         energy_j=sum(parts.values()),
         peak_memory_bytes=peak_mem,
         memory_capacity_bytes=capacity,
-        fits=peak_mem <= capacity,
+        fits=peak_mem <= capacity and dram_stored <= hw.dram_capacity,
         devices=devices,
         memory=memory,
         breakdown=breakdown,
         energy=parts,
         stage_times_s=tuple(times),
         link_bytes=link,
+        dram_bytes=dram_traffic,
+        dram_stored_bytes=dram_stored,
+        dram_capacity_bytes=hw.dram_capacity,
+        offload=tuple(mapping.offload),
     )
+
+
+def prepare(mapping: Mapping | str, work: Workload, hardware: Hardware | str) -> tuple[Mapping, Hardware, Tables]:
+    """evaluate()'s checks and cost tables, for callers that need more than the Report (exporters)."""
+    hw = hw_loader.load(hardware) if isinstance(hardware, str) else hardware
+    if not isinstance(mapping, Mapping):
+        mapping = Mapping.load(mapping)
+    validate(mapping, work, hw)
+    try:
+        tables = tables_for(mapping, work, hw)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    check_ops(mapping, tables)
+    return mapping, hw, tables
+
+
+def stage_scores(mapping: Mapping, tables: Tables) -> list[StageScore]:
+    """Every pipeline stage's score, as assemble() computes them (index = stage)."""
+    ch = normalized_choices(mapping, tables)
+    return [score_stage(tables, ch, s, L) for s, L in enumerate(tables.layers_per_stage)]
 
 
 def evaluate(mapping: Mapping | str, work: Workload, hardware: Hardware | str) -> Report:
@@ -245,4 +304,4 @@ def evaluate(mapping: Mapping | str, work: Workload, hardware: Hardware | str) -
     return assemble(mapping, work, hw, tables)
 
 
-__all__ = ["evaluate", "validate"]
+__all__ = ["evaluate", "validate", "prepare", "stage_scores"]

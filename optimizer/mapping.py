@@ -46,6 +46,8 @@ class Mapping(Frozen):
     layers_per_stage: tuple[int, ...] | None = Field(default=None, description="None = balanced split")
     ops: dict[str, OpChoice] = Field(default_factory=dict, description="per operator; missing = replicated, stored")
     groups: tuple[StageGroup, ...] = ()
+    offload: tuple[Literal["weights", "grads", "optimizer", "activations"], ...] = Field(
+        default=(), description="tensor classes kept in DRAM behind the ports instead of on-die memory")
     fp32_grad_accumulation: bool = Field(
         default=False, description="Megatron's accounting: fp32 gradient buffer (18 B/param) instead of ZeRO's 16")
     name: str = ""
@@ -64,6 +66,8 @@ class Mapping(Frozen):
             want = {(s, d) for s in range(self.pp) for d in range(self.dp)}
             if seen != want:
                 raise ValueError("groups: every (stage, replica) pair must appear exactly once")
+        if len(set(self.offload)) != len(self.offload):
+            raise ValueError(f"offload: each tensor class once, got {list(self.offload)}")
         if self.layers_per_stage is not None:
             if len(self.layers_per_stage) != self.pp:
                 raise ValueError(f"layers_per_stage: need {self.pp} entries (one per stage), got {len(self.layers_per_stage)}")
@@ -131,5 +135,8 @@ class Report(Frozen):
     breakdown: dict[str, float]
     energy: dict[str, float]
     stage_times_s: tuple[float, ...]
-    dram_bytes: float = 0.0
+    dram_bytes: float = Field(default=0.0, description="DRAM port traffic of one step, all dies")
+    dram_stored_bytes: float = Field(default=0.0, description="bytes kept in DRAM, all dies")
+    dram_capacity_bytes: float = 0.0
+    offload: tuple[str, ...] = ()
     link_bytes: float = 0.0

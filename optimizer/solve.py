@@ -110,20 +110,27 @@ def probed_points(work: Workload, hw: Hardware, sp: Space):
             yield pt, probes[key]
 
 
-def _bounds(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space: Space) -> tuple[float, float]:
-    """(step-time lower bound, least memory per die) of an outer point."""
+def _bounds(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space: Space) -> tuple[float, float, float]:
+    """(step-time lower bound, least memory per die, least bytes beyond on-die memory) of an outer
+    point. With a DRAM tier every class may leave the die but for its largest layer."""
     lps = balanced_layers(work.model.layers, pt.pp)
     m = work.global_batch // (pt.dp * pt.micro_batch)
-    times, mem, sync = [], 0.0, 0.0
+    offload = space.offload_classes(hw)
+    times, mem, sync, spill = [], 0.0, 0.0, 0.0
     for s, L in enumerate(lps):
         first, last = s == 0, s == pt.pp - 1
         times.append(L * pr.layer_s + (pr.pre_s if first else 0) + (pr.post_s if last else 0))
         params = L * pr.params_layer + (pr.params_pre if first else 0) + (pr.params_post if last else 0)
-        state = sum(cost.zero_state_bytes(params, pt.dp, pt.zero_stage, space.fp32_grads, work.dtype_bytes).values())
+        state = cost.zero_state_bytes(params, pt.dp, pt.zero_stage, space.fp32_grads, work.dtype_bytes)
+        working = cost.zero_state_bytes(pr.params_layer, pt.dp, pt.zero_stage, space.fp32_grads, work.dtype_bytes)
         act = L * pr.act_layer * cost.micro_batches_in_flight(s, pt.pp, m, pt.virtual)
-        mem = max(mem, state + act)
+        full = sum(state.values()) + act
+        least = sum(working[c] if c in offload else v for c, v in state.items()) + \
+            (pr.act_layer if "activations" in offload else act)
+        mem = max(mem, least)
+        spill += max(0.0, full - hw.die.memory_bytes) * pt.dp * pt.shape[0] * pt.shape[1]
         sync = max(sync, cost.optimizer_update_time(params, pt.dp, pt.zero_stage, hw.die))
-    return cost.pipeline_time(times, m, pt.virtual) + sync, mem
+    return cost.pipeline_time(times, m, pt.virtual) + sync, mem, spill
 
 
 def _tables(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space: Space) -> Tables | None:
@@ -135,13 +142,13 @@ def _tables(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space: Spa
                   balanced_layers(work.model.layers, pt.pp), groups, base.allowed, space.fp32_grads)
 
 
-def _mapping(pt: OuterPoint, tb: Tables, choices: dict, space: Space) -> Mapping:
+def _mapping(pt: OuterPoint, tb: Tables, choices: dict, space: Space, offload: tuple[str, ...] = ()) -> Mapping:
     return Mapping(
         pp=pt.pp, dp=pt.dp, tp_shape=pt.shape, micro_batch=pt.micro_batch, zero_stage=pt.zero_stage,
         schedule="interleaved" if pt.virtual > 1 else "1f1b", virtual_stages=pt.virtual,
         layers_per_stage=tb.layers_per_stage,
         ops={k: OpChoice(split=v[0], recompute=v[1]) for k, v in choices.items()},
-        groups=tb.groups, fp32_grad_accumulation=space.fp32_grads, name=f"{space.name} optimum",
+        groups=tb.groups, fp32_grad_accumulation=space.fp32_grads, offload=offload, name=f"{space.name} optimum",
     )
 
 
@@ -169,14 +176,15 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
 
     probes: dict = {}
     heap: list = []
-    least_mem = float("inf")
+    least_mem = least_spill = float("inf")
     total = pruned_mem = 0
     for pt, pr in probed_points(work, hw, sp):
         probes[(pt.shape, pt.micro_batch)] = pr
         total += 1
-        lb, mem = _bounds(pt, pr, work, hw, sp)
+        lb, mem, spill = _bounds(pt, pr, work, hw, sp)
         least_mem = min(least_mem, mem)
-        if mem > hw.die.memory_bytes:
+        least_spill = min(least_spill, spill)
+        if mem > hw.die.memory_bytes or spill > hw.dram_capacity:
             pruned_mem += 1
             continue
         heapq.heappush(heap, (lb, total, pt))
@@ -198,11 +206,12 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
         tb = _tables(pt, pr, work, hw, sp)
         if tb is None:
             continue
-        inner = build_inner(tb, sp.recompute_allowed(tb.graph, pt.recompute_policy), hw.die.memory_bytes)
+        inner = build_inner(tb, sp.recompute_allowed(tb.graph, pt.recompute_policy), hw.die.memory_bytes,
+                            sp.offload_classes(hw))
         res = solve_model(inner.model, backend, remaining, threads)
         solved += 1
         if res.status in ("optimal", "feasible") and res.values is not None:
-            mp = _mapping(pt, tb, inner.choices(res.values), sp)
+            mp = _mapping(pt, tb, inner.choices(res.values), sp, inner.offload(res.values))
             if best is None or res.objective < best[0]:
                 best = (res.objective, mp, res.bound if res.bound is not None else lb)
             if res.status == "feasible":
@@ -223,7 +232,7 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
                             explanation="no feasible mapping found within the time limit")
         return Solution(status="infeasible", solve_time_s=elapsed, points_total=total, points_solved=solved,
                         points_pruned=pruned_mem, backend=backend, space=space,
-                        explanation=_why_infeasible(least_mem, hw, work, space, solved))
+                        explanation=_why_infeasible(least_mem, least_spill, hw, work, space, solved))
     obj, mp, _ = best
     cand = [obj] + open_bounds + (unexplored if timed_out else [])
     bound = min(cand)
@@ -237,8 +246,12 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
                     points_pruned=total - solved, backend=backend, space=space)
 
 
-def _why_infeasible(least_mem: float, hw: Hardware, work: Workload, space: str, solved: int) -> str:
+def _why_infeasible(least_mem: float, least_spill: float, hw: Hardware, work: Workload, space: str,
+                    solved: int) -> str:
     cap = hw.die.memory_bytes
+    if least_mem <= cap and least_spill > hw.dram_capacity:
+        return (f"infeasible: every mapping in space {space!r} must keep at least {least_spill / 1e9:.1f} GB "
+                f"beyond on-die memory, but {hw.name}'s DRAM holds {hw.dram_capacity / 1e9:.1f} GB")
     if least_mem == float("inf"):
         return (f"no outer point of space {space!r} fits {work.model.name} on {hw.name} "
                 f"({hw.num_dies} usable dies): no degrees divide the batch or tile the grid")

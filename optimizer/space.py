@@ -24,6 +24,7 @@ from hw.schema import Hardware
 from models.graph import Graph, recompute_set
 from models.schema import Workload
 
+from .cost import OFFLOAD_CLASSES
 from .sharding import Option, options as op_options
 
 SPACES = ("full", "megatron", "deepspeed", "accpar", "hecaton")
@@ -56,6 +57,7 @@ class Space:
     recompute_policies: tuple[str | None, ...] = (None,)
     fp32_grads: bool = False
     whole_grid: bool = False
+    offload: bool = True  # may tensor classes live in DRAM behind the ports (when the machine has them)
     free_ops: frozenset[str] | None = None  # if set, every other op is fixed: replicated, stored
     points: tuple[OuterPoint, ...] | None = None  # if set, exactly these outer points
 
@@ -101,6 +103,10 @@ class Space:
                                     continue
                                 for pol in self.recompute_policies:
                                     yield OuterPoint(pp, dp, shape, mb, z, v, pol)
+
+    def offload_classes(self, hw: Hardware) -> tuple[str, ...]:
+        """Tensor classes the solver may place in DRAM on this machine."""
+        return OFFLOAD_CLASSES if self.offload and hw.dram_ports else ()
 
     def allowed_options(self, graph: Graph, shape: tuple[int, int]) -> dict[str, list[Option]]:
         """Per operator, the partition options this space lets it choose on a group of `shape`."""

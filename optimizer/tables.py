@@ -132,6 +132,25 @@ class Tables:
                                   (b.origin[0] + off[0], b.origin[1] + off[1])))
         return tuple(pairs)
 
+    # ---- DRAM behind the ports ------------------------------------------------------------
+    @cached_property
+    def used_dies(self) -> tuple[tuple[int, int], ...]:
+        return tuple(d for g in self.groups for d in rectangle(g.origin, self.shape))
+
+    @cached_property
+    def dram_bandwidth(self) -> float:
+        """Bytes/s of DRAM one die gets when every used die streams at once: the ports' total
+        bandwidth shared evenly (0 without ports)."""
+        return sum(p.bandwidth for p in self.hw.dram_ports) / len(self.used_dies)
+
+    @cached_property
+    def dram_hops(self) -> float:
+        """Mean mesh hops from a used die to its nearest DRAM port (link energy of DRAM traffic)."""
+        ports = [(p.row, p.col) for p in self.hw.dram_ports]
+        if not ports or self.hw.topology.kind == "switched":
+            return 0.0
+        return sum(min(abs(d[0] - r) + abs(d[1] - c) for r, c in ports) for d in self.used_dies) / len(self.used_dies)
+
     # ---- stages ---------------------------------------------------------------------------
     @cached_property
     def stage_kinds(self) -> list[StageKind]:

@@ -14,6 +14,8 @@ from .model import LinearModel, Result
 
 BACKENDS = ("cpsat", "cbc", "highs", "scip")
 MIP_GAP = 1e-9
+ROUND_TOL = 1e-7  # CP-SAT: largest relative rounding error of an inequality's coefficient, when reachable
+INT_LIMIT = 2 ** 61  # CP-SAT: bound on |Σ coefficient · variable| of a row
 
 
 def solve_model(model: LinearModel, backend: str, time_limit_s: float, threads: int = 1) -> Result:
@@ -32,21 +34,14 @@ def _cpsat(model: LinearModel, time_limit_s: float, threads: int) -> Result:
     t0 = time.perf_counter()
     m = cp_model.CpModel()
     xs = []
+    xs_bounds = []
     for v in model.vars:
-        if v.integer:
-            xs.append(m.NewIntVar(int(v.lb), int(v.ub), v.name))
-        else:
-            xs.append(m.NewIntVar(int(math.floor(v.lb * v.scale)), int(math.ceil(v.ub * v.scale)), v.name))
+        lo, hi = (int(v.lb), int(v.ub)) if v.integer else (int(math.floor(v.lb * v.scale)), int(math.ceil(v.ub * v.scale)))
+        xs.append(m.NewIntVar(lo, hi, v.name))
+        xs_bounds.append(max(abs(lo), abs(hi)))
     for row in model.rows:
-        expr = []
-        for i, c in row.coeffs.items():
-            var = model.vars[i]
-            k = c * row.scale / (var.scale if not var.integer else 1.0)
-            ki = int(round(k))
-            if ki:
-                expr.append(ki * xs[i])
-        rhs = row.rhs * row.scale
-        lin = sum(expr) if expr else 0
+        ks, rhs = _integer_row(model, row, xs_bounds)
+        lin = sum(k * xs[i] for i, k in ks.items()) if ks else 0
         if row.sense == "<=":
             m.Add(lin <= int(math.floor(rhs + 1e-9)))
         elif row.sense == ">=":
@@ -79,6 +74,26 @@ def _cpsat(model: LinearModel, time_limit_s: float, threads: int) -> Result:
     objective = s.ObjectiveValue() / model.objective_scale + model.objective_const
     bound = s.BestObjectiveBound() / model.objective_scale + model.objective_const
     return Result("optimal" if st == cp_model.OPTIMAL else "feasible", vals, objective, bound, wall)
+
+
+def _integer_row(model: LinearModel, row, bounds: list[int]) -> tuple[dict[int, int], float]:
+    """A row's integer coefficients and right-hand side for CP-SAT. An inequality is refined by
+    powers of 10 (up to 1e6) until every coefficient rounds within ROUND_TOL of its value, as long
+    as no partial sum can overflow 64-bit integers."""
+    raw = {}
+    for i, c in row.coeffs.items():
+        var = model.vars[i]
+        raw[i] = c * row.scale / (var.scale if not var.integer else 1.0)
+    refine = 1
+    if row.sense != "==":
+        while refine < 1e6 and any(abs(round(k * refine) - k * refine) > ROUND_TOL * abs(k * refine)
+                                   for k in raw.values()):
+            nxt = refine * 10
+            if sum(abs(k) * nxt * bounds[i] for i, k in raw.items()) + abs(row.rhs * row.scale * nxt) > INT_LIMIT:
+                break
+            refine = nxt
+    ks = {i: int(round(k * refine)) for i, k in raw.items()}
+    return {i: k for i, k in ks.items() if k}, row.rhs * row.scale * refine
 
 
 def _pulp(model: LinearModel, time_limit_s: float, threads: int) -> Result:

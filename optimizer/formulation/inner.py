@@ -20,6 +20,8 @@ from .. import cost
 from .model import LinearModel, add_expr
 
 GB = 1e9  # memory rows are written in GB for numerical balance
+KB_PER_GB = 1e6  # CP-SAT counts bytes kept on or off the die in KB
+FINE = 1e12  # CP-SAT: rows mixing DRAM bytes and seconds are counted in picoseconds
 
 
 @dataclass
@@ -29,6 +31,10 @@ class Inner:
     X: dict
     Z: dict
     rec_allowed: dict
+    H: dict
+
+    def offload(self, values: list[float]) -> tuple[str, ...]:
+        return tuple(c for c, i in self.H.items() if values[i] > 0.5)
 
     def choices(self, values: list[float]) -> dict[str, tuple[tuple, bool]]:
         out: dict[str, tuple[tuple, bool]] = {}
@@ -41,9 +47,12 @@ class Inner:
         return out
 
 
-def build_inner(tb: Tables, rec_allowed: dict[str, tuple[bool, ...]], capacity: float) -> Inner:
+def build_inner(tb: Tables, rec_allowed: dict[str, tuple[bool, ...]], capacity: float,
+                offload: tuple[str, ...] = ()) -> Inner:
+    """The model of one outer point; `offload` lists the tensor classes the solver may put in DRAM."""
     g = tb.graph
     lm = LinearModel()
+    H = {c: lm.binary(f"H[{c}]") for c in offload}  # class c lives in DRAM
     Y: dict = {}
     X: dict = {}
     Z: dict = {}
@@ -170,7 +179,6 @@ def build_inner(tb: Tables, rec_allowed: dict[str, tuple[bool, ...]], capacity: 
 
     dp_slope, dp_icpt = tb.dp_sync_rate()
     state = cost.zero_state_bytes(1.0, tb.dp, tb.zero_stage, tb.fp32_grads, tb.work.dtype_bytes)
-    state_per_param = sum(state.values())
     upd_per_param = cost.optimizer_update_time(1.0, tb.dp, tb.zero_stage, tb.hw.die)
 
     # activations kept per layer (Checkmate): tensor memory expressions
@@ -220,57 +228,134 @@ def build_inner(tb: Tables, rec_allowed: dict[str, tuple[bool, ...]], capacity: 
             buffers[i] = sum(tb.option_cost(g.op(name), opt).out_bytes.values()) / GB
 
     # ---- stage kinds -----------------------------------------------------------------------
-    big_t = 1e7
-    tmax = lm.continuous("TMAX", big_t)
-    dmax = lm.continuous("D", big_t)
+    group_of = {i: k[0] for k, i in list(Y.items()) + list(X.items())}
+
+    def upper(expr: dict[int, float]) -> float:
+        """An upper bound of a linear expression: each op's largest coefficient (one option is
+        picked), each continuous variable at its bound."""
+        top: dict = {}
+        total = 0.0
+        for i, c in expr.items():
+            if i in group_of:
+                top[group_of[i]] = max(top.get(group_of[i], 0.0), c)
+            elif c > 0:
+                total += c * lm.vars[i].ub
+        return total + sum(top.values())
+
     counts: dict = {}
     for s, L in enumerate(tb.layers_per_stage):
         key = (L, s == 0, s == tb.pp - 1)
         counts[key] = counts.get(key, 0) + 1
-    objective: dict[int, float] = {}
+    bw = tb.dram_bandwidth
+    kinds = []
     for kind in tb.stage_kinds:
         L, first, last = kind.layers, kind.first, kind.last
-        key = (L, first, last)
-        t = lm.continuous(f"T[{L},{int(first)},{int(last)}]", big_t)
-        row = {t: 1.0}
-        add_expr(row, layer, -L)
-        add_expr(row, wrap, -(L - 1 if first else L))
+        time: dict[int, float] = {}
+        add_expr(time, layer, L)
+        add_expr(time, wrap, L - 1 if first else L)
         if first:
-            add_expr(row, pre, -1.0)
+            add_expr(time, pre)
         if last:
-            add_expr(row, post, -1.0)
-        add_expr(row, p2p, -((0 if first else 1) + (0 if last else 1)))
-        lm.add(row, "==", 0.0, name=f"time{key}")
-        lm.add({tmax: 1.0, t: -1.0}, ">=", 0.0)
-        objective[t] = objective.get(t, 0.0) + counts[key] / tb.virtual
-        # parameters on one die of this stage (linear expression)
-        par: dict[int, float] = {}
+            add_expr(time, post)
+        add_expr(time, p2p, (0 if first else 1) + (0 if last else 1))
+        par: dict[int, float] = {}  # parameters on one die of this stage
         add_expr(par, params_layer, L)
+        working = [params_layer]  # a class kept in DRAM still needs its largest layer on the die
         if first:
             add_expr(par, params_pre)
+            working.append(params_pre)
         if last:
             add_expr(par, params_post)
-        # sync after the pipeline: D ≥ dp sync + weight-grad all-reduces + Adam update
-        row = {dmax: 1.0}
-        add_expr(row, par, -(dp_slope.time_s + upd_per_param))
-        add_expr(row, wsync_layer, -L)
+            working.append(params_post)
+        sync: dict[int, float] = {}  # dp sync + weight-grad all-reduces + Adam update
+        add_expr(sync, par, dp_slope.time_s + upd_per_param)
+        add_expr(sync, wsync_layer, L)
         if first:
-            add_expr(row, wsync_pre, -1.0)
+            add_expr(sync, wsync_pre)
         if last:
-            add_expr(row, wsync_post, -1.0)
-        lm.add(row, ">=", dp_icpt.time_s if tb.dp > 1 else 0.0, name=f"sync{key}")
-        # memory of one die of this stage ≤ capacity (GB)
-        mem: dict[int, float] = {}
-        add_expr(mem, par, state_per_param / GB)
-        act: dict[int, float] = {}
+            add_expr(sync, wsync_post)
+        act: dict[int, float] = {}  # saved activations of one micro-batch (GB)
         add_expr(act, act_layer, L)
         if last:
             add_expr(act, post_saved)
-        add_expr(mem, act, tb.in_flight(kind.index))
+        kinds.append((kind, (L, first, last), time, par, working, sync, act))
+
+    big_t = max(upper(k[2]) for k in kinds) * 1.01 + 1.0
+    big_d = max(upper(k[5]) for k in kinds) * 1.01 + (dp_icpt.time_s if tb.dp > 1 else 0.0) + 1.0
+    # CP-SAT counts step times in ns, or in ps once DRAM bytes (counted in KB) enter the time rows
+    tscale = FINE if H else 1e9
+    tmax = lm.continuous("TMAX", big_t, scale=tscale)
+    dmax = lm.continuous("D", big_d, scale=tscale)
+    objective: dict[int, float] = {}
+    dram_total: dict[int, float] = {}
+    for kind, key, time, par, working, sync, act in kinds:
+        in_flight = tb.in_flight(kind.index)
+        mem: dict[int, float] = {}
+        dram: dict[str, int] = {}
+        for c, coef in state.items():
+            if c not in H:
+                add_expr(mem, par, coef / GB)
+                continue
+            on_die, off_die = _split_by_tier(lm, H[c], {i: coef * v / GB for i, v in par.items()},
+                                             [{i: coef * v / GB for i, v in w.items()} for w in working],
+                                             upper, f"{c},{key}")
+            mem[on_die] = 1.0
+            dram[c] = off_die
+        act_all = {i: v * in_flight for i, v in act.items()}
+        if "activations" in H:
+            on_die, off_die = _split_by_tier(lm, H["activations"], act_all, [act_layer], upper, f"activations,{key}")
+            mem[on_die] = 1.0
+            dram["activations"] = off_die
+        else:
+            add_expr(mem, act_all)
         add_expr(mem, buffers)
         lm.add(mem, "<=", capacity / GB, scale=GB, name=f"memory{key}")
+        for off_die in dram.values():
+            dram_total[off_die] = dram_total.get(off_die, 0.0) + counts[key] * tb.dp * tb.shape[0] * tb.shape[1]
+
+        # one micro-batch's time of this stage kind, DRAM traffic included (cost.dram_traffic_*)
+        t = lm.continuous(f"T[{','.join(str(int(x)) for x in key)}]", big_t, scale=tscale)
+        row = {t: 1.0}
+        add_expr(row, time, -1.0)
+        per_mb = {"weights": 2.0, "grads": 2.0, "activations": 2.0 / in_flight}
+        for c, v in dram.items():
+            if c in per_mb:
+                row[v] = -per_mb[c] * GB / bw
+        lm.add(row, ">=", 0.0, scale=tscale, name=f"time{key}")
+        lm.add({tmax: 1.0, t: -1.0}, ">=", 0.0, scale=tscale)
+        objective[t] = objective.get(t, 0.0) + counts[key] / tb.virtual
+        row = {dmax: 1.0}
+        add_expr(row, sync, -1.0)
+        per_step = {"weights": 1.0, "grads": 1.0, "optimizer": 2.0}
+        for c, v in dram.items():
+            if c in per_step:
+                row[v] = -per_step[c] * GB / bw
+        lm.add(row, ">=", dp_icpt.time_s if tb.dp > 1 else 0.0, scale=tscale, name=f"sync{key}")
+    if dram_total:
+        lm.add(dram_total, "<=", tb.hw.dram_capacity / GB, scale=GB, name="dram capacity")
     objective[tmax] = tb.m - 1.0 / tb.virtual
     objective[dmax] = 1.0
     lm.minimize(objective)
-    lm.objective_scale = 1e9 * tb.virtual
-    return Inner(lm, Y, X, Z, rec_allowed)
+    lm.objective_scale = tscale * tb.virtual
+    return Inner(lm, Y, X, Z, rec_allowed, H)
+
+
+def _split_by_tier(lm: LinearModel, h: int, total: dict[int, float], working: list[dict[int, float]],
+                   upper, label: str) -> tuple[int, int]:
+    """Bytes (GB) of one tensor class on the die and in DRAM, given its binary tier variable h:
+    on die = total if h = 0, else its largest working piece; in DRAM = total if h = 1, else 0
+    (big-M rows with M = an upper bound of the total)."""
+    big = upper(total)
+    on_die = lm.continuous(f"SRAM[{label}]", big, scale=KB_PER_GB)
+    off_die = lm.continuous(f"DRAM[{label}]", big, scale=KB_PER_GB)
+    row = {on_die: 1.0, h: big}
+    add_expr(row, total, -1.0)
+    lm.add(row, ">=", 0.0, scale=GB)
+    for w in working:
+        row = {on_die: 1.0}
+        add_expr(row, w, -1.0)
+        lm.add(row, ">=", 0.0, scale=GB)
+    row = {off_die: 1.0, h: -big}
+    add_expr(row, total, -1.0)
+    lm.add(row, ">=", -big, scale=GB)
+    return on_die, off_die
