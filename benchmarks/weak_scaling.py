@@ -1,0 +1,344 @@
+"""Hecaton's weak-scaling claim: 2D tensor parallelism keeps computation/communication nearly
+constant as the grid grows; 1D (Megatron-style) tensor parallelism over the whole grid does not.
+
+Source: Huang et al., "Hecaton: Training and Finetuning Large Language Models with Scalable Chiplet
+Systems", arXiv:2407.05784, abstract: "Theoretical analysis shows that the entire system achieves
+weak scaling: as the workload and hardware resources grow proportionally, the
+computation-to-communication ratio remains nearly constant." The abstract gives no number for the
+ratio and says nothing about the ratio of 1D tensor parallelism (it compares performance with
+Megatron's tensor parallelism only); the full text was not available here.
+
+Setup (every choice is ours, see docs/reproduction.md):
+  * hardware: hw.load("hecaton-chiplet", rows=n, cols=n) for n = 4, 8, 16 (16, 64, 256 dies);
+  * model: a Llama2-70B-shaped family whose width grows with the side n: hidden = 512·n (8192 at
+    16×16, Llama2-70B's width), ffn = 3.5·hidden (Llama2-70B's 28672/8192), 80 layers,
+    vocabulary 32000, RMSNorm, SwiGLU, no dropout, no bias, RoPE. Heads = n² (multi-head
+    attention, head_dim = 512/n): 1D tensor parallelism over n² dies splits the heads, so they
+    must divide by n² at every size; hidden, ffn and heads then divide evenly on every group;
+  * workload: the same 4 sequences of 4096 tokens per step at every size (16,384 tokens), one
+    micro-batch of 4 (pp = dp = 1, so there is no pipeline to feed), no recomputation;
+  * 2D (Hecaton-style): one n×n group spanning the grid (tp_shape=(n, n), pp=1, dp=1); every
+    linear is split weight-stationary on both axes, alternating its orientation so that each
+    linear's output is reduce-scattered into the layout the next one gathers: q/kv projections
+    and fc1 (k, out) -- input gathered along the grid rows, output reduce-scattered along the
+    grid columns; out_proj and fc2 (n, in) -- the transpose. The residual stream, norms and adds
+    stay 2D-distributed as (hidden on axis 0, sequence on axis 1); the attention core splits the
+    heads over both axes. Every option is checked against optimizer.space's "hecaton" restriction;
+  * 1D: optimizer.baselines.megatron(tp=n², pp=1, dp=1, recompute="none") -- Megatron-LM's heads /
+    column-row split over all n² dies of the n×n group, norms and residuals replicated.
+
+Ratio = (breakdown["compute"] + breakdown["recompute"]) / breakdown["tp_comm"] of optimizer.evaluate.
+Memory is not part of the claim: no size fits in the chiplets' 48 MB of SRAM (the DRAM tier is not
+modelled yet), and the rows say so (fits = False).
+
+Run:  python benchmarks/weak_scaling.py
+      (writes benchmarks/results/weak_scaling.json and benchmarks/results/weak_scaling.png)
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # `common` sits next to this file, whether run or imported
+    sys.path.insert(0, str(HERE))
+
+import hw  # noqa: E402
+import models  # noqa: E402
+import optimizer  # noqa: E402
+from common import RESULTS_DIR, claim, write_result  # noqa: E402
+from hw.topology import ring_profile  # noqa: E402
+from models.graph import build_graph  # noqa: E402
+from optimizer.mapping import Mapping, OpChoice  # noqa: E402
+from optimizer.space import get_space  # noqa: E402
+
+HARDWARE = "hecaton-chiplet"
+SIZES = (4, 8, 16)  # grid side n: n×n dies
+HIDDEN_PER_SIDE = 512  # hidden = 512·n: 2048, 4096, 8192
+FFN_PER_HIDDEN = 3.5  # Llama2-70B: 28672 / 8192
+LAYERS = 80  # Llama2-70B
+VOCAB = 32000  # Llama2
+SEQ_LEN = 4096  # Llama2 context
+GLOBAL_BATCH = 4  # sequences per step, the same at every size
+MICRO_BATCH = 4
+TOLERANCE_2D = 0.15  # acceptance: 2D ratio within ±15% of its first value
+MIN_DROP_1D = 2.0  # acceptance: 1D ratio falls by at least 2x
+
+# Hecaton-style 2D options, (axis 0, axis 1) loop dims (see optimizer/sharding.py). The residual
+# stream lives as (h on axis 0, s on axis 1); linears alternate (in, out) and (out, in).
+RESIDUAL = ("h", "s")
+ATTENTION_CORE = ("a", "a")  # heads over both axes: a/n per column, one n-th of that per die
+HECATON_2D: dict[str, tuple[str, str]] = {
+    "ln1": RESIDUAL, "q_proj": ("k", "a"), "kv_proj": ("k", "g"),
+    "qk": ATTENTION_CORE, "softmax": ATTENTION_CORE, "attn_dropout": ATTENTION_CORE, "av": ATTENTION_CORE,
+    "out_proj": ("n", "a"), "out_dropout": RESIDUAL, "add1": RESIDUAL,
+    "ln2": RESIDUAL, "fc1": ("k", "f"), "act": ("s", "f"), "fc2": ("n", "f"), "mlp_dropout": RESIDUAL,
+    "add2": RESIDUAL,
+    "embedding": ("n", "s"), "final_norm": RESIDUAL, "lm_head": ("k", "v"), "loss": ("s", "v"),
+}
+
+# Sensitivity of the result to our choices (same sizes; each entry overrides the baseline).
+VARIANTS: dict[str, dict[str, Any]] = {
+    "micro_batch_1": {"micro_batch": 1},
+    "seq_2048_batch_8": {"seq_len": 2048, "global_batch": 8, "micro_batch": 8},
+    "attention_core_seq_x_heads": {"attention": ("s", "a")},
+    "zero_link_latency": {"zero_latency": True},
+    "seq_grows_with_n": {"seq_len_per_side": 1024},
+    "seq_grows_with_n_zero_link_latency": {"seq_len_per_side": 1024, "zero_latency": True},
+}
+
+
+def model_for(n: int) -> models.ModelConfig:
+    """The model trained on the n×n grid: width ∝ n, heads = n², everything else fixed."""
+    hidden = HIDDEN_PER_SIDE * n
+    return models.ModelConfig(
+        name=f"llama-shaped-h{hidden}", layers=LAYERS, hidden=hidden, heads=n * n,
+        ffn=int(FFN_PER_HIDDEN * hidden), vocab=VOCAB, activation="swiglu", norm="rmsnorm",
+        dropout=False, bias=False, position="rope", seq_len=SEQ_LEN,
+    )
+
+
+def workload_for(n: int, seq_len: int = SEQ_LEN, global_batch: int = GLOBAL_BATCH) -> models.Workload:
+    return models.Workload(model=model_for(n), global_batch=global_batch, seq_len=seq_len)
+
+
+def hardware_for(n: int, zero_latency: bool = False) -> hw.Hardware:
+    hardware = hw.load(HARDWARE, rows=n, cols=n)
+    if zero_latency:  # diagnostic only: the bandwidth part of every collective
+        link = hardware.topology.link.model_copy(update={"latency_s": 0.0})
+        hardware = hardware.model_copy(update={"topology": hardware.topology.model_copy(update={"link": link})})
+    return hardware
+
+
+def mapping_2d(work: models.Workload, n: int, micro_batch: int = MICRO_BATCH,
+               attention: tuple[str, str] = ATTENTION_CORE) -> Mapping:
+    """Hecaton-style 2D weight-stationary mapping on one n×n group spanning the grid.
+
+    Raises ValueError if an option is not one optimizer.space's "hecaton" restriction admits."""
+    graph = build_graph(work.model, micro_batch, work.seq_len, work.dtype_bytes)
+    allowed = get_space("hecaton").allowed_options(graph, (n, n))
+    ops = {}
+    for o in graph.block + graph.pre + graph.post:
+        split = HECATON_2D[o.name]
+        if o.name in ("qk", "softmax", "attn_dropout", "av"):
+            split = attention
+        if split not in allowed[o.name]:
+            raise ValueError(f"{o.name}: option {split} is not in the hecaton space on a {n}x{n} group")
+        ops[o.name] = OpChoice(split=split)
+    return Mapping(pp=1, dp=1, tp_shape=(n, n), micro_batch=micro_batch, zero_stage=0, ops=ops,
+                   name=f"hecaton-2d {n}x{n} mb={micro_batch}")
+
+
+def mapping_1d(work: models.Workload, hardware: hw.Hardware, n: int, micro_batch: int = MICRO_BATCH) -> Mapping:
+    """Megatron-LM 1D tensor parallelism over all n² dies of the grid (one n×n group)."""
+    m = optimizer.baselines.megatron(work, hardware, tp=n * n, pp=1, dp=1, micro_batch=micro_batch,
+                                     recompute="none")
+    assert tuple(m.tp_shape) == (n, n)
+    return m
+
+
+def ratio(rep: optimizer.Report) -> float:
+    """Computation / communication of a step: (compute + recompute) / tensor-group communication."""
+    b = rep.breakdown
+    return (b["compute"] + b.get("recompute", 0.0)) / b["tp_comm"]
+
+
+def measure(n: int, micro_batch: int = MICRO_BATCH, seq_len: int = SEQ_LEN, global_batch: int = GLOBAL_BATCH,
+            attention: tuple[str, str] = ATTENTION_CORE, zero_latency: bool = False,
+            seq_len_per_side: int | None = None) -> dict[str, Any]:
+    """One grid size: both mappings evaluated, with the ratio and link traffic per die.
+
+    seq_len_per_side (a sensitivity variant only): seq_len = seq_len_per_side·n with the global batch
+    (= micro-batch) shrunk to keep the tokens per step, so attention FLOPs also grow with the dies."""
+    if seq_len_per_side is not None:
+        tokens = seq_len * global_batch
+        seq_len = seq_len_per_side * n
+        global_batch = micro_batch = tokens // seq_len
+    work = workload_for(n, seq_len, global_batch)
+    hardware = hardware_for(n, zero_latency)
+    r2 = optimizer.evaluate(mapping_2d(work, n, micro_batch, attention), work, hardware)
+    r1 = optimizer.evaluate(mapping_1d(work, hardware, n, micro_batch), work, hardware)
+    dies = n * n
+    m = work.model
+    return {
+        "n": n, "dies": dies, "hidden": m.hidden, "heads": m.heads, "head_dim": m.dim_per_head,
+        "ffn": m.ffn_size, "layers": m.layers, "vocab": m.vocab, "params": models.parameter_count(m),
+        "seq_len": work.seq_len, "global_batch": work.global_batch, "micro_batch": micro_batch,
+        "tokens_per_step": work.tokens,
+        "compute_2d_s": r2.breakdown["compute"] + r2.breakdown.get("recompute", 0.0),
+        "tp_comm_2d_s": r2.breakdown["tp_comm"], "ratio_2d": ratio(r2),
+        "compute_1d_s": r1.breakdown["compute"] + r1.breakdown.get("recompute", 0.0),
+        "tp_comm_1d_s": r1.breakdown["tp_comm"], "ratio_1d": ratio(r1),
+        # Report.link_bytes is bytes × hops over every link in the step (the energy count)
+        "link_byte_hops_per_die_2d": r2.link_bytes / dies, "link_byte_hops_per_die_1d": r1.link_bytes / dies,
+        "step_time_2d_s": r2.step_time_s, "step_time_1d_s": r1.step_time_s,
+        "peak_memory_2d_gb": r2.peak_memory_bytes / 1e9, "peak_memory_1d_gb": r1.peak_memory_bytes / 1e9,
+        "memory_capacity_gb": r2.memory_capacity_bytes / 1e9, "fits_2d": r2.fits, "fits_1d": r1.fits,
+    }
+
+
+def run(sizes: tuple[int, ...] = SIZES, **kw: Any) -> list[dict[str, Any]]:
+    """One row per grid side n."""
+    return [measure(n, **kw) for n in sizes]
+
+
+def ratio_2d_last_over_first(rows: list[dict[str, Any]]) -> float:
+    return rows[-1]["ratio_2d"] / rows[0]["ratio_2d"]
+
+
+def ratio_1d_first_over_last(rows: list[dict[str, Any]]) -> float:
+    return rows[0]["ratio_1d"] / rows[-1]["ratio_1d"]
+
+
+def acceptance(rows: list[dict[str, Any]]) -> dict[str, bool]:
+    """The two acceptance bounds: 2D within ±15% of its first value at every size; 1D falls ≥ 2x."""
+    first = rows[0]["ratio_2d"]
+    return {
+        "ratio_2d_within_15_percent": all(abs(r["ratio_2d"] / first - 1) <= TOLERANCE_2D for r in rows),
+        "ratio_1d_falls_2x": ratio_1d_first_over_last(rows) >= MIN_DROP_1D,
+    }
+
+
+def line_ring_hops(n: int) -> dict[str, int]:
+    """Longest ring edge (hops) of one grid row as the cost model orders it (0, 1, ..., n-1, back to 0)
+    and in the folded order (0, 2, 4, ..., 5, 3, 1), which loads every link the same."""
+    topo = hw.load(HARDWARE, rows=n, cols=n).topology
+    natural = (tuple((0, j) for j in range(n)),)
+    order = list(range(0, n, 2)) + list(range(n - 1 if n % 2 == 0 else n - 2, 0, -2))
+    folded = (tuple((0, j) for j in order),)
+    (load_n, hops_n, _), (load_f, hops_f, _) = ring_profile(natural, topo), ring_profile(folded, topo)
+    assert load_n == load_f
+    return {"natural": hops_n, "folded": hops_f}
+
+
+def diagnostics(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Where the 2D trend comes from: compute per die vs communication per die, against the ring
+    factor (n-1)/n that every all-gather / reduce-scatter over n dies carries."""
+    a, b = rows[0], rows[-1]
+    ring = lambda n: (n - 1) / n  # noqa: E731
+    return {
+        "compute_2d_last_over_first": b["compute_2d_s"] / a["compute_2d_s"],
+        "tp_comm_2d_last_over_first": b["tp_comm_2d_s"] / a["tp_comm_2d_s"],
+        "ring_factor_last_over_first": ring(b["n"]) / ring(a["n"]),
+        "ratio_2d_second_over_first": rows[1]["ratio_2d"] / a["ratio_2d"],
+        "ratio_2d_last_over_second": b["ratio_2d"] / rows[1]["ratio_2d"],
+        "line_ring_longest_edge_hops": {str(r["n"]): line_ring_hops(r["n"]) for r in rows},
+    }
+
+
+def sensitivity(sizes: tuple[int, ...] = SIZES) -> dict[str, dict[str, Any]]:
+    out = {}
+    for name, kw in VARIANTS.items():
+        rows = run(sizes, **kw)
+        out[name] = {
+            "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in kw.items()},
+            "ratio_2d": [r["ratio_2d"] for r in rows], "ratio_1d": [r["ratio_1d"] for r in rows],
+            "ratio_2d_last_over_first": ratio_2d_last_over_first(rows),
+            "ratio_1d_first_over_last": ratio_1d_first_over_last(rows),
+            "compute_2d_last_over_first": rows[-1]["compute_2d_s"] / rows[0]["compute_2d_s"],
+            "tp_comm_2d_last_over_first": rows[-1]["tp_comm_2d_s"] / rows[0]["tp_comm_2d_s"],
+        }
+    return out
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dies = [r["dies"] for r in rows]
+    r2 = [r["ratio_2d"] for r in rows]
+    r1 = [r["ratio_1d"] for r in rows]
+    fig, (ax, axn) = plt.subplots(1, 2, figsize=(10, 4))
+    ax.plot(dies, r2, "o-", label="2D weight-stationary (Hecaton-style)")
+    ax.plot(dies, r1, "s-", label="1D Megatron TP over all dies")
+    ax.set_ylabel("compute / tp_comm")
+    ax.set_title("computation / communication")
+    axn.plot(dies, [x / r2[0] for x in r2], "o-", label="2D")
+    axn.plot(dies, [x / r1[0] for x in r1], "s-", label="1D")
+    axn.axhspan(1 - TOLERANCE_2D, 1 + TOLERANCE_2D, color="tab:blue", alpha=0.12, label="±15% of the 2D start")
+    axn.axhline(1 / MIN_DROP_1D, color="tab:orange", ls=":", label="1D acceptance (≤ 1/2)")
+    axn.set_ylabel("ratio / ratio at 4×4")
+    axn.set_title("normalized to the first size")
+    for a in (ax, axn):
+        a.set_xscale("log", base=2)
+        a.set_xticks(dies, [f"{r['n']}×{r['n']}\n({r['dies']})" for r in rows])
+        a.set_xlabel("grid (dies)")
+        a.grid(alpha=0.3)
+        a.legend(fontsize=8)
+    fig.suptitle(f"Weak scaling on {HARDWARE}: hidden = {HIDDEN_PER_SIDE}·n, {GLOBAL_BATCH}×{SEQ_LEN} tokens per step",
+                 fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    head = ("n", "dies", "hidden", "compute 2D s", "tp_comm 2D s", "compute 1D s", "tp_comm 1D s",
+            "ratio 2D", "ratio 1D", "GB·hop/die 2D", "GB·hop/die 1D", "fits 2D/1D")
+    print(f"Weak scaling on {HARDWARE} (hidden = {HIDDEN_PER_SIDE}·n, {GLOBAL_BATCH} x {SEQ_LEN} tokens per step)")
+    print("  ".join(f"{h:>{max(len(h), 6)}}" for h in head))
+    for r in rows:
+        cells = (r["n"], r["dies"], r["hidden"], f"{r['compute_2d_s']:.4f}", f"{r['tp_comm_2d_s']:.4f}",
+                 f"{r['compute_1d_s']:.4f}", f"{r['tp_comm_1d_s']:.4f}", f"{r['ratio_2d']:.3f}",
+                 f"{r['ratio_1d']:.3f}", f"{r['link_byte_hops_per_die_2d'] / 1e9:.1f}",
+                 f"{r['link_byte_hops_per_die_1d'] / 1e9:.1f}",
+                 f"{'yes' if r['fits_2d'] else 'no'}/{'yes' if r['fits_1d'] else 'no'}")
+        print("  ".join(f"{str(c):>{max(len(h), 6)}}" for h, c in zip(head, cells)))
+    cap = rows[0]["memory_capacity_gb"]
+    print(f"compute = compute + recompute per step; ratio = compute / tp_comm; GB·hop/die = Report.link_bytes "
+          f"(bytes x hops over all links, whole step) / dies; fits = peak memory <= {cap * 1e3:.0f} MB SRAM per die.\n"
+          f"Memory fitting is not part of this claim and no size fits (the DRAM tier is not modelled yet).")
+
+
+def main() -> int:
+    rows = run()
+    print_table(rows)
+    acc = acceptance(rows)
+    r2, r1 = ratio_2d_last_over_first(rows), ratio_1d_first_over_last(rows)
+    claims = [
+        claim("ratio_2d_last_over_first", 1.0, r2, "ratio"),
+        claim("ratio_1d_first_over_last", None, r1, "ratio"),
+    ]
+    diag = diagnostics(rows)
+    sens = sensitivity()
+    path = write_result("weak_scaling", rows, claims, extra={
+        "source": "Huang et al., Hecaton, arXiv:2407.05784, abstract: 'as the workload and hardware resources "
+                  "grow proportionally, the computation-to-communication ratio remains nearly constant' (no "
+                  "number: paper 1.0 stands for 'nearly constant'). The abstract gives no figure for 1D tensor "
+                  "parallelism's ratio (paper null).",
+        "settings": {"hardware": HARDWARE, "sizes": list(SIZES), "hidden_per_side": HIDDEN_PER_SIDE,
+                     "ffn_per_hidden": FFN_PER_HIDDEN, "layers": LAYERS, "vocab": VOCAB, "seq_len": SEQ_LEN,
+                     "global_batch": GLOBAL_BATCH, "micro_batch": MICRO_BATCH, "recompute": "none",
+                     "heads": "n^2", "ops_2d": {k: list(v) for k, v in HECATON_2D.items()},
+                     "ops_1d": "optimizer.baselines.megatron(tp=n^2, pp=1, dp=1, recompute='none')",
+                     "tolerance_2d": TOLERANCE_2D, "min_drop_1d": MIN_DROP_1D},
+        "acceptance": acc,
+        "diagnostics": diag,
+        "sensitivity": sens,
+    })
+    png = plot(rows, RESULTS_DIR / "weak_scaling.png")
+    r2s, r1s = [r["ratio_2d"] for r in rows], [r["ratio_1d"] for r in rows]
+    print(f"ratio 2D: {', '.join(f'{x:.3f}' for x in r2s)}  -> last/first {r2:.3f} "
+          f"(acceptance: within ±{100 * TOLERANCE_2D:.0f}% at every size: "
+          f"{'met' if acc['ratio_2d_within_15_percent'] else 'NOT met'})")
+    print(f"ratio 1D: {', '.join(f'{x:.3f}' for x in r1s)}  -> first/last {r1:.2f} "
+          f"(acceptance: falls >= {MIN_DROP_1D:.0f}x: {'met' if acc['ratio_1d_falls_2x'] else 'NOT met'})")
+    print(f"2D from {rows[0]['n']}x{rows[0]['n']} to {rows[-1]['n']}x{rows[-1]['n']}: compute per die x"
+          f"{diag['compute_2d_last_over_first']:.3f}, tp_comm x{diag['tp_comm_2d_last_over_first']:.3f} "
+          f"(ring factor (n-1)/n alone: x{diag['ring_factor_last_over_first']:.3f})")
+    for name, s in sens.items():
+        print(f"  sensitivity {name}: ratio 2D last/first {s['ratio_2d_last_over_first']:.3f} "
+              f"(compute x{s['compute_2d_last_over_first']:.3f}, tp_comm x{s['tp_comm_2d_last_over_first']:.3f}), "
+              f"ratio 1D first/last {s['ratio_1d_first_over_last']:.2f}")
+    print(f"wrote {path.relative_to(HERE.parent)} and {png.relative_to(HERE.parent)}")
+    return 0 if all(acc.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
