@@ -61,16 +61,27 @@ def snake(rows: int, cols: int) -> list[Die]:
     return [(i, j if i % 2 == 0 else cols - 1 - j) for i in range(rows) for j in range(cols)]
 
 
-def ring_order(origin: Die, shape: tuple[int, int]) -> Ring:
+def ring_order(origin: Die, shape: tuple[int, int], wraps: bool = False) -> Ring:
     """A ring through an r×c rectangle: a Hamiltonian cycle of neighbours when one exists
-    (r, c ≥ 2 and r·c even), else the snake (whose closing edge is longer)."""
+    (r, c ≥ 2 and r·c even); on a line, the folded line (or the line itself when it spans a torus
+    dimension, `wraps`, and closes over the wrap link); else the snake."""
     r, c = shape
     r0, c0 = origin
     if r >= 2 and c >= 2 and (r * c) % 2 == 0:
         if r % 2 == 1:  # transpose so the row count is even
             return tuple((r0 + i, c0 + j) for (j, i) in _ham(c, r))
         return tuple((r0 + i, c0 + j) for (i, j) in _ham(r, c))
-    return tuple((r0 + i, c0 + j) for (i, j) in snake(r, c))
+    path = tuple((r0 + i, c0 + j) for (i, j) in snake(r, c))
+    if (r == 1 or c == 1) and not wraps:
+        return fold(path)
+    return path
+
+
+def fold(line: tuple[Die, ...]) -> Ring:
+    """A ring through the dies of a line with edges of at most 2 hops: out over the even
+    positions, back over the odd ones. Same link loads as closing the ring over the whole line,
+    but each step waits for 2 hops instead of len − 1."""
+    return tuple(line[0::2]) + tuple(reversed(line[1::2]))
 
 
 def _ham(r: int, c: int) -> list[Die]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from hw.schema import Hardware
-from hw.topology import ZERO, CommCost, collective, rectangle, ring_order, transfer
+from hw.topology import ZERO, CommCost, collective, fold, rectangle, ring_order, transfer
 from models.graph import Graph, Op, build_graph
 from models.schema import Workload
 
@@ -91,9 +91,14 @@ class Tables:
         g = self.groups[0]
         r, c = self.shape
         dies = rectangle(g.origin, self.shape)
+        torus = self.hw.topology.kind == "torus2d"
+        row_wraps, col_wraps = torus and c == self.hw.cols, torus and r == self.hw.rows
         rows = tuple(tuple(dies[i * c:(i + 1) * c]) for i in range(r))
         cols = tuple(tuple(dies[i * c + j] for i in range(r)) for j in range(c))
-        return {"group": (ring_order(g.origin, self.shape),), 1: rows, 0: cols}
+        rows = rows if row_wraps else tuple(fold(x) for x in rows)
+        cols = cols if col_wraps else tuple(fold(x) for x in cols)
+        wraps = (r == 1 and row_wraps) or (c == 1 and col_wraps)
+        return {"group": (ring_order(g.origin, self.shape, wraps),), 1: rows, 0: cols}
 
     def group_collective(self, axis, kind: str, nbytes: float) -> CommCost:
         """A collective on every ring of one tensor group along `axis`; byte-hops of the whole group."""

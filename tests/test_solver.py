@@ -113,9 +113,9 @@ def test_resharding_hand_computed():
     ec = tb.edge_cost(edge, ("k", "k"), ("f", "f"))
     n = 1 * 512 * 4 * 2304 * 2  # u = b·s·f elements in bf16 (f = 4h, h = 2304)
     link = h.topology.link
-    # a line of 4: the ring closes over the same links, so each link carries the full ring volume
-    # (k−1)/k·n per direction; 3 steps, each waiting for the 3-hop closing edge
-    hand = 3 / 4 * n / link.bandwidth + 3 * 3 * link.latency_s
+    # a line of 4, folded ring 0-2-3-1: each link carries the full ring volume (k−1)/k·n per
+    # direction; 3 steps, each waiting for a 2-hop edge
+    hand = 3 / 4 * n / link.bandwidth + 3 * 2 * link.latency_s
     assert math.isclose(ec.fwd.time_s, hand, rel_tol=1e-12)
     assert math.isclose(ec.grad.time_s, hand, rel_tol=1e-12)
     # the same split on both sides moves nothing

@@ -30,12 +30,14 @@ def grid(rows: int, cols: int, kind: str = "mesh2d", latency: float = 0.0) -> Ha
                     energy=Energy(flop_j=0, sram_byte_j=0, link_byte_hop_j=0, dram_byte_j=0))
 
 
-LINE = ring_order((0, 0), (1, 8))  # 8 dies in a row: the ring closes back over the line
+LINE = ring_order((0, 0), (1, 8))  # 8 dies in a row: a folded ring, out over even dies, back over odd
 RECT = ring_order((0, 0), (2, 4))  # 2×4 rectangle: a Hamiltonian cycle of neighbours
 
 
 def test_ring_orders():
-    assert LINE == tuple((0, j) for j in range(8))
+    assert LINE == ((0, 0), (0, 2), (0, 4), (0, 6), (0, 7), (0, 5), (0, 3), (0, 1))
+    # on a torus row the plain order closes over the wrap link
+    assert ring_order((0, 0), (1, 8), wraps=True) == tuple((0, j) for j in range(8))
     assert sorted(RECT) == sorted((i, j) for i in range(2) for j in range(4))
     topo = grid(2, 4).topology
     assert all(hops(RECT[i], RECT[(i + 1) % 8], topo) == 1 for i in range(8))  # a cycle of neighbours
@@ -57,8 +59,11 @@ def test_latency_term_is_steps_times_hops_times_hop_latency():
     # tmac-wafer preset: 4 TB/s links, 200 ns per hop (documented assumptions in its YAML)
     wafer = hw.load("tmac-wafer")
     B, lat = wafer.topology.link.bandwidth, wafer.topology.link.latency_s
-    # line: 2(p−1) = 14 steps, the closing edge spans 7 hops
+    # folded line: 2(p−1) = 14 steps, the longest edge spans 2 hops
     t = collective("all_reduce", (LINE,), N, wafer).time_s
+    assert t - 14 * 2 * lat == pytest.approx(2 * (7 / 8) * N / B, rel=1e-12)
+    # closing over the whole line instead: same bandwidth term, 7-hop steps
+    t = collective("all_reduce", (tuple((0, j) for j in range(8)),), N, wafer).time_s
     assert t - 14 * 7 * lat == pytest.approx(2 * (7 / 8) * N / B, rel=1e-12)
     # rectangle: 14 steps of 1 hop
     t = collective("all_reduce", (RECT,), N, wafer).time_s
@@ -96,13 +101,14 @@ def test_shared_links_are_slower_than_disjoint():
 
 def test_torus_wrap_closes_the_ring():
     # a 1×8 ring on an 8-wide torus: the wrap link makes it a cycle of neighbours: (7/8)·n/B
+    wrapped = ring_order((0, 0), (1, 8), wraps=True)
     for rows in (1, 8):
         torus = grid(rows, 8, kind="torus2d", latency=LAT)
-        t = collective("all_reduce", (LINE,), N, torus).time_s
+        t = collective("all_reduce", (wrapped,), N, torus).time_s
         assert t == pytest.approx((7 / 8) * N / BW + 14 * 1 * LAT, rel=1e-12)
-    # the same ring on a mesh of the same size is twice as slow in its bandwidth term
+    # the folded ring on a mesh of the same size is twice as slow in its bandwidth term
     mesh = collective("all_reduce", (LINE,), N, grid(1, 8)).time_s
-    torus = collective("all_reduce", (LINE,), N, grid(1, 8, kind="torus2d")).time_s
+    torus = collective("all_reduce", (wrapped,), N, grid(1, 8, kind="torus2d")).time_s
     assert mesh == pytest.approx(2 * torus, rel=1e-12)
 
 
