@@ -28,8 +28,13 @@ Setup (every choice is ours, see docs/reproduction.md):
     column-row split over all n² dies of the n×n group, norms and residuals replicated.
 
 Ratio = (breakdown["compute"] + breakdown["recompute"]) / breakdown["tp_comm"] of optimizer.evaluate.
-Memory is not part of the claim: no size fits in the chiplets' 48 MB of SRAM (the DRAM tier is not
-modelled yet), and the rows say so (fits = False).
+The row and column rings of the 2D group are folded lines (hw.topology.fold), so every ring step waits
+for at most 2 hops. Memory is not part of the claim, and the rows say whether a size fits (fits = False
+at every size: 30-104 GB per die against 48 MB of SRAM). The mappings keep everything on the dies
+(offload = ()): `offload_check` evaluates them with all four tensor classes in DRAM, which leaves the
+ratio unchanged (DRAM time is reported separately, under breakdown "dram" and "optimizer_dram") but
+still fits at no size: one layer's working set on a die (376-1234 MB) exceeds the SRAM, and the state
+kept in DRAM exceeds the 2.3 TB of the 16 ports at 8x8 (1D) and 16x16 (both).
 
 Run:  python benchmarks/weak_scaling.py
       (writes benchmarks/results/weak_scaling.json and benchmarks/results/weak_scaling.png)
@@ -49,7 +54,7 @@ import hw  # noqa: E402
 import models  # noqa: E402
 import optimizer  # noqa: E402
 from common import RESULTS_DIR, claim, write_result  # noqa: E402
-from hw.topology import ring_profile  # noqa: E402
+from hw.topology import fold, ring_profile  # noqa: E402
 from models.graph import build_graph  # noqa: E402
 from optimizer.mapping import Mapping, OpChoice  # noqa: E402
 from optimizer.space import get_space  # noqa: E402
@@ -202,12 +207,12 @@ def acceptance(rows: list[dict[str, Any]]) -> dict[str, bool]:
 
 
 def line_ring_hops(n: int) -> dict[str, int]:
-    """Longest ring edge (hops) of one grid row as the cost model orders it (0, 1, ..., n-1, back to 0)
-    and in the folded order (0, 2, 4, ..., 5, 3, 1), which loads every link the same."""
+    """Longest ring edge (hops) of one grid row in the natural order (0, 1, ..., n-1, back to 0) and in
+    the folded order the cost model uses (hw.topology.fold: 0, 2, 4, ..., 5, 3, 1), which loads every
+    link the same."""
     topo = hw.load(HARDWARE, rows=n, cols=n).topology
-    natural = (tuple((0, j) for j in range(n)),)
-    order = list(range(0, n, 2)) + list(range(n - 1 if n % 2 == 0 else n - 2, 0, -2))
-    folded = (tuple((0, j) for j in order),)
+    row = tuple((0, j) for j in range(n))
+    natural, folded = (row,), (fold(row),)
     (load_n, hops_n, _), (load_f, hops_f, _) = ring_profile(natural, topo), ring_profile(folded, topo)
     assert load_n == load_f
     return {"natural": hops_n, "folded": hops_f}
@@ -226,6 +231,29 @@ def diagnostics(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "ratio_2d_last_over_second": b["ratio_2d"] / rows[1]["ratio_2d"],
         "line_ring_longest_edge_hops": {str(r["n"]): line_ring_hops(r["n"]) for r in rows},
     }
+
+
+OFFLOAD_ALL = ("weights", "grads", "optimizer", "activations")
+
+
+def offload_check(sizes: tuple[int, ...] = SIZES) -> dict[str, dict[str, Any]]:
+    """Both baseline mappings with every tensor class in DRAM (Mapping.offload): does a size fit, and is
+    the ratio unchanged? Not used for the rows: it fits at no size (see the module docstring)."""
+    out = {}
+    for n in sizes:
+        work, hardware = workload_for(n), hardware_for(n)
+        for tag, m in (("2d", mapping_2d(work, n)), ("1d", mapping_1d(work, hardware, n))):
+            base = optimizer.evaluate(m, work, hardware)
+            rep = optimizer.evaluate(m.model_copy(update={"offload": OFFLOAD_ALL}), work, hardware)
+            out[f"{n}x{n}_{tag}"] = {
+                "fits": rep.fits, "peak_memory_mb": rep.peak_memory_bytes / 1e6,
+                "memory_capacity_mb": rep.memory_capacity_bytes / 1e6,
+                "dram_stored_tb": rep.dram_stored_bytes / 1e12, "dram_capacity_tb": rep.dram_capacity_bytes / 1e12,
+                "dram_time_s": rep.breakdown.get("dram", 0.0) + rep.breakdown.get("optimizer_dram", 0.0),
+                "ratio": ratio(rep), "ratio_unchanged": ratio(rep) == ratio(base),
+                "step_time_s": rep.step_time_s,
+            }
+    return out
 
 
 def sensitivity(sizes: tuple[int, ...] = SIZES) -> dict[str, dict[str, Any]]:
@@ -293,7 +321,8 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     cap = rows[0]["memory_capacity_gb"]
     print(f"compute = compute + recompute per step; ratio = compute / tp_comm; GB·hop/die = Report.link_bytes "
           f"(bytes x hops over all links, whole step) / dies; fits = peak memory <= {cap * 1e3:.0f} MB SRAM per die.\n"
-          f"Memory fitting is not part of this claim and no size fits (the DRAM tier is not modelled yet).")
+          f"Memory fitting is not part of this claim; no size fits, with or without offloading to DRAM "
+          f"(see offload_all in the JSON).")
 
 
 def main() -> int:
@@ -307,6 +336,7 @@ def main() -> int:
     ]
     diag = diagnostics(rows)
     sens = sensitivity()
+    off = offload_check()
     path = write_result("weak_scaling", rows, claims, extra={
         "source": "Huang et al., Hecaton, arXiv:2407.05784, abstract: 'as the workload and hardware resources "
                   "grow proportionally, the computation-to-communication ratio remains nearly constant' (no "
@@ -321,6 +351,7 @@ def main() -> int:
         "acceptance": acc,
         "diagnostics": diag,
         "sensitivity": sens,
+        "offload_all": off,
     })
     png = plot(rows, RESULTS_DIR / "weak_scaling.png")
     r2s, r1s = [r["ratio_2d"] for r in rows], [r["ratio_1d"] for r in rows]
@@ -336,6 +367,11 @@ def main() -> int:
         print(f"  sensitivity {name}: ratio 2D last/first {s['ratio_2d_last_over_first']:.3f} "
               f"(compute x{s['compute_2d_last_over_first']:.3f}, tp_comm x{s['tp_comm_2d_last_over_first']:.3f}), "
               f"ratio 1D first/last {s['ratio_1d_first_over_last']:.2f}")
+    for key, o in off.items():
+        print(f"  offload all to DRAM, {key}: fits {'yes' if o['fits'] else 'no'} "
+              f"(peak {o['peak_memory_mb']:.0f} MB of {o['memory_capacity_mb']:.0f} MB SRAM, "
+              f"DRAM {o['dram_stored_tb']:.2f} of {o['dram_capacity_tb']:.2f} TB, +{o['dram_time_s']:.3f} s DRAM), "
+              f"ratio {o['ratio']:.3f} ({'unchanged' if o['ratio_unchanged'] else 'CHANGED'})")
     print(f"wrote {path.relative_to(HERE.parent)} and {png.relative_to(HERE.parent)}")
     return 0 if all(acc.values()) else 1
 

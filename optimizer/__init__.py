@@ -7,5 +7,6 @@ from .mapping import Mapping, OpChoice, Report, StageGroup
 __all__ = ["baselines", "evaluate", "Mapping", "OpChoice", "Report", "StageGroup"]
 
 from .solve import Solution, solve  # noqa: E402
+from . import export  # noqa: E402
 
-__all__ += ["Solution", "solve"]
+__all__ += ["Solution", "solve", "export"]

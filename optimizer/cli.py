@@ -1,6 +1,6 @@
 """`meshmap` — the command line (typer + rich).
 
-Commands: `presets`, `evaluate`, `solve`. Every error is one line on stderr (`error: ...`) and
+Commands: `presets`, `evaluate`, `solve`, `export`. Every error is one line on stderr (`error: ...`) and
 exit code 2, never a traceback. `--json` prints one flat JSON object on stdout.
 """
 
@@ -564,9 +564,96 @@ def solve(
         typer.echo(f"plan saved to {out}; score it again with `meshmap evaluate {out}`")
 
 
+# ----------------------------------------------------------------------------------------- export
+
+EXPORT_FORMATS = ("megatron", "deepspeed", "trace")
+
+
+def _plan_workload(plan: Path, model: Optional[str], hardware: Optional[str], batch: Optional[int],
+                   seq: Optional[int], overrides: dict[str, Any]) -> tuple[Mapping, models.Workload, hw.Hardware]:
+    """The mapping of a plan file and its workload and hardware: what the plan records, options win."""
+    mapping = Mapping.load(plan)
+    ctx = _read_plan_context(plan)
+    model = model if model is not None else ctx.get("model")
+    if hardware is None:
+        hardware = ctx.get("hw")
+        plan_overrides = ctx.get("hw_overrides") or {}
+        if not isinstance(plan_overrides, dict):
+            raise UsageError(f"plan file {plan}: hw_overrides must be a mapping, got {plan_overrides!r}")
+        if "nodes" in overrides:  # --nodes and --rows both set the grid rows: the option given wins
+            plan_overrides = {k: v for k, v in plan_overrides.items() if k != "rows"}
+        if "rows" in overrides:
+            plan_overrides = {k: v for k, v in plan_overrides.items() if k != "nodes"}
+        overrides = {**plan_overrides, **overrides}
+    hint = " or a plan file saved by `meshmap solve --out`"
+    if model is None:
+        raise UsageError(f"--model is required (a preset name; see `meshmap presets`){hint}")
+    if hardware is None:
+        raise UsageError(f"--hw is required (a preset name; see `meshmap presets`){hint}")
+    batch = batch if batch is not None else ctx.get("global_batch", 512)
+    seq = seq if seq is not None else ctx.get("seq_len")
+    if not isinstance(batch, int) or batch <= 0:
+        raise UsageError(f"--batch must be > 0, got {batch}")
+    if seq is not None and (not isinstance(seq, int) or seq <= 0):
+        raise UsageError(f"--seq must be > 0, got {seq}")
+    work = models.Workload(model=models.load(str(model)), global_batch=batch, seq_len=seq)
+    return mapping, work, _hardware(str(hardware), overrides)
+
+
+@app.command()
+@guarded
+def export(
+    plan: Path = typer.Argument(..., help="a mapping (plan) JSON/YAML file, e.g. saved by `meshmap solve --out`"),
+    fmt: Optional[str] = typer.Option(None, "--format", "-f", help=f"{' | '.join(EXPORT_FORMATS)}"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="write to this file instead of stdout"),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="model preset or YAML/config.json path"),
+    hardware: Optional[str] = typer.Option(None, "--hw", help="hardware preset or YAML path"),
+    batch: Optional[int] = typer.Option(None, "--batch",
+                                        help="global batch, sequences per step (default: the plan's, else 512)"),
+    seq: Optional[int] = typer.Option(None, "--seq", help="sequence length (default: the plan's, else the model's)"),
+    nodes: Optional[int] = typer.Option(None, "--nodes", help="nodes of a GPU cluster (grid rows)"),
+    rows: Optional[int] = typer.Option(None, "--rows", help="override the grid rows"),
+    cols: Optional[int] = typer.Option(None, "--cols", help="override the grid columns (GPUs per node of a cluster)"),
+    sram_bytes: Optional[float] = typer.Option(None, "--sram-bytes", help="override the SRAM per die, bytes"),
+) -> None:
+    """Export a plan: Megatron-LM arguments, a DeepSpeed config JSON, or a Chrome/Perfetto trace of one step.
+
+    A plan saved by `meshmap solve --out` records its model, hardware, batch and sequence length;
+    a mapping Megatron-LM or DeepSpeed cannot express is an error naming the op or field.
+    """
+    from . import export as exporters
+
+    if fmt is None:
+        raise UsageError(f"--format is required: {' | '.join(EXPORT_FORMATS)}")
+    if fmt not in EXPORT_FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(EXPORT_FORMATS)}; got {fmt!r}")
+    if out is not None and not out.parent.is_dir():
+        raise UsageError(f"--out: directory {out.parent} does not exist")
+    mapping, work, machine = _plan_workload(plan, model, hardware, batch, seq,
+                                            _hw_overrides(nodes, rows, cols, sram_bytes))
+    if fmt == "megatron":
+        import shlex
+
+        text = shlex.join(exporters.megatron_args(mapping, work, machine))
+        typer.echo(f"note: launch {mapping.devices} processes; Megatron-LM derives data parallel {mapping.dp} "
+                   f"= world size / (tp {mapping.tp} x pp {mapping.pp})", err=True)
+        for caveat in exporters.megatron_caveats(mapping, work, machine):
+            typer.echo(f"note: {caveat}", err=True)
+    elif fmt == "deepspeed":
+        text = json.dumps(exporters.deepspeed_config(mapping, work, machine), indent=2)
+    else:
+        text = json.dumps(exporters.chrome_trace(mapping, work, machine))
+    if out is None:
+        typer.echo(text)
+        return
+    out.write_text(text + "\n")
+    tail = "; open it in https://ui.perfetto.dev" if fmt == "trace" else ""
+    typer.echo(f"{fmt} export written to {out}{tail}")
+
+
 # ------------------------------------------------------------------------------------------------
-# TO BE ADDED (DESIGN.md, "CLI"): check, compare, export, reproduce, explore.
-# They need optimizer.check / optimizer.export / optimizer.explore, still under construction.
+# TO BE ADDED (DESIGN.md, "CLI"): check, compare, reproduce, explore.
+# They need optimizer.check / optimizer.explore, still under construction.
 # Add each as `@app.command()` + `@guarded` above this marker; keep `--json` = one flat object
 # (Report fields at top level plus status, bound_s, gap) and errors = one stderr line, exit 2.
 # ------------------------------------------------------------------------------------------------

@@ -161,17 +161,13 @@ def score_stage(tables: Tables, ch: dict[str, OpChoice], stage: int, layers: int
     parts = {"compute": compute, "recompute": recompute, "tp_comm": tp.time_s, "pp_comm": pp.time_s}
     time_s = sum(parts.values())
 
-    # memory of one die of this stage; classes in `offload` live in DRAM, with a one-layer working
-    # copy on the die (the largest of a block layer, the embedding on the first stage, the head on the last)
-    layer_params = sum(tables.option_cost(o, opt[o.name]).params for o in g.block)
-    params = layers * layer_params + sum(tables.option_cost(o, opt[o.name]).params for o in extra_ops)
-    params += tables.tied_head_params(opt["lm_head"]) if last else 0.0
-    working = layer_params
-    if first:
-        working = max(working, sum(tables.option_cost(o, opt[o.name]).params for o in g.pre))
+    # memory of one die of this stage; a class in `offload` lives in DRAM and is streamed op by op:
+    # weights and gradients keep the largest op's share on the die, the Adam state none
+    op_params = {o.name: tables.option_cost(o, opt[o.name]).params for o in g.block + extra_ops}
     if last:
-        working = max(working, sum(tables.option_cost(o, opt[o.name]).params for o in g.post) +
-                      tables.tied_head_params(opt["lm_head"]))
+        op_params["lm_head"] += tables.tied_head_params(opt["lm_head"])
+    params = layers * sum(op_params[o.name] for o in g.block) + sum(op_params[o.name] for o in extra_ops)
+    working = max(op_params.values())
     state = cost.zero_state_bytes(params, tables.dp, tables.zero_stage, tables.fp32_grads, tables.work.dtype_bytes)
     state_working = cost.zero_state_bytes(working, tables.dp, tables.zero_stage, tables.fp32_grads,
                                           tables.work.dtype_bytes)
@@ -181,10 +177,10 @@ def score_stage(tables: Tables, ch: dict[str, OpChoice], stage: int, layers: int
     if last:
         act_mb += sum(tables.tensor_bytes(t, opt) for o in g.post for t in o.saved)
     act = act_mb * tables.in_flight(stage)
-    buffers = sum(b for o in g.block if o.name in rec
-                  for b in tables.option_cost(o, opt[o.name]).out_bytes.values())
+    buffers = sum(tables.recompute_buffer(o, opt[o.name]) for o in g.block if o.name in rec)
     dram = {k: (v if k in offload else 0.0) for k, v in state.items()}
     dram["activations"] = act if "activations" in offload else 0.0
+    state_working["optimizer"] = 0.0
     memory = {k: (state_working[k] if k in offload else v) for k, v in state.items()}
     memory["activations"] = per_layer if "activations" in offload else act
     memory["buffers"] = buffers
@@ -287,7 +283,7 @@ def prepare(mapping: Mapping | str, work: Workload, hardware: Hardware | str) ->
 def stage_scores(mapping: Mapping, tables: Tables) -> list[StageScore]:
     """Every pipeline stage's score, as assemble() computes them (index = stage)."""
     ch = normalized_choices(mapping, tables)
-    return [score_stage(tables, ch, s, L) for s, L in enumerate(tables.layers_per_stage)]
+    return [score_stage(tables, ch, s, L, mapping.offload) for s, L in enumerate(tables.layers_per_stage)]
 
 
 def evaluate(mapping: Mapping | str, work: Workload, hardware: Hardware | str) -> Report:

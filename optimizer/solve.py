@@ -76,6 +76,7 @@ class _Probe:
     params_layer: float
     params_pre: float
     params_post: float
+    params_op: float  # the largest op's least parameters on one die
     act_layer: float
 
 
@@ -92,9 +93,10 @@ def _probe(work: Workload, hw: Hardware, space: Space, shape: tuple[int, int], m
 
     add2 = graph.op("add2")
     x_bytes = min(tb.option_cost(add2, opt).out_bytes[graph.block_output] for opt in tb.options(add2))
+    params_op = max(least((o,), lambda c: c.params) for o in graph.block + graph.pre + graph.post)
     return _Probe(tb, least(graph.block, lambda c: c.fwd_s + c.bwd_s), least(graph.pre, lambda c: c.fwd_s + c.bwd_s),
                   least(graph.post, lambda c: c.fwd_s + c.bwd_s), least(graph.block, lambda c: c.params),
-                  least(graph.pre, lambda c: c.params), least(graph.post, lambda c: c.params), x_bytes)
+                  least(graph.pre, lambda c: c.params), least(graph.post, lambda c: c.params), params_op, x_bytes)
 
 
 def probed_points(work: Workload, hw: Hardware, sp: Space):
@@ -112,7 +114,8 @@ def probed_points(work: Workload, hw: Hardware, sp: Space):
 
 def _bounds(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space: Space) -> tuple[float, float, float]:
     """(step-time lower bound, least memory per die, least bytes beyond on-die memory) of an outer
-    point. With a DRAM tier every class may leave the die but for its largest layer."""
+    point. With a DRAM tier every class may leave the die but for the largest op's weights and
+    gradients and one layer's activations."""
     lps = balanced_layers(work.model.layers, pt.pp)
     m = work.global_batch // (pt.dp * pt.micro_batch)
     offload = space.offload_classes(hw)
@@ -122,7 +125,8 @@ def _bounds(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space: Spa
         times.append(L * pr.layer_s + (pr.pre_s if first else 0) + (pr.post_s if last else 0))
         params = L * pr.params_layer + (pr.params_pre if first else 0) + (pr.params_post if last else 0)
         state = cost.zero_state_bytes(params, pt.dp, pt.zero_stage, space.fp32_grads, work.dtype_bytes)
-        working = cost.zero_state_bytes(pr.params_layer, pt.dp, pt.zero_stage, space.fp32_grads, work.dtype_bytes)
+        working = cost.zero_state_bytes(pr.params_op, pt.dp, pt.zero_stage, space.fp32_grads, work.dtype_bytes)
+        working["optimizer"] = 0.0  # streamed through the update
         act = L * pr.act_layer * cost.micro_batches_in_flight(s, pt.pp, m, pt.virtual)
         full = sum(state.values()) + act
         least = sum(working[c] if c in offload else v for c, v in state.items()) + \

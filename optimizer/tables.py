@@ -222,6 +222,14 @@ class Tables:
             outs[x.tensor] = g.tensors[x.tensor].nbytes(g.sizes) / layout_divisor(lay, shape)
         return OptionCost(fwd, bwd, fwd_comm, bwd_comm, flops, io, params, wsync, outs)
 
+    def recompute_buffer(self, op: Op, opt: Option) -> float:
+        """Bytes one die holds while `op` is recomputed for the backward: its outputs, except the
+        s×s attention tensors, which a fused attention backward rebuilds tile by tile
+        (FlashAttention, Dao et al. 2022) and never holds whole."""
+        g = self.graph
+        oc = self.option_cost(op, opt)
+        return sum(b for t, b in oc.out_bytes.items() if not {"s", "z"} <= set(g.tensors[t].dims))
+
     def options(self, op: Op) -> list[Option]:
         return self.allowed[op.name]
 

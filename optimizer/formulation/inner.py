@@ -174,8 +174,10 @@ def build_inner(tb: Tables, rec_allowed: dict[str, tuple[bool, ...]], capacity: 
     for o in g.post:
         add_expr(params_post, op_expr(o, lambda c: c.params))
         add_expr(wsync_post, op_expr(o, lambda c: c.wsync.time_s))
+    op_params = {o.name: op_expr(o, lambda c: c.params) for o in g.block + g.pre + g.post}
     for opt, ex in sel["lm_head"].items():
         add_expr(params_post, ex, tb.tied_head_params(opt))
+        add_expr(op_params["lm_head"], ex, tb.tied_head_params(opt))
 
     dp_slope, dp_icpt = tb.dp_sync_rate()
     state = cost.zero_state_bytes(1.0, tb.dp, tb.zero_stage, tb.fp32_grads, tb.work.dtype_bytes)
@@ -225,7 +227,7 @@ def build_inner(tb: Tables, rec_allowed: dict[str, tuple[bool, ...]], capacity: 
     buffers: dict[int, float] = {}
     for (name, opt, r), i in Y.items():
         if r:
-            buffers[i] = sum(tb.option_cost(g.op(name), opt).out_bytes.values()) / GB
+            buffers[i] = tb.recompute_buffer(g.op(name), opt) / GB
 
     # ---- stage kinds -----------------------------------------------------------------------
     group_of = {i: k[0] for k, i in list(Y.items()) + list(X.items())}
@@ -260,13 +262,12 @@ def build_inner(tb: Tables, rec_allowed: dict[str, tuple[bool, ...]], capacity: 
         add_expr(time, p2p, (0 if first else 1) + (0 if last else 1))
         par: dict[int, float] = {}  # parameters on one die of this stage
         add_expr(par, params_layer, L)
-        working = [params_layer]  # a class kept in DRAM still needs its largest layer on the die
+        # weights or gradients kept in DRAM still need the largest op's share on the die
+        working = [op_params[o.name] for o in g.block + (g.pre if first else ()) + (g.post if last else ())]
         if first:
             add_expr(par, params_pre)
-            working.append(params_pre)
         if last:
             add_expr(par, params_post)
-            working.append(params_post)
         sync: dict[int, float] = {}  # dp sync + weight-grad all-reduces + Adam update
         add_expr(sync, par, dp_slope.time_s + upd_per_param)
         add_expr(sync, wsync_layer, L)
@@ -297,7 +298,8 @@ def build_inner(tb: Tables, rec_allowed: dict[str, tuple[bool, ...]], capacity: 
                 add_expr(mem, par, coef / GB)
                 continue
             on_die, off_die = _split_by_tier(lm, H[c], {i: coef * v / GB for i, v in par.items()},
-                                             [{i: coef * v / GB for i, v in w.items()} for w in working],
+                                             [{i: coef * v / GB for i, v in w.items()} for w in working]
+                                             if c != "optimizer" else [],
                                              upper, f"{c},{key}")
             mem[on_die] = 1.0
             dram[c] = off_die
