@@ -10,3 +10,4 @@ from .solve import Solution, solve  # noqa: E402
 from . import export  # noqa: E402
 
 __all__ += ["Solution", "solve", "export"]
+from .check import check, CheckResult  # noqa: E402

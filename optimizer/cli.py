@@ -1,6 +1,6 @@
 """`meshmap` — the command line (typer + rich).
 
-Commands: `presets`, `evaluate`, `solve`, `export`. Every error is one line on stderr (`error: ...`) and
+Commands: `presets`, `evaluate`, `solve`, `export`, `check`. Every error is one line on stderr (`error: ...`) and
 exit code 2, never a traceback. `--json` prints one flat JSON object on stdout.
 """
 
@@ -651,9 +651,133 @@ def export(
     typer.echo(f"{fmt} export written to {out}{tail}")
 
 
+# ------------------------------------------------------------------------------------------ check
+
+def _mapping_text(mp: Mapping) -> str:
+    """A mapping's degrees in one line: pp, dp, tensor group, micro-batch, ZeRO, schedule."""
+    sched = mp.schedule if mp.schedule == "1f1b" else f"{mp.schedule} v={mp.virtual_stages}"
+    return (f"pp {mp.pp}, dp {mp.dp}, tp {mp.tp_shape[0]}x{mp.tp_shape[1]}, micro-batch {mp.micro_batch}, "
+            f"ZeRO {mp.zero_stage}, {sched}")
+
+
+@app.command()
+@guarded
+def check(
+    plan: Optional[Path] = typer.Argument(None, help="a mapping (plan) JSON/YAML file; omit to build a Megatron mapping"),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="model preset or YAML/config.json path"),
+    hardware: Optional[str] = typer.Option(None, "--hw", help="hardware preset or YAML path"),
+    batch: Optional[int] = typer.Option(None, "--batch",
+                                        help="global batch, sequences per step (default: the plan's, else 512)"),
+    seq: Optional[int] = typer.Option(None, "--seq", help="sequence length (default: the plan's, else the model's)"),
+    nodes: Optional[int] = typer.Option(None, "--nodes", help="nodes of a GPU cluster (grid rows)"),
+    rows: Optional[int] = typer.Option(None, "--rows", help="override the grid rows"),
+    cols: Optional[int] = typer.Option(None, "--cols", help="override the grid columns (GPUs per node of a cluster)"),
+    sram_bytes: Optional[float] = typer.Option(None, "--sram-bytes", help="override the SRAM per die, bytes"),
+    tp: Optional[int] = typer.Option(None, "--tp", help="tensor-parallel size (default 1)"),
+    pp: Optional[int] = typer.Option(None, "--pp", help="pipeline stages (default 1)"),
+    dp: Optional[int] = typer.Option(None, "--dp", help="data-parallel replicas (default: usable dies / (tp*pp))"),
+    micro_batch: Optional[int] = typer.Option(None, "--micro-batch", help="sequences per micro-batch (default 1)"),
+    recompute: Optional[str] = typer.Option(None, "--recompute", help="none | selective | full (default full)"),
+    sequence_parallel: bool = typer.Option(False, "--sequence-parallel", help="Megatron sequence parallelism"),
+    space: str = typer.Option("full", "--space", help=f"strategy space to compare with: {' | '.join(SPACES)}"),
+    backend: str = typer.Option("cpsat", "--backend", help=f"solver: {' | '.join(BACKENDS)}"),
+    time_limit: float = typer.Option(60.0, "--time-limit", help="seconds for the solve"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="solver threads (default min(8, CPUs))"),
+    json_out: bool = typer.Option(False, "--json", help="print one flat JSON object"),
+) -> None:
+    """How far a mapping is from optimal: its step time, the space's optimum, the proven bound, the gap.
+
+    The mapping is a plan file (one saved by `meshmap solve --out` records its model, hardware,
+    batch and sequence length) or a Megatron-LM configuration built from --tp/--pp/--dp/…
+    """
+    from .check import check as check_mapping
+
+    if recompute is not None and recompute not in RECOMPUTE:
+        raise UsageError(f"--recompute must be one of {', '.join(RECOMPUTE)}; got {recompute!r}")
+    if backend not in BACKENDS:
+        raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    if space not in SPACES:
+        raise UsageError(f"--space must be one of {', '.join(SPACES)}; got {space!r}")
+    if not (time_limit > 0) or not math.isfinite(time_limit):
+        raise UsageError(f"--time-limit must be a finite number of seconds > 0, got {time_limit}")
+    if threads is not None and threads <= 0:
+        raise UsageError(f"--threads must be > 0, got {threads}")
+    megatron_flags = {"--tp": tp, "--pp": pp, "--dp": dp, "--micro-batch": micro_batch, "--recompute": recompute}
+    given = [k for k, v in megatron_flags.items() if v is not None] + (["--sequence-parallel"] if sequence_parallel else [])
+    if plan is not None and given:
+        raise UsageError(f"give either a plan file or {', '.join(given)}, not both")
+    overrides = _hw_overrides(nodes, rows, cols, sram_bytes)
+
+    mapping: Any
+    if plan is not None:
+        mapping, work, machine = _plan_workload(plan, model, hardware, batch, seq, overrides)
+    else:
+        if model is None:
+            raise UsageError("--model is required (a preset name; see `meshmap presets`) or a plan file")
+        if hardware is None:
+            raise UsageError("--hw is required (a preset name; see `meshmap presets`) or a plan file")
+        batch = batch if batch is not None else 512
+        if batch <= 0:
+            raise UsageError(f"--batch must be > 0, got {batch}")
+        if seq is not None and seq <= 0:
+            raise UsageError(f"--seq must be > 0, got {seq}")
+        for flag, v in (("--tp", tp), ("--pp", pp), ("--dp", dp), ("--micro-batch", micro_batch)):
+            if v is not None and v <= 0:
+                raise UsageError(f"{flag} must be > 0, got {v}")
+        work = models.Workload(model=models.load(model), global_batch=batch, seq_len=seq)
+        machine = _hardware(hardware, overrides)
+        tp_, pp_ = tp or 1, pp or 1
+        if dp is None and machine.num_dies // (tp_ * pp_) <= 0:
+            raise UsageError(f"tp x pp = {tp_ * pp_} exceeds the {machine.num_dies} usable dies of {machine.name}")
+        mapping = {"tp": tp_, "pp": pp_, "dp": dp, "micro_batch": micro_batch or 1,
+                   "recompute": recompute or "full", "sequence_parallel": sequence_parallel}
+
+    with _SolveBar(enabled=not json_out and sys.stderr.isatty()) as bar:
+        res = check_mapping(mapping, work, machine, space=space, backend=backend, time_limit_s=time_limit,
+                            threads=threads, progress=bar)
+
+    if json_out:
+        data = {**report_dict(res.report), "optimum_s": res.optimum_s, "bound_s": res.bound_s, "gap": res.gap,
+                "speedup_possible": res.speedup_possible, "status": res.status, "fits": res.fits,
+                "space": res.space, "backend": res.backend, "solve_time_s": res.solve_time_s,
+                "notes": list(res.notes), "model": work.model.name, "hw": machine.name,
+                "global_batch": work.global_batch, "seq_len": work.seq_len,
+                "mapping": res.mapping.model_dump(mode="json"),
+                "optimum_mapping": res.optimum_mapping.model_dump(mode="json") if res.optimum_mapping else None}
+        typer.echo(json.dumps(data, indent=2))
+        return
+
+    title = f"{work.model.name} on {machine.name}, batch {work.global_batch}, seq {work.seq_len}"
+    t = Table(title=title, show_header=True, min_width=len(title) + 4)
+    t.add_column("check")
+    t.add_column("value", justify="right")
+    t.add_row("mapping", res.mapping.name or (plan.name if plan is not None else "given"))
+    t.add_row("  degrees", _mapping_text(res.mapping))
+    t.add_row("step time", _num(res.step_time_s, "s"))
+    t.add_row("fits", "[green]yes[/green]" if res.fits else "[red]no[/red]")
+    t.add_row("peak memory / capacity",
+              f"{_gb(res.report.peak_memory_bytes)} / {_gb(res.report.memory_capacity_bytes)}")
+    t.add_section()
+    colour = {"optimal": "green", "feasible": "yellow", "timeout": "yellow"}.get(res.status, "red")
+    t.add_row("status", f"[{colour}]{res.status}[/{colour}]")
+    label = "optimum of" if res.status == "optimal" else "best found in"
+    t.add_row(f"{label} space {res.space}", _fmt_opt(res.optimum_s, "s"))
+    if res.optimum_mapping is not None:
+        t.add_row("  degrees", _mapping_text(res.optimum_mapping))
+    t.add_row("bound", _fmt_opt(res.bound_s, "s"))
+    gap = res.gap if res.gap is None or abs(res.gap) > 1e-9 else 0.0
+    t.add_row("gap to bound", "-" if gap is None else f"{100 * gap:.4g} %")
+    t.add_row("possible speedup", "-" if res.speedup_possible is None else f"{res.speedup_possible:.3f}x")
+    t.add_row("solve time", _num(res.solve_time_s, "s"))
+    t.add_row("backend", res.backend)
+    _console().print(t)
+    for note in res.notes:
+        typer.echo(f"note: {note}", err=True)
+
+
 # ------------------------------------------------------------------------------------------------
-# TO BE ADDED (DESIGN.md, "CLI"): check, compare, reproduce, explore.
-# They need optimizer.check / optimizer.explore, still under construction.
+# TO BE ADDED (DESIGN.md, "CLI"): compare, reproduce, explore.
+# They need optimizer.explore, still under construction.
 # Add each as `@app.command()` + `@guarded` above this marker; keep `--json` = one flat object
 # (Report fields at top level plus status, bound_s, gap) and errors = one stderr line, exit 2.
 # ------------------------------------------------------------------------------------------------

@@ -113,28 +113,47 @@ def probed_points(work: Workload, hw: Hardware, sp: Space):
 
 
 def _bounds(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space: Space) -> tuple[float, float, float]:
-    """(step-time lower bound, least memory per die, least bytes beyond on-die memory) of an outer
-    point. With a DRAM tier every class may leave the die but for the largest op's weights and
-    gradients and one layer's activations."""
+    """(step-time lower bound, least memory per die, least bytes any fitting choice keeps in DRAM)
+    of an outer point. Every subset of the tensor classes the space may move to DRAM is tried: a
+    class in DRAM leaves the die but for its working piece (the largest op's weights or gradients,
+    one layer's activations, no Adam state) and costs its least port traffic. The time bound is
+    the least over the subsets that fit (inf if none does)."""
     lps = balanced_layers(work.model.layers, pt.pp)
     m = work.global_batch // (pt.dp * pt.micro_batch)
-    offload = space.offload_classes(hw)
-    times, mem, sync, spill = [], 0.0, 0.0, 0.0
+    dies_per_stage = pt.dp * pt.shape[0] * pt.shape[1]
+    bw = sum(p.bandwidth for p in hw.dram_ports) / (pt.pp * dies_per_stage)
+    classes = space.offload_classes(hw)
+    working = cost.zero_state_bytes(pr.params_op, pt.dp, pt.zero_stage, space.fp32_grads, work.dtype_bytes)
+    working["optimizer"] = 0.0  # streamed through the update
+    stages = []
     for s, L in enumerate(lps):
         first, last = s == 0, s == pt.pp - 1
-        times.append(L * pr.layer_s + (pr.pre_s if first else 0) + (pr.post_s if last else 0))
         params = L * pr.params_layer + (pr.params_pre if first else 0) + (pr.params_post if last else 0)
         state = cost.zero_state_bytes(params, pt.dp, pt.zero_stage, space.fp32_grads, work.dtype_bytes)
-        working = cost.zero_state_bytes(pr.params_op, pt.dp, pt.zero_stage, space.fp32_grads, work.dtype_bytes)
-        working["optimizer"] = 0.0  # streamed through the update
-        act = L * pr.act_layer * cost.micro_batches_in_flight(s, pt.pp, m, pt.virtual)
-        full = sum(state.values()) + act
-        least = sum(working[c] if c in offload else v for c, v in state.items()) + \
-            (pr.act_layer if "activations" in offload else act)
-        mem = max(mem, least)
-        spill += max(0.0, full - hw.die.memory_bytes) * pt.dp * pt.shape[0] * pt.shape[1]
-        sync = max(sync, cost.optimizer_update_time(params, pt.dp, pt.zero_stage, hw.die))
-    return cost.pipeline_time(times, m, pt.virtual) + sync, mem, spill
+        state["activations"] = L * pr.act_layer * cost.micro_batches_in_flight(s, pt.pp, m, pt.virtual)
+        stages.append((L * pr.layer_s + (pr.pre_s if first else 0) + (pr.post_s if last else 0), state,
+                       L * pr.act_layer, cost.optimizer_update_time(params, pt.dp, pt.zero_stage, hw.die)))
+    best_t, least_mem, least_dram = float("inf"), float("inf"), float("inf")
+    for mask in range(1 << len(classes)):
+        off = {c for i, c in enumerate(classes) if mask >> i & 1}
+        times, syncs, mem, dram = [], [], 0.0, 0.0
+        for t, state, act_mb, upd in stages:
+            on_die = sum((working.get(c, pr.act_layer) if c in off else v) for c, v in state.items())
+            mem = max(mem, on_die)
+            dram += sum(v for c, v in state.items() if c in off) * dies_per_stage
+            d = {c: (state[c] if c in off else 0.0) for c in ("weights", "grads", "optimizer")}
+            mb = cost.dram_traffic_per_micro_batch(d["weights"], d["grads"], act_mb if "activations" in off else 0.0)
+            step = cost.dram_traffic_per_step(d["weights"], d["grads"], d["optimizer"])
+            times.append(t + (mb / bw if mb else 0.0))
+            syncs.append(upd + (step / bw if step else 0.0))
+        least_mem = min(least_mem, mem)
+        if mem > hw.die.memory_bytes:
+            continue
+        least_dram = min(least_dram, dram)
+        if dram > hw.dram_capacity:
+            continue
+        best_t = min(best_t, cost.pipeline_time(times, m, pt.virtual) + max(syncs))
+    return best_t, least_mem, least_dram
 
 
 def _tables(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space: Space) -> Tables | None:
@@ -188,7 +207,7 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
         lb, mem, spill = _bounds(pt, pr, work, hw, sp)
         least_mem = min(least_mem, mem)
         least_spill = min(least_spill, spill)
-        if mem > hw.die.memory_bytes or spill > hw.dram_capacity:
+        if lb == float("inf"):  # no choice of tiers fits this point
             pruned_mem += 1
             continue
         heapq.heappush(heap, (lb, total, pt))

@@ -96,3 +96,18 @@ def test_offload_names_are_validated():
         optimizer.Mapping(offload=("weights", "weights"))
     with pytest.raises(ValueError, match="offload"):
         optimizer.Mapping(offload=("kv_cache",))
+
+
+def test_slow_ports_are_slow_not_infeasible():
+    """The time rows' bounds include DRAM traffic: with ports at 0.1 GB/s in all, a mapping that
+    must keep its Adam state in DRAM is still found (and costs seconds of port traffic)."""
+    h = chiplets(5e8)
+    ports = tuple(p.model_copy(update={"bandwidth": 1e8 / len(h.dram_ports)}) for p in h.dram_ports)
+    slow = h.model_copy(update={"dram_ports": ports})
+    sol = optimizer.solve(WORK, slow, space=POINT, backend="highs")
+    assert sol.status == "optimal" and sol.mapping.offload == ("optimizer",)
+    assert sol.report.breakdown["optimizer_dram"] > 1.0
+    assert math.isclose(sol.report.step_time_s, sol.objective_s, rel_tol=REL)
+    cp = optimizer.solve(WORK, slow, space=POINT)
+    # CP-SAT counts DRAM bytes in KB: at these slow ports one KB is 20 µs
+    assert math.isclose(cp.objective_s, sol.objective_s, rel_tol=1e-5)

@@ -281,8 +281,18 @@ def build_inner(tb: Tables, rec_allowed: dict[str, tuple[bool, ...]], capacity: 
             add_expr(act, post_saved)
         kinds.append((kind, (L, first, last), time, par, working, sync, act))
 
-    big_t = max(upper(k[2]) for k in kinds) * 1.01 + 1.0
-    big_d = max(upper(k[5]) for k in kinds) * 1.01 + (dp_icpt.time_s if tb.dp > 1 else 0.0) + 1.0
+    def dram_s(kind, per_mb: bool) -> float:
+        """Most seconds of DRAM traffic a stage kind can spend per micro-batch (or in the update)."""
+        if not H:
+            return 0.0
+        _k, _key, _t, par, _w, _s, act = kind
+        pmax = upper(par)
+        if per_mb:
+            return (2 * (state["weights"] + state["grads"]) * pmax + 2 * upper(act) * GB) / bw
+        return (state["weights"] + state["grads"] + 2 * state["optimizer"]) * pmax / bw
+
+    big_t = max(upper(k[2]) + dram_s(k, True) for k in kinds) * 1.01 + 1.0
+    big_d = max(upper(k[5]) + dram_s(k, False) for k in kinds) * 1.01 + (dp_icpt.time_s if tb.dp > 1 else 0.0) + 1.0
     # CP-SAT counts step times in ns, or in ps once DRAM bytes (counted in KB) enter the time rows
     tscale = FINE if H else 1e9
     tmax = lm.continuous("TMAX", big_t, scale=tscale)

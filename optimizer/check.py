@@ -1,0 +1,157 @@
+"""check(): how far a given mapping is from the optimum of a strategy space.
+
+The given mapping — an `optimizer.Mapping`, a mapping or plan file (JSON/YAML), or a Megatron-LM
+description `{"tp", "pp", "dp", "micro_batch", "recompute", "sequence_parallel"}` — is scored by
+the referee, `optimizer.evaluate`; the space is searched by `optimizer.solve`, which returns its
+best mapping and a proven lower bound on the space's optimum. The gap is the given mapping's step
+time over that bound: gap = (step_time_s - bound_s) / bound_s, so 0 means provably optimal.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from pydantic import BaseModel, ConfigDict
+
+from hw import loader as hw_loader
+from hw.loader import ConfigError
+from hw.schema import Hardware
+from models.schema import Workload
+
+from . import baselines
+from .evaluate import evaluate
+from .mapping import Mapping, Report
+from .solve import Progress, solve
+from .space import Space
+
+RECOMPUTE = ("none", "selective", "full")
+DESCRIPTION_KEYS = ("tp", "pp", "dp", "micro_batch", "recompute", "sequence_parallel", "virtual_stages")
+REL_TOL = 1e-9
+
+
+class CheckResult(BaseModel):
+    """A given mapping next to the optimum of a space. Seconds; gap and speedup are ratios."""
+
+    model_config = ConfigDict(frozen=True)
+
+    mapping: Mapping                      # the given mapping (a Megatron description, built)
+    step_time_s: float                    # evaluate() of the given mapping
+    report: Report                        # its full report: memory, energy, breakdown
+    fits: bool                            # does the given mapping fit memory (report.fits)
+    optimum_s: float | None = None        # step time of the solver's best mapping (None: none found)
+    optimum_mapping: Mapping | None = None
+    optimum_report: Report | None = None
+    bound_s: float | None = None          # proven lower bound on the space's optimum (Solution.bound_s)
+    status: str                           # the solve's status: optimal | feasible | timeout | infeasible
+    gap: float | None = None              # (step_time_s - bound_s) / bound_s
+    speedup_possible: float | None = None  # step_time_s / optimum_s
+    space: str = "full"
+    backend: str = "cpsat"
+    solve_time_s: float = 0.0
+    explanation: str = ""                 # the solver's, when it found no mapping
+    notes: tuple[str, ...] = ()           # what to know when reading the numbers (does not fit, …)
+
+
+def _positive_int(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"mapping.{key} must be an integer > 0, got {value!r}")
+    return value
+
+
+def from_description(desc: dict, work: Workload, hw: Hardware) -> Mapping:
+    """The Megatron-LM mapping of a description {"tp", "pp", "dp", "micro_batch", "recompute",
+    "sequence_parallel"} (defaults 1, 1, usable dies / (tp·pp), 1, "full", False)."""
+    unknown = [k for k in desc if k not in DESCRIPTION_KEYS]
+    if unknown:
+        raise ConfigError(f"mapping.{unknown[0]}: unknown key of a Megatron description; allowed: "
+                          f"{', '.join(DESCRIPTION_KEYS)} (pass an optimizer.Mapping or a file for anything else)")
+    tp = _positive_int("tp", desc.get("tp", 1))
+    pp = _positive_int("pp", desc.get("pp", 1))
+    micro_batch = _positive_int("micro_batch", desc.get("micro_batch", 1))
+    virtual = _positive_int("virtual_stages", desc.get("virtual_stages", 1))
+    if desc.get("dp") is None:
+        dp = hw.num_dies // (tp * pp)
+        if dp <= 0:
+            raise ConfigError(f"mapping.tp x mapping.pp = {tp * pp} exceeds the {hw.num_dies} usable dies "
+                              f"of {hw.name}")
+    else:
+        dp = _positive_int("dp", desc["dp"])
+    recompute = desc.get("recompute", "full")
+    if recompute not in RECOMPUTE:
+        raise ConfigError(f"mapping.recompute must be one of {', '.join(RECOMPUTE)}; got {recompute!r}")
+    sp = desc.get("sequence_parallel", False)
+    if not isinstance(sp, bool):
+        raise ConfigError(f"mapping.sequence_parallel must be true or false, got {sp!r}")
+    try:
+        return baselines.megatron(work, hw, tp=tp, pp=pp, dp=dp, micro_batch=micro_batch, recompute=recompute,
+                                  sequence_parallel=sp, virtual_stages=virtual)
+    except ConfigError as err:
+        raise ConfigError(f"mapping: {err}") from None
+
+
+def _resolve(mapping: Any, work: Workload, hw: Hardware) -> Mapping:
+    if isinstance(mapping, Mapping):
+        return mapping
+    if isinstance(mapping, (str, os.PathLike)):
+        return Mapping.load(Path(mapping))
+    if isinstance(mapping, dict):
+        return from_description(mapping, work, hw)
+    raise ConfigError(f"mapping must be an optimizer.Mapping, a path to a mapping/plan JSON or YAML file, or a "
+                      f"Megatron description dict; got {type(mapping).__name__}")
+
+
+def check(mapping: Mapping | str | os.PathLike | dict, work: Workload, hw: Hardware | str,
+          space: str | Space = "full", backend: str = "cpsat", time_limit_s: float = 60,
+          threads: int | None = None, progress: Callable[[Progress], None] | None = None) -> CheckResult:
+    """Score `mapping`, solve `space` for its optimum and bound, and report the gap between them."""
+    if not isinstance(work, Workload):
+        raise ConfigError(f"work must be a models.Workload, got {type(work).__name__}")
+    if isinstance(hw, (str, os.PathLike)):
+        hw = hw_loader.load(str(hw))
+    elif not isinstance(hw, Hardware):
+        raise ConfigError(f"hw must be an hw.Hardware or a preset name / YAML path, got {type(hw).__name__}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads <= 0):
+        raise ConfigError(f"threads must be an integer > 0, got {threads!r}")
+
+    given = _resolve(mapping, work, hw)
+    rep = evaluate(given, work, hw)
+    sol = solve(work, hw, space=space, backend=backend, objective="time", time_limit_s=time_limit_s,
+                threads=threads, progress=progress)
+
+    t = rep.step_time_s
+    bound = sol.bound_s
+    optimum = sol.report.step_time_s if sol.report is not None else None
+    gap = (t - bound) / bound if bound is not None and bound > 0 else None
+    notes: list[str] = []
+    if not rep.fits:
+        notes.append(f"the given mapping does not fit: it needs {rep.peak_memory_bytes / 1e9:.2f} GB on its most "
+                     f"loaded die, {hw.name} has {rep.memory_capacity_bytes / 1e9:.2f} GB per die"
+                     + (f" (and {rep.dram_stored_bytes / 1e9:.1f} GB in DRAM of {rep.dram_capacity_bytes / 1e9:.1f})"
+                        if rep.dram_stored_bytes > rep.dram_capacity_bytes else "")
+                     + "; its step time is reported, but it cannot run")
+    if bound is not None and t < bound * (1 - REL_TOL) and rep.fits:
+        notes.append(f"the given mapping is faster than the proven bound of space {sol.space!r}: it lies outside "
+                     f"that space (check it against a larger one)")
+    elif optimum is not None and t < optimum * (1 - REL_TOL) and rep.fits:
+        notes.append(f"the given mapping is faster than the best mapping the solver found ({sol.status}); "
+                     f"a longer time limit may find better")
+    if optimum is None:
+        why = " ".join(sol.explanation.split())
+        if why.lower().startswith(f"{sol.status}:"):
+            why = why[len(sol.status) + 1:].strip()
+        notes.append(f"no mapping of space {sol.space!r} found ({sol.status})" + (f": {why}" if why else ""))
+    elif sol.status != "optimal":
+        notes.append(f"the solve stopped with status {sol.status!r}: the optimum lies between the bound and "
+                     f"the best mapping found")
+
+    return CheckResult(
+        mapping=given, step_time_s=t, report=rep, fits=rep.fits, optimum_s=optimum,
+        optimum_mapping=sol.mapping, optimum_report=sol.report, bound_s=bound, status=sol.status, gap=gap,
+        speedup_possible=t / optimum if optimum else None, space=sol.space, backend=sol.backend,
+        solve_time_s=sol.solve_time_s, explanation=sol.explanation, notes=tuple(notes),
+    )
+
+
+__all__ = ["check", "CheckResult", "from_description"]
