@@ -71,6 +71,16 @@ def main() -> None:
         w = models.Workload(model=m, global_batch=64, seq_len=1024)
         rows.append(run_one(f"gpt h=2048, {layers} layers, 2x2 grid", w,
                             hw.load("tmac-wafer", rows=2, cols=2, sram_bytes=40e9), full, args.time_limit, False))
+    if not args.quick:
+        # the headline instances: full space, each machine's preset as shipped
+        for name, hw_name, seq in (("llama2-70b", "hecaton-chiplet", 4096), ("gpt3-175b", "tmac-wafer", 2048)):
+            w = models.Workload(model=models.load(name), global_batch=1024, seq_len=seq)
+            rows.append(run_one(f"{name} full space, {hw_name}", w, hw.load(hw_name), full, args.time_limit, False))
+        # growth with the grid up to 1,024 dies: GPT-3 175B on n×n tmac-wafer dies
+        for n in (4, 16, 32):
+            w = models.Workload(model=models.load("gpt3-175b"), global_batch=1024, seq_len=2048)
+            rows.append(run_one(f"gpt3-175b full space, tmac-wafer {n}x{n}", w,
+                                hw.load("tmac-wafer", rows=n, cols=n), full, args.time_limit, False))
     write_result("solver_speed", rows, claims=[], extra={
         "settings": {"backend": "cpsat", "time_limit_s": args.time_limit, "brute_force_sample": SAMPLE}})
 

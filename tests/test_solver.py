@@ -159,6 +159,8 @@ def test_megatron_space_never_beats_full():
     meg = optimizer.solve(w, h, space="megatron", time_limit_s=120)
     assert full.status == meg.status == "optimal"
     assert full.objective_s <= meg.objective_s * (1 + REL)
+    # and on this wafer (tmac-wafer dies) the full space is strictly better, beyond solver rounding
+    assert full.objective_s < meg.objective_s * (1 - 10 * REL), (full.objective_s, meg.objective_s)
 
 
 @pytest.mark.parametrize("kwargs, field", [
