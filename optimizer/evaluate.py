@@ -211,7 +211,7 @@ def score_stage(tables: Tables, ch: dict[str, OpChoice], stage: int, layers: int
 
 def assemble(mapping: Mapping, work: Workload, hw: Hardware, tables: Tables) -> Report:
     ch = normalized_choices(mapping, tables)
-    stages = [score_stage(tables, ch, s, L, mapping.offload) for s, L in enumerate(tables.layers_per_stage)]
+    stages = stage_scores(mapping, tables)
     m, v = tables.m, tables.virtual
     times = [st.time_s for st in stages]
     pipe = cost.pipeline_time(times, m, v)
@@ -288,16 +288,8 @@ def stage_scores(mapping: Mapping, tables: Tables) -> list[StageScore]:
 
 def evaluate(mapping: Mapping | str, work: Workload, hardware: Hardware | str) -> Report:
     """Score a mapping: step time, throughput, MFU, memory of the most loaded die, energy."""
-    hw = hw_loader.load(hardware) if isinstance(hardware, str) else hardware
-    if not isinstance(mapping, Mapping):
-        mapping = Mapping.load(mapping)
-    validate(mapping, work, hw)
-    try:
-        tables = tables_for(mapping, work, hw)
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
-    check_ops(mapping, tables)
+    mapping, hw, tables = prepare(mapping, work, hardware)
     return assemble(mapping, work, hw, tables)
 
 
-__all__ = ["evaluate", "validate", "prepare", "stage_scores"]
+__all__ = ["evaluate", "validate"]
