@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict
 from hw import loader as hw_loader
 from hw.loader import ConfigError
 from hw.schema import Hardware
-from models.graph import build_graph
+from models.graph import build_graph, step_flops
 from models.schema import Workload
 
 from . import cost
@@ -34,6 +34,7 @@ from .tables import Tables, balanced_layers, default_groups
 
 OBJECTIVES = ("time",)
 REL_TOL = 1e-9
+ENUMERATION_SHARE = 0.5  # of the time limit, at most, spent enumerating and bounding outer points
 
 
 class Solution(BaseModel):
@@ -156,6 +157,13 @@ def _bounds(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space: Spa
     return best_t, least_mem, least_dram
 
 
+def _machine_bound(work: Workload, hw: Hardware) -> float:
+    """A bound below every mapping: the model's matmul FLOPs of one step spread evenly over every
+    usable die at peak · matmul_efficiency (seconds)."""
+    flops = step_flops(work.model, work.global_batch, work.seq_len)
+    return flops / (hw.num_dies * hw.peak(work.dtype) * hw.die.matmul_efficiency)
+
+
 def _tables(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space: Space) -> Tables | None:
     groups = default_groups(hw, pt.pp, pt.dp, pt.shape)
     if groups is None:
@@ -201,7 +209,11 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
     heap: list = []
     least_mem = least_spill = float("inf")
     total = pruned_mem = 0
+    enumeration_cut = False  # outer points left unenumerated (bounded by the machine-wide bound)
     for pt, pr in probed_points(work, hw, sp):
+        if total % 256 == 0 and time.perf_counter() - t0 > ENUMERATION_SHARE * time_limit_s:
+            enumeration_cut = True
+            break
         probes[(pt.shape, pt.micro_batch)] = pr
         total += 1
         lb, mem, spill = _bounds(pt, pr, work, hw, sp)
@@ -247,6 +259,9 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
 
     elapsed = time.perf_counter() - t0
     unexplored = [h[0] for h in heap]
+    if enumeration_cut:
+        timed_out = True
+        unexplored.append(_machine_bound(work, hw))
     if best is None:
         if timed_out or (unexplored and not heap == []):
             bound = min(unexplored + open_bounds) if (unexplored or open_bounds) else None
