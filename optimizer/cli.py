@@ -309,58 +309,10 @@ def evaluate(
     A plan saved by `meshmap solve --out` records its model, hardware (with overrides), batch and
     sequence length; those are the defaults here, and any option given wins.
     """
-    if recompute is not None and recompute not in RECOMPUTE:
-        raise UsageError(f"--recompute must be one of {', '.join(RECOMPUTE)}; got {recompute!r}")
-    megatron_flags = {"--tp": tp, "--pp": pp, "--dp": dp, "--micro-batch": micro_batch, "--recompute": recompute}
-    given = [k for k, v in megatron_flags.items() if v is not None] + (["--sequence-parallel"] if sequence_parallel else [])
-    if plan is not None and given:
-        raise UsageError(f"give either a plan file or {', '.join(given)}, not both")
     overrides = _hw_overrides(nodes, rows, cols, sram_bytes)
-    mapping = Mapping.load(plan) if plan is not None else None
-    ctx = _read_plan_context(plan) if plan is not None else {}
-    if model is None:
-        model = ctx.get("model")
-    if hardware is None:
-        hardware = ctx.get("hw")
-        plan_overrides = ctx.get("hw_overrides") or {}
-        if not isinstance(plan_overrides, dict):
-            raise UsageError(f"plan file {plan}: hw_overrides must be a mapping, got {plan_overrides!r}")
-        if "nodes" in overrides:
-            plan_overrides = {k: v for k, v in plan_overrides.items() if k != "rows"}
-        if "rows" in overrides:
-            plan_overrides = {k: v for k, v in plan_overrides.items() if k != "nodes"}
-        overrides = {**plan_overrides, **overrides}
-    hint = " or a plan file saved by `meshmap solve --out`" if plan is not None else ""
-    if model is None:
-        raise UsageError(f"--model is required (a preset name; see `meshmap presets`){hint}")
-    if hardware is None:
-        raise UsageError(f"--hw is required (a preset name; see `meshmap presets`){hint}")
-    if batch is None:
-        batch = ctx.get("global_batch", 512)
-    if seq is None:
-        seq = ctx.get("seq_len")
-    if not isinstance(batch, int) or batch <= 0:
-        raise UsageError(f"--batch must be > 0, got {batch}")
-    if seq is not None and (not isinstance(seq, int) or seq <= 0):
-        raise UsageError(f"--seq must be > 0, got {seq}")
-
-    work = models.Workload(model=models.load(str(model)), global_batch=batch, seq_len=seq)
-    machine = _hardware(str(hardware), overrides)
-    if mapping is not None:
-        title = mapping.name or str(plan.name)
-    else:
-        tp_ = tp if tp is not None else 1
-        pp_ = pp if pp is not None else 1
-        for flag, v in (("--tp", tp_), ("--pp", pp_), ("--dp", dp), ("--micro-batch", micro_batch)):
-            if v is not None and v <= 0:
-                raise UsageError(f"{flag} must be > 0, got {v}")
-        dp_ = dp if dp is not None else machine.num_dies // (tp_ * pp_)
-        if dp_ <= 0:
-            raise UsageError(f"tp x pp = {tp_ * pp_} exceeds the {machine.num_dies} usable dies of {machine.name}")
-        mapping = baselines.megatron(work, machine, tp=tp_, pp=pp_, dp=dp_,
-                                     micro_batch=micro_batch if micro_batch is not None else 1,
-                                     recompute=recompute or "full", sequence_parallel=sequence_parallel)
-        title = mapping.name
+    mapping, work, machine = _mapping_and_workload(plan, model, hardware, batch, seq, overrides, tp, pp, dp,
+                                                   micro_batch, recompute, sequence_parallel)
+    title = mapping.name or (plan.name if plan is not None else "")
     rep = evaluate_mapping(mapping, work, machine)
     if json_out:
         out = {**report_dict(rep), "model": work.model.name, "hw": machine.name,
@@ -600,6 +552,44 @@ def _plan_workload(plan: Path, model: Optional[str], hardware: Optional[str], ba
     return mapping, work, _hardware(str(hardware), overrides)
 
 
+def _mapping_and_workload(plan: Optional[Path], model: Optional[str], hardware: Optional[str],
+                          batch: Optional[int], seq: Optional[int], overrides: dict[str, Any],
+                          tp: Optional[int], pp: Optional[int], dp: Optional[int], micro_batch: Optional[int],
+                          recompute: Optional[str], sequence_parallel: bool
+                          ) -> tuple[Mapping, models.Workload, hw.Hardware]:
+    """The mapping to score — a plan file, or Megatron-LM's built from --tp/--pp/--dp/… — with its
+    workload and hardware (`evaluate` and `check`)."""
+    if recompute is not None and recompute not in RECOMPUTE:
+        raise UsageError(f"--recompute must be one of {', '.join(RECOMPUTE)}; got {recompute!r}")
+    megatron_flags = {"--tp": tp, "--pp": pp, "--dp": dp, "--micro-batch": micro_batch, "--recompute": recompute}
+    given = [k for k, v in megatron_flags.items() if v is not None] + (["--sequence-parallel"] if sequence_parallel else [])
+    if plan is not None and given:
+        raise UsageError(f"give either a plan file or {', '.join(given)}, not both")
+    if plan is not None:
+        return _plan_workload(plan, model, hardware, batch, seq, overrides)
+    if model is None:
+        raise UsageError("--model is required (a preset name; see `meshmap presets`) or a plan file")
+    if hardware is None:
+        raise UsageError("--hw is required (a preset name; see `meshmap presets`) or a plan file")
+    batch = batch if batch is not None else 512
+    if batch <= 0:
+        raise UsageError(f"--batch must be > 0, got {batch}")
+    if seq is not None and seq <= 0:
+        raise UsageError(f"--seq must be > 0, got {seq}")
+    for flag, v in (("--tp", tp), ("--pp", pp), ("--dp", dp), ("--micro-batch", micro_batch)):
+        if v is not None and v <= 0:
+            raise UsageError(f"{flag} must be > 0, got {v}")
+    work = models.Workload(model=models.load(model), global_batch=batch, seq_len=seq)
+    machine = _hardware(hardware, overrides)
+    tp_, pp_ = tp or 1, pp or 1
+    dp_ = dp if dp is not None else machine.num_dies // (tp_ * pp_)
+    if dp_ <= 0:
+        raise UsageError(f"tp x pp = {tp_ * pp_} exceeds the {machine.num_dies} usable dies of {machine.name}")
+    mapping = baselines.megatron(work, machine, tp=tp_, pp=pp_, dp=dp_, micro_batch=micro_batch or 1,
+                                 recompute=recompute or "full", sequence_parallel=sequence_parallel)
+    return mapping, work, machine
+
+
 @app.command()
 @guarded
 def export(
@@ -692,8 +682,6 @@ def check(
     """
     from .check import check as check_mapping
 
-    if recompute is not None and recompute not in RECOMPUTE:
-        raise UsageError(f"--recompute must be one of {', '.join(RECOMPUTE)}; got {recompute!r}")
     if backend not in BACKENDS:
         raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
     if space not in SPACES:
@@ -702,35 +690,9 @@ def check(
         raise UsageError(f"--time-limit must be a finite number of seconds > 0, got {time_limit}")
     if threads is not None and threads <= 0:
         raise UsageError(f"--threads must be > 0, got {threads}")
-    megatron_flags = {"--tp": tp, "--pp": pp, "--dp": dp, "--micro-batch": micro_batch, "--recompute": recompute}
-    given = [k for k, v in megatron_flags.items() if v is not None] + (["--sequence-parallel"] if sequence_parallel else [])
-    if plan is not None and given:
-        raise UsageError(f"give either a plan file or {', '.join(given)}, not both")
     overrides = _hw_overrides(nodes, rows, cols, sram_bytes)
-
-    mapping: Any
-    if plan is not None:
-        mapping, work, machine = _plan_workload(plan, model, hardware, batch, seq, overrides)
-    else:
-        if model is None:
-            raise UsageError("--model is required (a preset name; see `meshmap presets`) or a plan file")
-        if hardware is None:
-            raise UsageError("--hw is required (a preset name; see `meshmap presets`) or a plan file")
-        batch = batch if batch is not None else 512
-        if batch <= 0:
-            raise UsageError(f"--batch must be > 0, got {batch}")
-        if seq is not None and seq <= 0:
-            raise UsageError(f"--seq must be > 0, got {seq}")
-        for flag, v in (("--tp", tp), ("--pp", pp), ("--dp", dp), ("--micro-batch", micro_batch)):
-            if v is not None and v <= 0:
-                raise UsageError(f"{flag} must be > 0, got {v}")
-        work = models.Workload(model=models.load(model), global_batch=batch, seq_len=seq)
-        machine = _hardware(hardware, overrides)
-        tp_, pp_ = tp or 1, pp or 1
-        if dp is None and machine.num_dies // (tp_ * pp_) <= 0:
-            raise UsageError(f"tp x pp = {tp_ * pp_} exceeds the {machine.num_dies} usable dies of {machine.name}")
-        mapping = {"tp": tp_, "pp": pp_, "dp": dp, "micro_batch": micro_batch or 1,
-                   "recompute": recompute or "full", "sequence_parallel": sequence_parallel}
+    mapping, work, machine = _mapping_and_workload(plan, model, hardware, batch, seq, overrides, tp, pp, dp,
+                                                   micro_batch, recompute, sequence_parallel)
 
     with _SolveBar(enabled=not json_out and sys.stderr.isatty()) as bar:
         res = check_mapping(mapping, work, machine, space=space, backend=backend, time_limit_s=time_limit,
