@@ -12,7 +12,7 @@ from hw.schema import Hardware
 from models.schema import Workload
 
 from . import cost
-from .evaluate import score_stage
+from .evaluate import in_dram_bytes, score_stage
 from .mapping import OpChoice
 from .solve import _tables, probed_points
 from .space import OuterPoint, Space, get_space
@@ -44,14 +44,8 @@ def space_size(work: Workload, hw: Hardware, space: str | Space = "full") -> int
     total = 0
     for pt, pr in probed_points(work, hw, sp):
         if _tables(pt, pr, work, hw, sp) is not None:
-            total += prod(len(c) for _, c in _choices(pr.tables, sp, pt)) * len(_offloads(sp, hw))
+            total += prod(len(c) for _, c in _choices(pr.tables, sp, pt)) * len(sp.offload_subsets(hw))
     return total
-
-
-def _offloads(sp: Space, hw: Hardware) -> list[tuple[str, ...]]:
-    """Every subset of the tensor classes the space may move to DRAM."""
-    classes = sp.offload_classes(hw)
-    return [tuple(c for i, c in enumerate(classes) if mask >> i & 1) for mask in range(1 << len(classes))]
 
 
 def score(tb, ch: dict[str, OpChoice], offload: tuple[str, ...] = ()) -> tuple[float, bool]:
@@ -60,7 +54,7 @@ def score(tb, ch: dict[str, OpChoice], offload: tuple[str, ...] = ()) -> tuple[f
     stages = [score_stage(tb, ch, s, L, offload) for s, L in enumerate(tb.layers_per_stage)]
     pipe = cost.pipeline_time([st.time_s for st in stages], tb.m, tb.virtual)
     on_die = max(sum(st.memory.values()) for st in stages)
-    in_dram = sum(sum(st.dram.values()) for st in stages) * tb.dp * tb.shape[0] * tb.shape[1]
+    in_dram = in_dram_bytes(stages, tb)
     return pipe + max(st.sync_s for st in stages), on_die <= tb.hw.die.memory_bytes and in_dram <= tb.hw.dram_capacity
 
 
@@ -70,7 +64,7 @@ def brute_force(work: Workload, hw: Hardware, space: str | Space = "full", limit
     t0 = time.perf_counter()
     best: tuple[float, OuterPoint, dict, tuple[str, ...]] | None = None
     n = size = 0
-    offloads = _offloads(sp, hw)
+    offloads = sp.offload_subsets(hw)
     for pt, pr in probed_points(work, hw, sp):
         tb = _tables(pt, pr, work, hw, sp)
         if tb is None:

@@ -75,6 +75,16 @@ def optimizer_update_time(params_per_die: float, dp: int, zero_stage: int, die: 
 OFFLOAD_CLASSES = ("weights", "grads", "optimizer", "activations")
 
 
+def offload_working_bytes(largest_op_params: float, dp: int, stage: int, fp32_grads: bool = False,
+                          dtype_bytes: int = 2) -> dict[str, float]:
+    """Bytes per die a model-state class kept in DRAM still needs on the die: weights and gradients
+    are streamed op by op (the largest op's share), the Adam state is streamed through the update
+    (none). Sharded per ZeRO stage like the state itself."""
+    working = zero_state_bytes(largest_op_params, dp, stage, fp32_grads, dtype_bytes)
+    working["optimizer"] = 0.0
+    return working
+
+
 def dram_traffic_per_micro_batch(weights: float, grads: float, activations: float) -> float:
     """DRAM bytes one die moves per micro-batch for the tensor classes it keeps off-die: weights
     are read in forward and again in backward (the recomputation of a layer runs just before its

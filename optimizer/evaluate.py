@@ -161,16 +161,16 @@ def score_stage(tables: Tables, ch: dict[str, OpChoice], stage: int, layers: int
     parts = {"compute": compute, "recompute": recompute, "tp_comm": tp.time_s, "pp_comm": pp.time_s}
     time_s = sum(parts.values())
 
-    # memory of one die of this stage; a class in `offload` lives in DRAM and is streamed op by op:
-    # weights and gradients keep the largest op's share on the die, the Adam state none
+    # memory of one die of this stage; a class in `offload` lives in DRAM with a working piece on
+    # the die (cost.offload_working_bytes; activations: one layer of one micro-batch)
     op_params = {o.name: tables.option_cost(o, opt[o.name]).params for o in g.block + extra_ops}
     if last:
         op_params["lm_head"] += tables.tied_head_params(opt["lm_head"])
     params = layers * sum(op_params[o.name] for o in g.block) + sum(op_params[o.name] for o in extra_ops)
     working = max(op_params.values())
     state = cost.zero_state_bytes(params, tables.dp, tables.zero_stage, tables.fp32_grads, tables.work.dtype_bytes)
-    state_working = cost.zero_state_bytes(working, tables.dp, tables.zero_stage, tables.fp32_grads,
-                                          tables.work.dtype_bytes)
+    state_working = cost.offload_working_bytes(working, tables.dp, tables.zero_stage, tables.fp32_grads,
+                                               tables.work.dtype_bytes)
     stored = stored_tensors(tables.graph, rec)
     per_layer = sum(tables.tensor_bytes(t, opt) for t in stored)
     act_mb = layers * per_layer  # saved activations of one micro-batch
@@ -180,7 +180,6 @@ def score_stage(tables: Tables, ch: dict[str, OpChoice], stage: int, layers: int
     buffers = sum(tables.recompute_buffer(o, opt[o.name]) for o in g.block if o.name in rec)
     dram = {k: (v if k in offload else 0.0) for k, v in state.items()}
     dram["activations"] = act if "activations" in offload else 0.0
-    state_working["optimizer"] = 0.0
     memory = {k: (state_working[k] if k in offload else v) for k, v in state.items()}
     memory["activations"] = per_layer if "activations" in offload else act
     memory["buffers"] = buffers
@@ -209,6 +208,11 @@ def score_stage(tables: Tables, ch: dict[str, OpChoice], stage: int, layers: int
                       dram, mb_traffic, step_traffic)
 
 
+def in_dram_bytes(stages: list[StageScore], tables: Tables) -> float:
+    """Bytes all dies keep in DRAM (every stage has dp tensor groups of the same shape)."""
+    return sum(sum(st.dram.values()) for st in stages) * tables.dp * tables.shape[0] * tables.shape[1]
+
+
 def assemble(mapping: Mapping, work: Workload, hw: Hardware, tables: Tables) -> Report:
     ch = normalized_choices(mapping, tables)
     stages = stage_scores(mapping, tables)
@@ -234,7 +238,7 @@ def assemble(mapping: Mapping, work: Workload, hw: Hardware, tables: Tables) -> 
     p2p = tables.p2p(ch["add2"].split).byte_hops * 2 * tables.virtual if mapping.pp > 1 else 0.0
     link = (sum(st.byte_hops for st in stages) + p2p) * m + sum(st.sync_byte_hops for st in stages)
     dram_traffic = sum(st.dram_mb_bytes * m + st.dram_step_bytes for st in stages) * per_stage_dies
-    dram_stored = sum(sum(st.dram.values()) for st in stages) * per_stage_dies
+    dram_stored = in_dram_bytes(stages, tables)
     link += dram_traffic * tables.dram_hops  # DRAM traffic crosses the mesh from the nearest port
     e = hw.energy
     on_hbm = hw.die.hbm_bytes is not None

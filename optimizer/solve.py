@@ -123,9 +123,7 @@ def _bounds(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space: Spa
     m = work.global_batch // (pt.dp * pt.micro_batch)
     dies_per_stage = pt.dp * pt.shape[0] * pt.shape[1]
     bw = sum(p.bandwidth for p in hw.dram_ports) / (pt.pp * dies_per_stage)
-    classes = space.offload_classes(hw)
-    working = cost.zero_state_bytes(pr.params_op, pt.dp, pt.zero_stage, space.fp32_grads, work.dtype_bytes)
-    working["optimizer"] = 0.0  # streamed through the update
+    working = cost.offload_working_bytes(pr.params_op, pt.dp, pt.zero_stage, space.fp32_grads, work.dtype_bytes)
     stages = []
     for s, L in enumerate(lps):
         first, last = s == 0, s == pt.pp - 1
@@ -135,8 +133,7 @@ def _bounds(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space: Spa
         stages.append((L * pr.layer_s + (pr.pre_s if first else 0) + (pr.post_s if last else 0), state,
                        L * pr.act_layer, cost.optimizer_update_time(params, pt.dp, pt.zero_stage, hw.die)))
     best_t, least_mem, least_dram = float("inf"), float("inf"), float("inf")
-    for mask in range(1 << len(classes)):
-        off = {c for i, c in enumerate(classes) if mask >> i & 1}
+    for off in space.offload_subsets(hw):
         times, syncs, mem, dram = [], [], 0.0, 0.0
         for t, state, act_mb, upd in stages:
             on_die = sum((working.get(c, pr.act_layer) if c in off else v) for c, v in state.items())

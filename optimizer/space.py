@@ -108,6 +108,11 @@ class Space:
         """Tensor classes the solver may place in DRAM on this machine."""
         return OFFLOAD_CLASSES if self.offload and hw.dram_ports else ()
 
+    def offload_subsets(self, hw: Hardware) -> list[tuple[str, ...]]:
+        """Every subset of the classes the space may move to DRAM (the empty one first)."""
+        classes = self.offload_classes(hw)
+        return [tuple(c for i, c in enumerate(classes) if mask >> i & 1) for mask in range(1 << len(classes))]
+
     def allowed_options(self, graph: Graph, shape: tuple[int, int]) -> dict[str, list[Option]]:
         """Per operator, the partition options this space lets it choose on a group of `shape`."""
         out = {}

@@ -10,7 +10,7 @@ import hw
 import models
 import optimizer
 from hw.topology import collective, ring_order
-from optimizer.bruteforce import _choices, _offloads, brute_force, score
+from optimizer.bruteforce import _choices, brute_force, score
 from optimizer.formulation.backends import BACKENDS
 from optimizer.solve import _probe, _tables
 from optimizer.space import OuterPoint, Space
@@ -86,7 +86,7 @@ def test_optimum_never_loses_to_random_mappings(data):
     if tb is None:
         return
     ch = {name: data.draw(st.sampled_from(opts)) for name, opts in _choices(tb, sp, pt)}
-    off = data.draw(st.sampled_from(_offloads(sp, h)))
+    off = data.draw(st.sampled_from(sp.offload_subsets(h)))
     t, fits = score(tb, ch, off)
     if fits:
         assert t >= opt * (1 - REL)  # within CP-SAT's integer time scale

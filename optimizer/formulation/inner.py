@@ -22,6 +22,12 @@ from .model import LinearModel, add_expr
 GB = 1e9  # memory rows are written in GB for numerical balance
 KB_PER_GB = 1e6  # CP-SAT counts bytes kept on or off the die in KB
 FINE = 1e12  # CP-SAT: rows mixing DRAM bytes and seconds are counted in picoseconds
+# DRAM bytes moved per byte a class keeps in DRAM (cost.dram_traffic_* are linear in each class)
+PER_MICRO_BATCH = {"weights": cost.dram_traffic_per_micro_batch(1, 0, 0),
+                   "grads": cost.dram_traffic_per_micro_batch(0, 1, 0),
+                   "activations": cost.dram_traffic_per_micro_batch(0, 0, 1)}
+PER_STEP = {"weights": cost.dram_traffic_per_step(1, 0, 0), "grads": cost.dram_traffic_per_step(0, 1, 0),
+            "optimizer": cost.dram_traffic_per_step(0, 0, 1)}
 
 
 @dataclass
@@ -181,6 +187,7 @@ def build_inner(tb: Tables, rec_allowed: dict[str, tuple[bool, ...]], capacity: 
 
     dp_slope, dp_icpt = tb.dp_sync_rate()
     state = cost.zero_state_bytes(1.0, tb.dp, tb.zero_stage, tb.fp32_grads, tb.work.dtype_bytes)
+    working_per_param = cost.offload_working_bytes(1.0, tb.dp, tb.zero_stage, tb.fp32_grads, tb.work.dtype_bytes)
     upd_per_param = cost.optimizer_update_time(1.0, tb.dp, tb.zero_stage, tb.hw.die)
 
     # activations kept per layer (Checkmate): tensor memory expressions
@@ -262,7 +269,7 @@ def build_inner(tb: Tables, rec_allowed: dict[str, tuple[bool, ...]], capacity: 
         add_expr(time, p2p, (0 if first else 1) + (0 if last else 1))
         par: dict[int, float] = {}  # parameters on one die of this stage
         add_expr(par, params_layer, L)
-        # weights or gradients kept in DRAM still need the largest op's share on the die
+        # a class kept in DRAM still needs its working piece of the largest op on the die
         working = [op_params[o.name] for o in g.block + (g.pre if first else ()) + (g.post if last else ())]
         if first:
             add_expr(par, params_pre)
@@ -288,8 +295,9 @@ def build_inner(tb: Tables, rec_allowed: dict[str, tuple[bool, ...]], capacity: 
         _k, _key, _t, par, _w, _s, act = kind
         pmax = upper(par)
         if per_mb:
-            return (2 * (state["weights"] + state["grads"]) * pmax + 2 * upper(act) * GB) / bw
-        return (state["weights"] + state["grads"] + 2 * state["optimizer"]) * pmax / bw
+            return (sum(PER_MICRO_BATCH[c] * state[c] for c in ("weights", "grads")) * pmax +
+                    PER_MICRO_BATCH["activations"] * upper(act) * GB) / bw
+        return sum(PER_STEP[c] * state[c] for c in PER_STEP) * pmax / bw
 
     big_t = max(upper(k[2]) + dram_s(k, True) for k in kinds) * 1.01 + 1.0
     big_d = max(upper(k[5]) + dram_s(k, False) for k in kinds) * 1.01 + (dp_icpt.time_s if tb.dp > 1 else 0.0) + 1.0
@@ -307,9 +315,9 @@ def build_inner(tb: Tables, rec_allowed: dict[str, tuple[bool, ...]], capacity: 
             if c not in H:
                 add_expr(mem, par, coef / GB)
                 continue
-            on_die, off_die = _split_by_tier(lm, H[c], {i: coef * v / GB for i, v in par.items()},
-                                             [{i: coef * v / GB for i, v in w.items()} for w in working]
-                                             if c != "optimizer" else [],
+            pieces = [{i: working_per_param[c] * v / GB for i, v in w.items()} for w in working
+                      if working_per_param[c]]
+            on_die, off_die = _split_by_tier(lm, H[c], {i: coef * v / GB for i, v in par.items()}, pieces,
                                              upper, f"{c},{key}")
             mem[on_die] = 1.0
             dram[c] = off_die
@@ -329,19 +337,17 @@ def build_inner(tb: Tables, rec_allowed: dict[str, tuple[bool, ...]], capacity: 
         t = lm.continuous(f"T[{','.join(str(int(x)) for x in key)}]", big_t, scale=tscale)
         row = {t: 1.0}
         add_expr(row, time, -1.0)
-        per_mb = {"weights": 2.0, "grads": 2.0, "activations": 2.0 / in_flight}
-        for c, v in dram.items():
-            if c in per_mb:
-                row[v] = -per_mb[c] * GB / bw
+        for c, v in dram.items():  # activations in DRAM are held for every micro-batch in flight
+            if c in PER_MICRO_BATCH:
+                row[v] = -PER_MICRO_BATCH[c] / (in_flight if c == "activations" else 1.0) * GB / bw
         lm.add(row, ">=", 0.0, scale=tscale, name=f"time{key}")
         lm.add({tmax: 1.0, t: -1.0}, ">=", 0.0, scale=tscale)
         objective[t] = objective.get(t, 0.0) + counts[key] / tb.virtual
         row = {dmax: 1.0}
         add_expr(row, sync, -1.0)
-        per_step = {"weights": 1.0, "grads": 1.0, "optimizer": 2.0}
         for c, v in dram.items():
-            if c in per_step:
-                row[v] = -per_step[c] * GB / bw
+            if c in PER_STEP:
+                row[v] = -PER_STEP[c] * GB / bw
         lm.add(row, ">=", dp_icpt.time_s if tb.dp > 1 else 0.0, scale=tscale, name=f"sync{key}")
     if dram_total:
         lm.add(dram_total, "<=", tb.hw.dram_capacity / GB, scale=GB, name="dram capacity")
