@@ -61,6 +61,16 @@ def snake(rows: int, cols: int) -> list[Die]:
     return [(i, j if i % 2 == 0 else cols - 1 - j) for i in range(rows) for j in range(cols)]
 
 
+def usable_tiles(hw: Hardware, shape: tuple[int, int]) -> list[Die]:
+    """Origins of the aligned r×c tiles of the grid without a defective die, in snake order of
+    the tiling (empty if the shape does not tile the grid)."""
+    r, c = shape
+    if hw.rows % r or hw.cols % c:
+        return []
+    tiles = [(i * r, j * c) for (i, j) in snake(hw.rows // r, hw.cols // c)]
+    return [t for t in tiles if all(hw.usable(d) for d in rectangle(t, shape))]
+
+
 def ring_order(origin: Die, shape: tuple[int, int], wraps: bool = False) -> Ring:
     """A ring through an r×c rectangle: a Hamiltonian cycle of neighbours when one exists
     (r, c ≥ 2 and r·c even); on a line, the folded line (or the line itself when it spans a torus

@@ -28,6 +28,7 @@ from . import cost
 from .evaluate import evaluate
 from .formulation.backends import BACKENDS, solve_model
 from .formulation.inner import build_inner
+from .formulation.placement import place_groups
 from .mapping import Mapping, OpChoice, Report
 from .space import OuterPoint, Space, get_space
 from .tables import Tables, balanced_layers, default_groups
@@ -162,7 +163,7 @@ def _machine_bound(work: Workload, hw: Hardware) -> float:
 
 
 def _tables(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space: Space) -> Tables | None:
-    groups = default_groups(hw, pt.pp, pt.dp, pt.shape)
+    groups = place_groups(hw, pt.pp, pt.dp, pt.shape)
     if groups is None:
         return None
     base = pr.tables
@@ -287,12 +288,15 @@ def _why_infeasible(least_mem: float, least_spill: float, hw: Hardware, work: Wo
     if least_mem <= cap and least_spill > hw.dram_capacity:
         return (f"infeasible: every mapping in space {space!r} must keep at least {least_spill / 1e9:.1f} GB "
                 f"beyond on-die memory, but {hw.name}'s DRAM holds {hw.dram_capacity / 1e9:.1f} GB")
+    dies = f"{hw.num_dies} usable dies"
+    if hw.defects:
+        dies += f"; {len(hw.defects)} of {hw.rows * hw.cols} dies are defective"
     if least_mem == float("inf"):
         return (f"no outer point of space {space!r} fits {work.model.name} on {hw.name} "
-                f"({hw.num_dies} usable dies): no degrees divide the batch or tile the grid")
+                f"({dies}): no degrees divide the batch or tile the grid's usable dies")
     if least_mem > cap:
         return (f"infeasible: the least memory per die any mapping in space {space!r} needs is "
-                f"{least_mem / 1e9:.2f} GB, but {hw.name} has {cap / 1e9:.2f} GB per die")
+                f"{least_mem / 1e9:.2f} GB, but {hw.name} has {cap / 1e9:.2f} GB per die ({dies})")
     return (f"infeasible: {hw.name} has {cap / 1e9:.2f} GB per die; a lower bound on what a mapping in space "
             f"{space!r} needs is {least_mem / 1e9:.2f} GB (model state and the block inputs), but the solver "
             f"proved that none of the {solved} remaining candidates fits once activations kept or rebuilt "

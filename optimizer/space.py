@@ -82,10 +82,10 @@ class Space:
         return out
 
     def outer_points(self, work: Workload, hw: Hardware) -> Iterator[OuterPoint]:
-        if self.points is not None:
-            yield from self.points
-            return
         L, B = work.model.layers, work.global_batch
+        if self.points is not None:  # explicit points, those the batch and the model admit
+            yield from (p for p in self.points if B % (p.dp * p.micro_batch) == 0 and p.pp <= L)
+            return
         for shape in self.shapes(hw):
             tiles = (hw.rows // shape[0]) * (hw.cols // shape[1])
             for pp in (range(1, min(L, tiles) + 1) if self.pipeline else (1,)):

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from hw.schema import Hardware
-from hw.topology import ZERO, CommCost, collective, fold, rectangle, ring_order, transfer
+from hw.topology import ZERO, CommCost, collective, fold, rectangle, ring_order, transfer, usable_tiles
 from models.graph import Graph, Op, build_graph
 from models.schema import Workload
 
@@ -352,14 +352,9 @@ def balanced_layers(layers: int, pp: int) -> tuple[int, ...]:
 
 def default_groups(hw: Hardware, pp: int, dp: int, shape: tuple[int, int]) -> tuple[StageGroup, ...] | None:
     """Place stage groups on aligned r×c tiles in snake order, skipping tiles with a defect:
-    replica d's stages are consecutive tiles, so neighbouring stages sit next to each other."""
-    from hw.topology import snake
-
-    r, c = shape
-    if hw.rows % r or hw.cols % c:
-        return None
-    tiles = [(i * r, j * c) for (i, j) in snake(hw.rows // r, hw.cols // c)]
-    tiles = [t for t in tiles if all(hw.usable(d) for d in rectangle(t, shape))]
+    replica d's stages are consecutive tiles, so neighbouring stages sit next to each other
+    (unless a skipped tile breaks the chain; the solver then places them itself)."""
+    tiles = usable_tiles(hw, shape)
     if len(tiles) < pp * dp:
         return None
     return tuple(StageGroup(stage=s, replica=d, origin=tiles[d * pp + s]) for d in range(dp) for s in range(pp))
