@@ -123,15 +123,31 @@ class Energy(Frozen):
 
 
 class Overlap(Frozen):
-    """How compute and communication slow each other when run at the same time."""
+    """How compute and communication slow each other when run at the same time.
+
+    compute_slowdown / comm_slowdown apply to software overlap (the collective runs on the compute
+    cores, chunk by chunk); the fused_* factors apply to a fused GEMM + collective (T3-style track &
+    trigger) and model the contention that remains there. See optimizer/overlap.py."""
 
     compute_slowdown: float = Field(default=1.0, ge=1, description="factor on compute time under overlap")
     comm_slowdown: float = Field(default=1.0, ge=1, description="factor on communication time under overlap")
+    chunks: int = Field(default=0, ge=0, description="chunks of software overlap; 0 = one per ring member")
+    chunk_overhead_s: float = Field(
+        default=0.0, ge=0, description="fixed seconds per chunk of software overlap (kernel launch, sync), "
+        "added to each chunk's compute and to its communication")
+    fused_compute_slowdown: float = Field(
+        default=1.0, ge=1, description="factor on compute time in a fused GEMM + collective when the memory "
+        "controller arbitrates between the two streams (features.memory_controller_arbitration)")
+    fused_compute_slowdown_unarbitrated: float = Field(
+        default=1.0, ge=1, description="factor on compute time in a fused GEMM + collective without arbitration")
+    fused_comm_slowdown: float = Field(
+        default=1.0, ge=1, description="factor on communication time in a fused GEMM + collective")
 
 
 class Features(Frozen):
     fused_collectives: bool = False
     near_memory_reduction: bool = False
+    memory_controller_arbitration: bool = False
     weight_streaming: bool = False
 
 

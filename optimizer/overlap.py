@@ -1,0 +1,218 @@
+"""Overlap of a tensor-parallel collective with the GEMM that produces its data.
+
+One sublayer, as T3 (Pati et al., ASPLOS 2024) studies it: on each of the t devices of a ring a
+producer GEMM writes partial sums of a T×N output (the attention output projection or the MLP's
+second linear under Megatron tensor parallelism); a ring reduce-scatter sums them, each device
+keeping T/t rows of it; the all-gather that follows re-assembles the output on every device.
+
+Modes (time of the whole sublayer, seconds; t_c GEMM, t_rs reduce-scatter, t_ag all-gather):
+
+- "sequential": t_c + t_rs + t_ag.
+- "chunked": software overlap by decomposition into k chunks (Wang et al., ASPLOS 2023): the
+  first chunk's GEMM and the last chunk's reduce-scatter are exposed; in between the two run at
+  once on the same cores and memory, each slowed by its contention factor, and every chunk pays a
+  fixed overhead (kernel launch, synchronisation).
+- "fused": T3's track & trigger: the GEMM and the reduce-scatter are one pipeline of t chunks (one
+  per ring step) started by hardware, with no per-chunk overhead; with near-memory reduction the
+  sums are formed at the memory, so only a residual contention (memory-controller arbitration)
+  remains. Needs `features.fused_collectives`.
+- "ideal": the reduce-scatter fully hidden under the GEMM, no contention: max(t_c, t_rs) + t_ag.
+
+The all-gather has no producer inside the sublayer and stays serial in every mode (T3 fuses only
+the reduce-scatter with its producer).
+
+Data moved ("bytes"): bytes read plus written in one device's main memory by the GEMM and the two
+collectives. Counting rules and sources: docs/cost-model.md, "Overlap of a collective with its
+producer GEMM". Pure functions over plain numbers; no solver imports.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from hw.loader import ConfigError
+from hw.schema import Die, Hardware
+from hw.topology import STEPS, VOLUME
+
+from . import cost
+
+MODES = ("sequential", "chunked", "fused", "ideal")
+
+# Main-memory accesses per byte of the piece one device sends in one ring step.
+# Reduce-scatter on the compute cores: the DMA engine reads the piece it sends (1), the piece that
+# arrives is written into a receive buffer (1), the reduction kernel reads it and the local partial
+# sum (2) and writes their sum (1), which is what the next step sends or the device's result.
+RS_ACCESSES_ON_CORES = 5
+# Reduce-scatter with near-memory reduction (T3): the DMA read of the piece sent (1) and the
+# arriving piece written as an update that the memory adds in place (1); the reduction's reads and
+# write of the sum stay inside the memory device.
+RS_ACCESSES_NEAR_MEMORY = 2
+# All-gather: the piece sent is read (1), the piece received is written (1).
+AG_ACCESSES = 2
+
+
+def ring_time(kind: str, ring: int, nbytes: float, bandwidth: float, latency_s: float,
+              directions: int = 1) -> float:
+    """Seconds of a ring collective of `kind` over `ring` devices that assembles `nbytes` bytes:
+    VOLUME(ring)·nbytes / (directions·bandwidth) + STEPS(ring)·latency_s, with VOLUME and STEPS
+    from hw.topology ((t−1)/t and t−1 for reduce-scatter and all-gather). directions = 1 is one
+    ring in one direction; 2 is hw.topology's pair of counter-rotating half rings on a torus.
+    bandwidth in bytes/s per direction, latency_s per step."""
+    if kind not in VOLUME:
+        raise ValueError(f"collective kind {kind!r} unknown; known: {sorted(VOLUME)}")
+    if directions not in (1, 2):
+        raise ValueError(f"directions must be 1 or 2, got {directions}")
+    if ring < 2 or nbytes <= 0:
+        return 0.0
+    return VOLUME[kind](ring) * nbytes / (directions * bandwidth) + STEPS[kind](ring) * latency_s
+
+
+def gemm_tile(cache_bytes: float, dtype_bytes: int) -> float:
+    """Side b (elements) of the square blocks of a blocked GEMM whose three b×b blocks (one of
+    each operand and of the output) fill the cache: b = sqrt(cache_bytes / (3·dtype_bytes))."""
+    return math.sqrt(cache_bytes / (3 * dtype_bytes))
+
+
+def gemm_dram_bytes(m: float, k: float, n: float, dtype_bytes: int, cache_bytes: float) -> float:
+    """Bytes a blocked GEMM C[m,n] = A[m,k]·B[k,n] moves through main memory: A is read once per
+    column block of C (n/b times), B once per row block (m/b times), C written once; b = gemm_tile.
+    Each factor is at least 1 (an operand is read at least once)."""
+    b = gemm_tile(cache_bytes, dtype_bytes)
+    return dtype_bytes * (m * k * max(1.0, n / b) + k * n * max(1.0, m / b) + m * n)
+
+
+def gemm_time(flops: float, dram_bytes: float, die: Die, peak: float) -> float:
+    """Seconds of a GEMM on one die: the larger of its compute time (cost.matmul_time) and the
+    time to move its dram_bytes through main memory (cost.memory_time) — a roofline."""
+    return max(cost.matmul_time(flops, die, peak), cost.memory_time(dram_bytes, die))
+
+
+def overlapped_time(c: float, m: float, compute_slowdown: float = 1.0, comm_slowdown: float = 1.0) -> float:
+    """Seconds until a compute piece of c seconds and a communication piece of m seconds (each
+    alone) started together both finish, each slowed by its factor only while the other runs.
+    If the communication ends first (σm·m ≤ σc·c) the compute has then done σm·m/σc and finishes
+    the rest alone: c + σm·m·(1 − 1/σc); symmetrically m + σc·c·(1 − 1/σm). The result lies
+    between max(c, m) and max(σc·c, σm·m)."""
+    sc, sm = compute_slowdown, comm_slowdown
+    if sm * m <= sc * c:
+        return c + sm * m * (1 - 1 / sc)
+    return m + sc * c * (1 - 1 / sm)
+
+
+def pipelined_time(compute_s: float, comm_s: float, chunks: int, compute_slowdown: float = 1.0,
+                   comm_slowdown: float = 1.0, overhead_s: float = 0.0) -> float:
+    """Seconds of a GEMM of compute_s seconds and the collective of comm_s seconds it feeds, cut
+    into k = `chunks` pieces of c = compute_s/k + overhead_s and m = comm_s/k + overhead_s: the
+    first GEMM chunk runs alone, then k − 1 stages in which GEMM chunk i+1 runs beside
+    communication chunk i (overlapped_time), then the last communication chunk alone:
+    c + (k − 1)·overlapped_time(c, m) + m. Without slowdowns and overheads this is
+    max(compute_s, comm_s) + min(c, m): one chunk more than perfect overlap."""
+    if chunks < 1:
+        raise ValueError(f"chunks must be >= 1, got {chunks}")
+    c = compute_s / chunks + overhead_s
+    m = comm_s / chunks + overhead_s
+    return c + (chunks - 1) * overlapped_time(c, m, compute_slowdown, comm_slowdown) + m
+
+
+@dataclass(frozen=True)
+class OverlapParams:
+    """The hardware figures the overlap modes read (plain numbers; see hw.schema.Overlap)."""
+
+    fused_collectives: bool = False
+    near_memory_reduction: bool = False
+    memory_controller_arbitration: bool = False
+    compute_slowdown: float = 1.0
+    comm_slowdown: float = 1.0
+    chunks: int = 0  # 0 = one chunk per ring member
+    chunk_overhead_s: float = 0.0
+    fused_compute_slowdown: float = 1.0
+    fused_compute_slowdown_unarbitrated: float = 1.0
+    fused_comm_slowdown: float = 1.0
+    name: str = "hardware"
+
+    @classmethod
+    def from_hardware(cls, hw: Hardware) -> "OverlapParams":
+        o, f = hw.overlap, hw.features
+        return cls(f.fused_collectives, f.near_memory_reduction, f.memory_controller_arbitration,
+                   o.compute_slowdown, o.comm_slowdown, o.chunks, o.chunk_overhead_s,
+                   o.fused_compute_slowdown, o.fused_compute_slowdown_unarbitrated, o.fused_comm_slowdown,
+                   hw.name)
+
+    def check(self, mode: str) -> None:
+        """Raise ConfigError for an unknown mode, or "fused" on hardware without fused collectives."""
+        if mode not in MODES:
+            raise ConfigError(f"overlap mode {mode!r} unknown; allowed: {', '.join(MODES)}")
+        if mode == "fused" and not self.fused_collectives:
+            raise ConfigError(f"overlap mode 'fused' needs features.fused_collectives = true; "
+                              f"{self.name} has features.fused_collectives = false")
+
+    def fused_slowdowns(self) -> tuple[float, float]:
+        """(compute, communication) factors while fused: the residual ones with near-memory
+        reduction (arbitrated or not); without it the sums run on the cores, as in software."""
+        if not self.near_memory_reduction:
+            return self.compute_slowdown, self.comm_slowdown
+        rc = self.fused_compute_slowdown if self.memory_controller_arbitration else self.fused_compute_slowdown_unarbitrated
+        return rc, self.fused_comm_slowdown
+
+
+def sublayer_time(mode: str, gemm_s: float, rs_s: float, ag_s: float, ring: int, p: OverlapParams) -> float:
+    """Seconds of GEMM + reduce-scatter + all-gather on a ring of `ring` devices under `mode`
+    (gemm_s, rs_s, ag_s: each run alone). See the module docstring."""
+    p.check(mode)
+    if mode == "sequential" or ring < 2:
+        return gemm_s + rs_s + ag_s
+    if mode == "ideal":
+        return max(gemm_s, rs_s) + ag_s
+    if mode == "chunked":
+        k = p.chunks or ring
+        return pipelined_time(gemm_s, rs_s, k, p.compute_slowdown, p.comm_slowdown, p.chunk_overhead_s) + ag_s
+    rc, rm = p.fused_slowdowns()
+    return pipelined_time(gemm_s, rs_s, ring, rc, rm) + ag_s
+
+
+def reduce_scatter_bytes(ring: int, buffer_bytes: float, near_memory: bool) -> float:
+    """Main-memory bytes one device moves in a ring reduce-scatter of a buffer_bytes buffer: each
+    of the ring − 1 steps moves a piece of buffer_bytes/ring, touched RS_ACCESSES_ON_CORES (5) or,
+    with near-memory reduction, RS_ACCESSES_NEAR_MEMORY (2) times."""
+    if ring < 2:
+        return 0.0
+    acc = RS_ACCESSES_NEAR_MEMORY if near_memory else RS_ACCESSES_ON_CORES
+    return acc * (ring - 1) / ring * buffer_bytes
+
+
+def all_gather_bytes(ring: int, buffer_bytes: float) -> float:
+    """Main-memory bytes one device moves in a ring all-gather assembling buffer_bytes: per step one
+    piece read to send and one written as received, AG_ACCESSES·(ring − 1)/ring·buffer_bytes."""
+    return AG_ACCESSES * (ring - 1) / ring * buffer_bytes if ring >= 2 else 0.0
+
+
+def sublayer_bytes(mode: str, gemm_bytes: float, buffer_bytes: float, ring: int, p: OverlapParams) -> float:
+    """Bytes read + written in one device's main memory by the sublayer under `mode`: the GEMM's
+    gemm_bytes, the reduce-scatter and the all-gather of the buffer_bytes output. Only "fused" on
+    hardware with near-memory reduction changes the count (the sums are formed at the memory);
+    chunking and ideal overlap change timing, not traffic."""
+    p.check(mode)
+    near = mode == "fused" and p.near_memory_reduction
+    return gemm_bytes + reduce_scatter_bytes(ring, buffer_bytes, near) + all_gather_bytes(ring, buffer_bytes)
+
+
+@dataclass(frozen=True)
+class SublayerCost:
+    mode: str
+    time_s: float  # seconds of the sublayer
+    bytes: float  # main-memory bytes read + written on one device
+
+
+def sublayer(mode: str, gemm_s: float, rs_s: float, ag_s: float, gemm_bytes: float, buffer_bytes: float,
+             ring: int, p: OverlapParams) -> SublayerCost:
+    """Time (s) and data moved (bytes) of one sublayer under `mode`."""
+    return SublayerCost(mode, sublayer_time(mode, gemm_s, rs_s, ag_s, ring, p),
+                        sublayer_bytes(mode, gemm_bytes, buffer_bytes, ring, p))
+
+
+__all__ = [
+    "MODES", "RS_ACCESSES_ON_CORES", "RS_ACCESSES_NEAR_MEMORY", "AG_ACCESSES", "OverlapParams", "SublayerCost",
+    "ring_time", "gemm_tile", "gemm_dram_bytes", "gemm_time", "overlapped_time", "pipelined_time", "sublayer_time",
+    "reduce_scatter_bytes", "all_gather_bytes", "sublayer_bytes", "sublayer",
+]
