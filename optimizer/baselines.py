@@ -1,20 +1,40 @@
 """Peer systems as fixed mappings their own heuristics would pick.
 
+  megatron(...)            a given Megatron-LM launch config; megatron_heuristic() picks one as
+                           Megatron users do (Narayanan et al., SC21)
+  deepspeed(...)           ZeRO data parallelism (Rajbhandari et al., SC20)
+  accpar(...)              AccPar's per-layer partition types by dynamic programming (Song et al., HPCA 2020)
+  hecaton(...)             Hecaton's 2D weight-stationary method on the whole grid (Huang et al., arXiv 2407.05784)
+  heuristic(name, ...)     any of them by name
+
+Each returns an optimizer.Mapping inside the strategy space of the same name (optimizer.space);
+a mapping that cannot fit is still returned (the most memory-frugal the heuristic knows) and
+evaluate() reports fits=False.
+
 Memory accounting: the Megatron-LM baseline uses Megatron's own (fp32 gradient accumulation
 buffer: 18 B/param: 2 weights + 4 grads + 12 Adam); the others use ZeRO's 16 B/param.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import inspect
+from itertools import combinations
+from typing import Any, Literal
 
 from hw.loader import ConfigError
 from hw.schema import Hardware
-from models.graph import SELECTIVE_RECOMPUTE
+from hw.topology import usable_tiles
+from models.graph import SELECTIVE_RECOMPUTE, build_graph
 from models.schema import Workload
 
+from . import cost
+from .evaluate import evaluate
 from .mapping import Mapping, OpChoice, StageGroup
+from .sharding import Option
+from .space import LINEARS, MICRO_BATCHES, get_space
+from .tables import Tables, default_groups, tables_for
 
+HEURISTICS = ("megatron", "deepspeed", "accpar", "hecaton")
 
 
 def squarest(t: int, rows: int, cols: int) -> tuple[int, int] | None:
@@ -55,11 +75,14 @@ def megatron_ops(work: Workload, tp: int, recompute: str, sequence_parallel: boo
         return (dim, dim) if t else (None, None)
 
     kv = one("g") if model.n_kv_heads % tp == 0 else (None, None)
+    # Megatron-LM pads the vocabulary to a multiple of 128·tp; the graph keeps the true size, so a
+    # vocabulary tp does not divide stays replicated
+    voc = one("v") if model.vocab % tp == 0 else (None, None)
     split = {
         "ln1": seq, "q_proj": one("a"), "kv_proj": kv, "qk": one("a"), "softmax": one("a"),
         "attn_dropout": one("a"), "av": one("a"), "out_proj": one("a"), "out_dropout": seq, "add1": seq,
         "ln2": seq, "fc1": one("f"), "act": one("f"), "fc2": one("f"), "mlp_dropout": seq, "add2": seq,
-        "embedding": one("v"), "final_norm": seq, "lm_head": one("v"), "loss": one("v"),
+        "embedding": voc, "final_norm": seq, "lm_head": voc, "loss": voc,
     }
     block = {"ln1", "q_proj", "kv_proj", "qk", "softmax", "attn_dropout", "av", "out_proj", "out_dropout",
              "add1", "ln2", "fc1", "act", "fc2", "mlp_dropout", "add2"}
@@ -98,3 +121,302 @@ def megatron(work: Workload, hw: Hardware, tp: int = 1, pp: int = 1, dp: int = 1
         name=f"megatron tp={tp} pp={pp} dp={dp} mb={micro_batch} recompute={recompute}"
              f"{' sp' if sequence_parallel else ''}",
     )
+
+
+# ---- shared helpers ----------------------------------------------------------------------------
+def _check_inputs(work: Workload, hw: Hardware) -> None:
+    if not isinstance(work, Workload):
+        raise ConfigError(f"work must be a models.Workload, got {type(work).__name__}")
+    if not isinstance(hw, Hardware):
+        raise ConfigError(f"hw must be an hw.Hardware (hw.load(...)), got {type(hw).__name__}")
+
+
+def _fits(mapping: Mapping, work: Workload, hw: Hardware) -> bool:
+    return evaluate(mapping, work, hw).fits
+
+
+def _block_ops(work: Workload) -> list[str]:
+    return [o.name for o in build_graph(work.model, 1, work.seq_len).block]
+
+
+def best_options(tb: Tables, allowed: dict[str, list[Option]]) -> dict[str, Option]:
+    """Per operator, the options (out of `allowed`) that minimise the step time at the outer point
+    of `tb` (one pipeline stage, no recompute, nothing in DRAM), by dynamic programming.
+
+    The cost of a choice is what evaluate() charges: per micro-batch the op's compute and
+    collectives and the resharding of every edge into it (x layers inside the block, once for the
+    head and loss), per step the gradient all-reduce a data-like split leaves and the
+    data-parallel sync and optimizer update of the weights the option keeps on a die. The block
+    is a DAG, not a chain (residuals, y1 read by both projections, kv by qk and av): ops are taken
+    in graph order and a state is the options of the ops whose outputs are still to be read; the
+    option of add2 (the layout of the next layer's input) is fixed in an outer loop. Exact for the
+    block and the head; the embedding, whose costs are paid once per step, not per layer, is then
+    fitted to the block's input layouts.
+    """
+    if tb.pp != 1:
+        raise ValueError("best_options: one pipeline stage only")
+    g, L, m = tb.graph, tb.layers_per_stage[0], tb.m
+    slope, _ = tb.dp_sync_rate()
+    per_param = slope.time_s + cost.optimizer_update_time(1.0, tb.dp, tb.zero_stage, tb.hw.die)
+    order = list(g.block + g.post)
+    pos = {o.name: i for i, o in enumerate(order)}
+    weight = {"block": L, "wrap": L - 1, "pre": 1, "post": 1}
+    edges = list(enumerate(tb.edges))
+    into = {o.name: [(i, e.producer) for i, e in edges if e.consumer == o.name and e.where != "pre"]
+            for o in g.block + g.pre + g.post}
+    pre = [(i, e.consumer) for i, e in edges if e.where == "pre"]
+    last: dict[str, int] = {}
+    for _, e in edges:
+        if e.where != "pre":
+            last[e.producer] = max(last.get(e.producer, -1), pos[e.consumer])
+    live = [tuple(p for p in last if p != "add2" and pos[p] <= i < last[p]) for i in range(len(order))]
+
+    def op_cost(o, opt: Option) -> float:
+        c = tb.option_cost(o, opt)
+        return (L if o in g.block else 1) * (m * (c.fwd_s + c.bwd_s + c.fwd_comm.time_s + c.bwd_comm.time_s)
+                                             + c.wsync.time_s + c.params * per_param)
+
+    op_s = {o.name: {opt: op_cost(o, opt) for opt in allowed[o.name]} for o in g.block + g.pre + g.post}
+    edge_s: dict[tuple, float] = {}
+
+    def edge_cost(i: int, src: Option, dst: Option) -> float:
+        if (i, src, dst) not in edge_s:
+            e = tb.edges[i]
+            ec = tb.edge_cost(e, src, dst)
+            edge_s[(i, src, dst)] = m * weight[e.where] * (ec.fwd.time_s * (2 if tb.saved_by(e) else 1)
+                                                            + ec.grad.time_s)
+        return edge_s[(i, src, dst)]
+
+    best: tuple[float, dict[str, Option]] | None = None
+    for a2 in allowed["add2"]:
+        states: dict[tuple, float] = {(): 0.0}
+        back: list[dict[tuple, tuple[tuple, Option]]] = []
+        for i, o in enumerate(order):
+            before, step = (live[i - 1] if i else ()), {}
+            for key, c0 in states.items():
+                known = dict(zip(before, key), add2=a2)
+                for opt in ([a2] if o.name == "add2" else allowed[o.name]):
+                    c = c0 + op_s[o.name][opt] + sum(edge_cost(j, known[p], opt) for j, p in into[o.name])
+                    known[o.name] = opt
+                    nk = tuple(known[p] for p in live[i])
+                    if nk not in step or c < step[nk][0]:
+                        step[nk] = (c, key, opt)
+            states = {k: v[0] for k, v in step.items()}
+            back.append({k: v[1:] for k, v in step.items()})
+        key, total, choice = (), states[()], {}  # nothing is live after the loss
+        for i in range(len(order) - 1, -1, -1):
+            key, choice[order[i].name] = back[i][key]
+        for o in g.pre:  # the embedding, given the layouts its consumers chose
+            c, choice[o.name] = min(((op_s[o.name][x] + sum(edge_cost(j, x, choice[cn]) for j, cn in pre), x)
+                                     for x in allowed[o.name]), key=lambda t: t[0])
+            total += c
+        if best is None or total < best[0]:
+            best = (total, choice)
+    assert best is not None
+    return best[1]
+
+
+def _fixed_point(work: Workload, hw: Hardware, dp: int, shape: tuple[int, int], micro_batch: int,
+                 space: str) -> tuple[Mapping, Tables, dict[str, list[Option]]] | None:
+    """A one-stage mapping skeleton at (dp, shape, micro-batch), its tables and the space's options."""
+    groups = default_groups(hw, 1, dp, shape)
+    if groups is None or work.global_batch % (dp * micro_batch):
+        return None
+    skel = Mapping(dp=dp, tp_shape=shape, micro_batch=micro_batch, groups=groups)
+    tb = tables_for(skel, work, hw)
+    return skel, tb, get_space(space).allowed_options(tb.graph, shape)
+
+
+def _ops(choice: dict[str, Option]) -> dict[str, OpChoice]:
+    return {k: OpChoice(split=v) for k, v in choice.items()}
+
+
+# ---- Megatron-LM -----------------------------------------------------------------------------
+def megatron_heuristic(work: Workload, hw: Hardware) -> Mapping:
+    """Megatron-LM's usual launch rule (Narayanan et al., "Efficient Large-Scale Language Model
+    Training on GPU Clusters Using Megatron-LM", SC21, Sections 3.3 and 5.4): tensor parallelism
+    as wide as a node (here a row of the grid), at most 8, dividing the heads and the ffn; the
+    fewest pipeline stages (dividing the layers) with which the model fits; data parallelism over
+    the remaining tiles (the largest degree dividing the batch); micro-batch 1 and full activation
+    recomputation. If no depth fits, the deepest pipeline is returned (evaluate() says fits=False).
+    """
+    _check_inputs(work, hw)
+    m = work.model
+    tps = [t for t in range(1, min(8, hw.cols) + 1) if hw.cols % t == 0 and m.heads % t == 0 and m.ffn_size % t == 0]
+    tp = max(tps)
+    shape = megatron_shape(hw, tp)
+    tiles = len(usable_tiles(hw, shape))
+    mapping = None
+    for pp in (p for p in range(1, min(m.layers, tiles) + 1) if m.layers % p == 0):
+        dp = max(d for d in range(1, tiles // pp + 1) if work.global_batch % d == 0)
+        mapping = megatron(work, hw, tp=tp, pp=pp, dp=dp, micro_batch=1, recompute="full")
+        if _fits(mapping, work, hw):
+            break
+    assert mapping is not None
+    return mapping
+
+
+# ---- DeepSpeed ZeRO --------------------------------------------------------------------------
+def deepspeed(work: Workload, hw: Hardware, zero_stage: int | None = None, micro_batch: int | None = None,
+              checkpointing: bool | None = None) -> Mapping:
+    """DeepSpeed's ZeRO data parallelism (Rajbhandari et al., "ZeRO: Memory Optimizations Toward
+    Training Trillion Parameter Models", SC20; DeepSpeed's configuration guide): every usable die
+    holds a full replica of the computation (no tensor split, no pipeline); the data-parallel
+    degree is the largest number of dies that divides the global batch. The heuristic a DeepSpeed
+    user follows: the lowest ZeRO stage (1, 2, 3) and the largest micro-batch (of
+    optimizer.space.MICRO_BATCHES dividing the per-replica batch) that fit in die memory, turning
+    on activation checkpointing (full recompute of every block) only if nothing fits without it.
+    A given zero_stage / micro_batch / checkpointing fixes that choice. If nothing fits, the most
+    frugal choice (ZeRO-3, micro-batch 1, checkpointing) is returned and evaluate() says fits=False.
+    """
+    _check_inputs(work, hw)
+    if zero_stage is not None and zero_stage not in (1, 2, 3):
+        raise ConfigError(f"zero_stage must be one of 1, 2, 3 (or None: the heuristic picks), got {zero_stage!r}")
+    if checkpointing is not None and not isinstance(checkpointing, bool):
+        raise ConfigError(f"checkpointing must be true, false or None (the heuristic picks), got {checkpointing!r}")
+    B = work.global_batch
+    dp = max(d for d in range(1, hw.num_dies + 1) if B % d == 0)  # single dies: any d <= usable dies places
+    if micro_batch is not None:
+        ok = isinstance(micro_batch, int) and not isinstance(micro_batch, bool) and micro_batch > 0
+        if not ok or (B // dp) % micro_batch:
+            raise ConfigError(f"micro_batch must be a positive integer dividing the per-replica batch "
+                              f"{B // dp} (global_batch {B} / dp {dp}), got {micro_batch!r}")
+        mbs = [micro_batch]
+    else:
+        mbs = [b for b in sorted(MICRO_BATCHES, reverse=True) if (B // dp) % b == 0] or [1]
+    stages = [zero_stage] if zero_stage is not None else [1, 2, 3]
+    ckpts = [checkpointing] if checkpointing is not None else [False, True]
+    full = set(_block_ops(work))
+    groups = default_groups(hw, 1, dp, (1, 1))
+
+    def build(z: int, mb: int, ck: bool) -> Mapping:
+        return Mapping(dp=dp, micro_batch=mb, zero_stage=z, groups=groups,
+                       ops={k: OpChoice(recompute=True) for k in sorted(full)} if ck else {},
+                       name=f"deepspeed zero={z} dp={dp} mb={mb}{' checkpointing' if ck else ''}")
+
+    for ck in ckpts:
+        for z in stages:
+            for mb in mbs:
+                mapping = build(z, mb, ck)
+                if _fits(mapping, work, hw):
+                    return mapping
+    return build(stages[-1], mbs[-1], ckpts[-1])
+
+
+# ---- AccPar ----------------------------------------------------------------------------------
+def accpar(work: Workload, hw: Hardware) -> Mapping:
+    """AccPar (Song et al., "AccPar: Tensor Partitioning for Heterogeneous Deep Learning
+    Accelerators", HPCA 2020): the devices are bisected recursively and, at each level, a
+    layer-wise dynamic program gives every layer one of three partition types — I (batch),
+    II (the reduced dim: partial sums) or III (the output dim) — minimising the communication of
+    the partition plus the resharding between consecutive layers (its cost model counts
+    computation too). No pipeline, no recomputation, no memory limit in the search.
+
+    Here, on identical dies:
+    - all usable dies are used; the top bisection levels, where every layer takes type I, are
+      data-parallel replicas (dp); the levels below them form one tensor group of the remaining
+      dies (the squarest tile shape of that size the space allows);
+    - inside the group an op keeps one type on every level (a Mapping gives an op one split over
+      its group, and space "accpar" admits only such 1D splits), so the per-level costs add up to
+      the cost of the whole-group collective, which the cost tables compute on the real topology;
+    - the dynamic program (best_options) chooses the types of all linears and, among the splits
+      the space allows (batch, heads, ffn, vocab), the layouts of the ops between them, minimising
+      evaluate()'s step time at each (dp, group, micro-batch); every split of the levels between
+      replicas and group, and every micro-batch of MICRO_BATCHES dividing a replica's batch (AccPar
+      runs it whole), is tried and the least step time kept.
+    """
+    _check_inputs(work, hw)
+    sp = get_space("accpar")
+    by_size: dict[int, tuple[int, int]] = {}
+    for r, c in sp.shapes(hw):  # the squarest shape of every group size
+        cur = by_size.get(r * c)
+        if cur is None or (abs(r - c), r) < (abs(cur[0] - cur[1]), cur[0]):
+            by_size[r * c] = (r, c)
+    points = [(dp, shape) for t, shape in sorted(by_size.items()) for dp in range(1, hw.num_dies // t + 1)
+              if default_groups(hw, 1, dp, shape) is not None]
+    most = max(dp * s[0] * s[1] for dp, s in points)
+    best: tuple[float, Mapping] | None = None
+    for dp, shape in points:
+        if dp * shape[0] * shape[1] != most:
+            continue
+        for mb in sorted(MICRO_BATCHES, reverse=True):  # ties: the larger micro-batch
+            pt = _fixed_point(work, hw, dp, shape, mb, "accpar")
+            if pt is None:
+                continue
+            skel, tb, allowed = pt
+            mapping = skel.model_copy(update={
+                "ops": _ops(best_options(tb, allowed)),
+                "name": f"accpar dp={dp} group={shape[0]}x{shape[1]} mb={mb}"})
+            t = evaluate(mapping, work, hw).step_time_s
+            if best is None or t < best[0]:
+                best = (t, mapping)
+    if best is None:
+        raise ConfigError(f"global_batch ({work.global_batch}): no data-parallel degree of AccPar's "
+                          f"bisection of {most} dies on {hw.name} divides it")
+    return best[1]
+
+
+# ---- Hecaton ---------------------------------------------------------------------------------
+def hecaton(work: Workload, hw: Hardware) -> Mapping:
+    """Hecaton (Huang et al., "Hecaton", arXiv 2407.05784): one r×c tensor group spanning every
+    die of the grid, every linear (and the embedding) partitioned 2D and weight-stationary (its
+    weight split on both grid axes, each die keeping one block; activations move along rows and
+    columns, so per-die network traffic falls as the grid grows), every activation spread over
+    both axes (never replicated along one); no pipeline, no data parallelism, no recomputation.
+    Which weight dim goes on which axis, and which dims the activations between the linears are
+    split on, are chosen to minimise the step time (best_options). The DRAM tier is used as
+    Hecaton does: the tensor classes that do not fit on die live in DRAM — the smallest set of
+    Mapping.offload classes with which evaluate() says the mapping fits — and the micro-batch is
+    the largest that then fits. If none fits, everything goes to DRAM at micro-batch 1 and
+    evaluate() says fits=False.
+    """
+    _check_inputs(work, hw)
+    if hw.defects:
+        raise ConfigError(f"defects: Hecaton's group spans the whole grid, which needs every die; {hw.name} has "
+                          f"defective dies {list(hw.defects)} (allowed: none)")
+    if hw.rows < 2 or hw.cols < 2:
+        raise ConfigError(f"rows x cols: Hecaton's 2D method needs a grid of at least 2 x 2, {hw.name} is "
+                          f"{hw.rows} x {hw.cols}")
+    shape = (hw.rows, hw.cols)
+    classes = get_space("hecaton").offload_classes(hw)
+    subsets = [s for k in range(len(classes) + 1) for s in combinations(classes, k)]
+    mbs = [b for b in sorted(MICRO_BATCHES, reverse=True) if work.global_batch % b == 0]
+    skeletons: dict[int, Mapping] = {}
+
+    def skeleton(mb: int) -> Mapping:
+        if mb not in skeletons:
+            skel, tb, allowed = _fixed_point(work, hw, 1, shape, mb, "hecaton")
+            for name, opts in allowed.items():
+                w = tb.graph.op(name).weight if name in LINEARS + ("embedding",) else None
+                keep = [o for o in opts if None not in o and (w is None or (o[0] in w and o[1] in w))]
+                allowed[name] = keep or opts
+            skeletons[mb] = skel.model_copy(update={"ops": _ops(best_options(tb, allowed))})
+        return skeletons[mb]
+
+    def build(mb: int, off: tuple[str, ...]) -> Mapping:
+        return skeleton(mb).model_copy(update={
+            "offload": off, "name": f"hecaton {shape[0]}x{shape[1]} mb={mb}"
+                                    f"{' offload=' + ','.join(off) if off else ''}"})
+
+    for off in subsets:
+        for mb in mbs:
+            mapping = build(mb, off)
+            if _fits(mapping, work, hw):
+                return mapping
+    return build(mbs[-1], subsets[-1])
+
+
+# ---- by name ---------------------------------------------------------------------------------
+def heuristic(name: str, work: Workload, hw: Hardware, **kw: Any) -> Mapping:
+    """The fixed mapping peer `name` (one of HEURISTICS) would pick. Keywords go to that function;
+    "megatron" without keywords is megatron_heuristic(), with them megatron(...)."""
+    funcs = {"megatron": megatron, "deepspeed": deepspeed, "accpar": accpar, "hecaton": hecaton}
+    if name not in funcs:
+        raise ConfigError(f"unknown heuristic {name!r}; allowed: {', '.join(HEURISTICS)}")
+    if name == "megatron" and not kw:
+        return megatron_heuristic(work, hw)
+    allowed = [p for p in inspect.signature(funcs[name]).parameters if p not in ("work", "hw")]
+    for key in kw:
+        if key not in allowed:
+            raise ConfigError(f"{name}: unknown option {key!r}; allowed: {', '.join(allowed) or 'none'}")
+    return funcs[name](work, hw, **kw)
