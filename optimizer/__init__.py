@@ -11,3 +11,6 @@ from . import export  # noqa: E402
 
 __all__ += ["Solution", "solve", "export"]
 from .check import check, CheckResult  # noqa: E402
+from .explore import Budget, Template, explore  # noqa: E402
+
+__all__ += ["explore", "Template", "Budget"]

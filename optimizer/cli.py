@@ -1,6 +1,8 @@
 """`meshmap` — the command line (typer + rich).
 
-Commands: `presets`, `evaluate`, `solve`, `export`, `check`. Every error is one line on stderr (`error: ...`) and
+Commands: `presets`, `evaluate`, `solve`, `export`, `check`, `explore`. `evaluate` and `solve`
+take `--plot PATH` (.png or .svg): the die-grid picture at PATH and the step-time breakdown next to
+it as <stem>-breakdown<suffix>. Every error is one line on stderr (`error: ...`) and
 exit code 2, never a traceback. `--json` prints one flat JSON object on stdout.
 """
 
@@ -15,6 +17,7 @@ from typing import Any, Callable, Optional
 
 import typer
 import yaml
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -283,6 +286,42 @@ def _read_plan_context(path: Path) -> dict[str, Any]:
     return data
 
 
+PLOT_HELP = ("write the die-grid picture to this .png/.svg file and the step-time breakdown next to it "
+             "as <stem>-breakdown<suffix>")
+
+
+def _plot_paths(plot: Optional[Path]) -> Optional[tuple[Path, Path]]:
+    """(grid picture, breakdown picture) for --plot PATH, checked before any work is done."""
+    if plot is None:
+        return None
+    from .pictures import SUFFIXES
+
+    if plot.suffix.lower() not in SUFFIXES:
+        got = f"'{plot.suffix}'" if plot.suffix else "no suffix"
+        raise UsageError(f"--plot: the file name must end in .png or .svg (got {got})")
+    if not plot.parent.is_dir():
+        raise UsageError(f"--plot: directory {plot.parent} does not exist")
+    return plot, plot.with_name(f"{plot.stem}-breakdown{plot.suffix}")
+
+
+def _write_plots(paths: Optional[tuple[Path, Path]], mapping: Optional[Mapping], machine: hw.Hardware,
+                 rep: Optional[Report]) -> list[str]:
+    """Write the grid and breakdown pictures of --plot; the paths written (none without a mapping)."""
+    if paths is None:
+        return []
+    if mapping is None or rep is None:
+        typer.echo(f"note: no mapping; {paths[0]} not written", err=True)
+        return []
+    from .pictures import breakdown_picture, grid_picture
+
+    return [str(grid_picture(mapping, machine, paths[0])), str(breakdown_picture(rep, paths[1]))]
+
+
+def _say_plots(written: list[str]) -> None:
+    if written:
+        typer.echo(f"pictures written: {' and '.join(written)}")
+
+
 @app.command()
 @guarded
 def evaluate(
@@ -303,23 +342,29 @@ def evaluate(
     recompute: Optional[str] = typer.Option(None, "--recompute", help="none | selective | full (default full)"),
     sequence_parallel: bool = typer.Option(False, "--sequence-parallel", help="Megatron sequence parallelism"),
     json_out: bool = typer.Option(False, "--json", help="print one flat JSON object"),
+    plot: Optional[Path] = typer.Option(None, "--plot", help=PLOT_HELP),
 ) -> None:
     """Score a mapping: a plan file, or a Megatron-LM configuration built from --tp/--pp/--dp/…
 
     A plan saved by `meshmap solve --out` records its model, hardware (with overrides), batch and
     sequence length; those are the defaults here, and any option given wins.
     """
+    plot_paths = _plot_paths(plot)
     overrides = _hw_overrides(nodes, rows, cols, sram_bytes)
     mapping, work, machine = _mapping_and_workload(plan, model, hardware, batch, seq, overrides, tp, pp, dp,
                                                    micro_batch, recompute, sequence_parallel)
     title = mapping.name or (plan.name if plan is not None else "")
     rep = evaluate_mapping(mapping, work, machine)
+    written = _write_plots(plot_paths, mapping, machine, rep)
     if json_out:
         out = {**report_dict(rep), "model": work.model.name, "hw": machine.name,
                "global_batch": work.global_batch, "seq_len": work.seq_len}
+        if written:
+            out["plots"] = written
         typer.echo(json.dumps(out, indent=2))
     else:
         print_report(rep, title=f"{work.model.name} on {machine.name}: {title}")
+        _say_plots(written)
 
 
 # ------------------------------------------------------------------------------------------ solve
@@ -449,6 +494,7 @@ def solve(
     sram_bytes: Optional[float] = typer.Option(None, "--sram-bytes", help="override the SRAM per die, bytes"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="save the plan (mapping, report, …) as JSON"),
     json_out: bool = typer.Option(False, "--json", help="print one flat JSON object"),
+    plot: Optional[Path] = typer.Option(None, "--plot", help=PLOT_HELP),
 ) -> None:
     """Find the best mapping with a proven lower bound; an infeasible problem is an answer (exit 0)."""
     if model is None:
@@ -472,6 +518,7 @@ def solve(
     if out is not None and not out.parent.is_dir():
         raise UsageError(f"--out: directory {out.parent} does not exist")
     overrides = _hw_overrides(nodes, rows, cols, sram_bytes)
+    plot_paths = _plot_paths(plot)
 
     work = models.Workload(model=models.load(model), global_batch=batch, seq_len=seq)
     machine = _hardware(hardware, overrides)
@@ -496,11 +543,14 @@ def solve(
             out.write_text(json.dumps(plan, indent=2) + "\n")
 
     explanation = _strip_status(sol.explanation, sol.status) if mapping is None else ""
+    written = _write_plots(plot_paths, sol.mapping, machine, sol.report)
     if json_out:
         data = {**(report or {}), **summary, "model": work.model.name, "hw": machine.name,
                 "global_batch": work.global_batch, "seq_len": work.seq_len, "mapping": mapping}
         if mapping is None:
             data["explanation"] = explanation
+        if written:
+            data["plots"] = written
         typer.echo(json.dumps(data, indent=2))
         return
     title = f"{work.model.name} on {machine.name}, batch {work.global_batch}, seq {work.seq_len}"
@@ -514,6 +564,7 @@ def solve(
     print_report(sol.report, title=f"{sol.mapping.name or 'solution'} (evaluate)")
     if out is not None:
         typer.echo(f"plan saved to {out}; score it again with `meshmap evaluate {out}`")
+    _say_plots(written)
 
 
 # ----------------------------------------------------------------------------------------- export
@@ -737,9 +788,203 @@ def check(
         typer.echo(f"note: {note}", err=True)
 
 
+# ---------------------------------------------------------------------------------------- explore
+
+EXPLORE_FLAGS = {"base": "--hw", "rows": "--rows", "cols": "--cols", "sram_bytes": "--sram-bytes",
+                 "link_bandwidth": "--link-bandwidth", "dram_bandwidth": "--dram-bandwidth",
+                 "sram_mm2_per_gb": "--sram-mm2-per-gb"}
+
+
+def _number_list(text: Optional[str], flag: str, integer: bool = False) -> Optional[list]:
+    """'4,8' -> [4, 8]; '1.28e8, 2.56e8' -> [128000000.0, 256000000.0]; None stays None."""
+    if text is None:
+        return None
+    items = [x.strip() for x in text.split(",")]
+    kind = "whole numbers" if integer else "numbers"
+    try:
+        values = [int(x) if integer else float(x) for x in items]
+    except ValueError:
+        raise UsageError(f"{flag}: expected comma-separated {kind} such as "
+                         f"{'4,8' if integer else '1.28e8,2.56e8'}, got {text!r}") from None
+    return values
+
+
+def _explore_error(msg: str) -> str:
+    """A template/budget validation message with the command-line flags named instead of the fields."""
+    for field, flag in EXPLORE_FLAGS.items():
+        msg = msg.replace(f"{field}: ", f"{flag}: ", 1)
+    return msg.replace("area_mm2: ", "--area-budget: ").replace("power_w: ", "--power-budget: ")
+
+
+class _ExploreBar:
+    """A rich progress bar on stderr fed by explore()'s progress callback (a no-op when disabled)."""
+
+    def __init__(self, enabled: bool, total: int) -> None:
+        self.enabled, self.total = enabled, total
+        self.progress: Optional[Progress] = None
+        self.task: Any = None
+
+    def __enter__(self) -> "_ExploreBar":
+        if self.enabled:
+            self.progress = Progress(SpinnerColumn(), TextColumn("exploring"), BarColumn(bar_width=16),
+                                     MofNCompleteColumn(), TextColumn("designs  last {task.fields[last]}"),
+                                     TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+            self.progress.__enter__()
+            self.task = self.progress.add_task("explore", total=self.total, last="-")
+        return self
+
+    def __call__(self, done: int, total: int, point: Any) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, completed=done, total=total, last=f"{point.label()}: {point.status}")
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.progress is not None:
+            self.progress.__exit__(*exc)
+
+
+@app.command()
+@guarded
+def explore(
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="model preset or YAML/config.json path"),
+    hardware: Optional[str] = typer.Option(None, "--hw", help="base hardware preset or YAML path"),
+    batch: int = typer.Option(512, "--batch", help="global batch, sequences per step"),
+    seq: Optional[int] = typer.Option(None, "--seq", help="sequence length (default: the model's)"),
+    rows: Optional[str] = typer.Option(None, "--rows", help="grid rows to try, e.g. 4,8 (default: the base's)"),
+    cols: Optional[str] = typer.Option(None, "--cols", help="grid columns to try, e.g. 4,8 (default: the base's)"),
+    sram_bytes: Optional[str] = typer.Option(None, "--sram-bytes", help="SRAM per die to try, bytes, e.g. 1.28e8,2.56e8"),
+    link_bandwidth: Optional[str] = typer.Option(None, "--link-bandwidth",
+                                                 help="die-to-die link bandwidths to try, bytes/s per direction"),
+    dram_bandwidth: Optional[str] = typer.Option(None, "--dram-bandwidth",
+                                                 help="DRAM port bandwidths to try, bytes/s (every port)"),
+    sram_mm2_per_gb: Optional[float] = typer.Option(
+        None, "--sram-mm2-per-gb", help="die area per GB of SRAM, mm² (default: die area fixed; 240 = TSMC N5 estimate)"),
+    area_budget: Optional[float] = typer.Option(None, "--area-budget", help="Σ die area budget, mm²"),
+    power_budget: Optional[float] = typer.Option(None, "--power-budget", help="Σ die power budget, W"),
+    space: str = typer.Option("full", "--space", help=f"strategy space: {' | '.join(SPACES)}"),
+    backend: str = typer.Option("cpsat", "--backend", help=f"solver: {' | '.join(BACKENDS)}"),
+    time_limit: float = typer.Option(60.0, "--time-limit", help="seconds for each design's solve"),
+    executor: Optional[str] = typer.Option(None, "--executor",
+                                           help="serial | pool | ray (default: ray with --ray-address, else pool)"),
+    workers: int = typer.Option(2, "--workers", help="processes of the pool (or CPUs of a local Ray)"),
+    threads: int = typer.Option(1, "--threads", help="solver threads per worker"),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="a Ray cluster's address (runs on Ray)"),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="write the Pareto front picture to this .png/.svg file"),
+    json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """Sweep a hardware template (grid, SRAM, link and DRAM bandwidth) under an area/power budget,
+    solve every design, and show the Pareto front of throughput, energy per step and area."""
+    from .explore import EXECUTORS, Budget, Template, explore as explore_designs, pareto, variants
+
+    if model is None:
+        raise UsageError("--model is required (a preset name; see `meshmap presets`)")
+    if hardware is None:
+        raise UsageError("--hw is required (the base hardware: a preset name; see `meshmap presets`)")
+    if executor is None:
+        executor = "ray" if ray_address is not None else "pool"
+    if executor not in EXECUTORS:
+        raise UsageError(f"--executor must be one of {', '.join(EXECUTORS)}; got {executor!r}")
+    if ray_address is not None and executor != "ray":
+        raise UsageError(f"--ray-address runs on Ray; it cannot be used with --executor {executor}")
+    if backend not in BACKENDS:
+        raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    if space not in SPACES:
+        raise UsageError(f"--space must be one of {', '.join(SPACES)}; got {space!r}")
+    if not (time_limit > 0) or not math.isfinite(time_limit):
+        raise UsageError(f"--time-limit must be a finite number of seconds > 0, got {time_limit}")
+    for flag, v in (("--workers", workers), ("--threads", threads), ("--batch", batch)):
+        if v <= 0:
+            raise UsageError(f"{flag} must be > 0, got {v}")
+    if seq is not None and seq <= 0:
+        raise UsageError(f"--seq must be > 0, got {seq}")
+    if plot is not None:
+        from .pictures import SUFFIXES
+
+        if plot.suffix.lower() not in SUFFIXES:
+            raise UsageError(f"--plot: the file name must end in .png or .svg (got {plot.suffix or 'no suffix'!r})")
+        if not plot.parent.is_dir():
+            raise UsageError(f"--plot: directory {plot.parent} does not exist")
+    fields = {"base": hardware, "rows": _number_list(rows, "--rows", True), "cols": _number_list(cols, "--cols", True),
+              "sram_bytes": _number_list(sram_bytes, "--sram-bytes"),
+              "link_bandwidth": _number_list(link_bandwidth, "--link-bandwidth"),
+              "dram_bandwidth": _number_list(dram_bandwidth, "--dram-bandwidth"), "sram_mm2_per_gb": sram_mm2_per_gb}
+    try:
+        template = Template(**fields)
+        budget = Budget(area_mm2=area_budget, power_w=power_budget)
+        designs = variants(template, budget)
+    except ValueError as err:  # pydantic's and hw's errors name the field: name the flag instead
+        from pydantic import ValidationError
+
+        from hw.loader import format_validation_error
+
+        msg = format_validation_error(err, "explore option") if isinstance(err, ValidationError) else str(err)
+        raise UsageError(_explore_error(msg)) from None
+    work = models.Workload(model=models.load(model), global_batch=batch, seq_len=seq)
+    within = sum(ok for *_, ok in designs)
+    try:
+        with _ExploreBar(enabled=not json_out and sys.stderr.isatty(), total=within) as bar:
+            points = explore_designs(template, work, budget, executor=executor, workers=workers,
+                                     ray_address=ray_address, time_limit_s=time_limit, space=space,
+                                     threads_per_worker=threads, backend=backend, progress=bar)
+    except ImportError as err:  # executor "ray" without Ray installed
+        raise UsageError(str(err)) from None
+    front = pareto(points)
+    on_front = {id(p) for p in front}
+    written = str(_explore_plot(points, plot)) if plot is not None else None
+
+    if json_out:
+        data = {"model": work.model.name, "hw": template.base_hardware().name, "global_batch": work.global_batch,
+                "seq_len": work.seq_len, "space": space, "backend": backend, "executor": executor,
+                "workers": workers, "threads_per_worker": threads, "time_limit_s": time_limit,
+                "area_budget_mm2": area_budget, "power_budget_w": power_budget, "designs": len(designs),
+                "over_budget": len(designs) - within,
+                "points": [{"design": p.label(), **p.model_dump(mode="json"), "pareto": id(p) in on_front}
+                           for p in points],
+                "pareto": [i for i, p in enumerate(points) if id(p) in on_front]}
+        if written:
+            data["plot"] = written
+        typer.echo(json.dumps(data, indent=2))
+        return
+
+    base = template.base_hardware()
+    title = (f"{work.model.name} (batch {work.global_batch}, seq {work.seq_len}) on {base.name} variants, "
+             f"space {space}")
+    # compact enough for an 80-column terminal; --json has every field (bound_s, mfu, the mapping, …)
+    t = Table(title=title, show_header=True, box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1),
+              collapse_padding=True, show_edge=False,
+              caption="★ = on the Pareto front; gap = (step time − proven bound) / bound")
+    for col in ("design", "dies", "mm²", "kW", "status", "step s", "tokens/s", "J/step", "gap", "★"):
+        t.add_column(col, justify="left" if col in ("design", "status") else "right", no_wrap=True)
+    for p in points:
+        colour = {"optimal": "green", "feasible": "yellow", "timeout": "yellow"}.get(p.status, "red")
+        t.add_row(p.label(), str(p.dies), f"{p.area_mm2:,.0f}", f"{p.power_w / 1e3:,.3g}",
+                  f"[{colour}]{p.status}[/{colour}]", "-" if p.step_time_s is None else f"{p.step_time_s:.4g}",
+                  "-" if p.tokens_per_s is None else f"{p.tokens_per_s:,.0f}",
+                  "-" if p.energy_j is None else f"{p.energy_j:.4g}",
+                  "-" if p.gap is None else f"{100 * p.gap:.2g}%", "★" if id(p) in on_front else "")
+    con = _console()
+    con.print(t)
+    skipped = len(designs) - within
+    budget_text = ", ".join(x for x in (f"area ≤ {area_budget:,.0f} mm²" if area_budget else "",
+                                        f"power ≤ {power_budget:,.0f} W" if power_budget else "") if x)
+    typer.echo(f"{len(points)} of {len(designs)} designs solved"
+               + (f"; {skipped} over the budget ({budget_text}) skipped" if skipped else "")
+               + f"; executor {executor}, {workers} worker(s), {threads} solver thread(s) each")
+    if front:
+        typer.echo("Pareto front (throughput ↑, energy ↓, area ↓): " + "; ".join(p.label() for p in front))
+    else:
+        typer.echo("Pareto front: empty (no design has a mapping)")
+    if written:
+        typer.echo(f"picture written: {written}")
+
+
+def _explore_plot(points: list, plot: Path) -> Path:
+    from .pictures import pareto_picture
+
+    return pareto_picture(points, plot)
+
+
 # ------------------------------------------------------------------------------------------------
-# TO BE ADDED (DESIGN.md, "CLI"): compare, reproduce, explore.
-# They need optimizer.explore, still under construction.
+# TO BE ADDED (DESIGN.md, "CLI"): compare, reproduce.
 # Add each as `@app.command()` + `@guarded` above this marker; keep `--json` = one flat object
 # (Report fields at top level plus status, bound_s, gap) and errors = one stderr line, exit 2.
 # ------------------------------------------------------------------------------------------------
