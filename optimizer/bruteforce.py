@@ -12,7 +12,7 @@ from hw.schema import Hardware
 from models.schema import Workload
 
 from . import cost
-from .evaluate import in_dram_bytes, score_stage
+from .evaluate import finish_stages, in_dram_bytes, score_stage
 from .mapping import OpChoice
 from .solve import _tables, probed_points
 from .space import OuterPoint, Space, get_space
@@ -34,7 +34,10 @@ def _choices(tb, sp: Space, pt: OuterPoint) -> list[tuple[str, list[OpChoice]]]:
     out = []
     for o in tb.graph.block + tb.graph.pre + tb.graph.post:
         flags = rec.get(o.name, (False,))
-        out.append((o.name, [OpChoice(split=opt, recompute=r) for opt in tb.options(o) for r in flags]))
+        # the overlap modes of an option whose mode can change nothing (not a GEMM, or no reduction
+        # after it on any edge) score alike: only "sequential" is enumerated for it
+        out.append((o.name, [OpChoice(split=opt, recompute=r, overlap=md) for opt in tb.options(o) for r in flags
+                             for md in (tb.modes if tb.mode_matters(o, opt) else ("sequential",))]))
     return out
 
 
@@ -51,7 +54,8 @@ def space_size(work: Workload, hw: Hardware, space: str | Space = "full") -> int
 def score(tb, ch: dict[str, OpChoice], offload: tuple[str, ...] = ()) -> tuple[float, bool]:
     """(step time, fits?) of one complete choice at the tables' outer point: the most loaded die
     within its memory and everything kept in DRAM within the ports' capacity."""
-    stages = [score_stage(tb, ch, s, L, offload) for s, L in enumerate(tb.layers_per_stage)]
+    stages = finish_stages([score_stage(tb, ch, s, L, offload) for s, L in enumerate(tb.layers_per_stage)],
+                           tb.virtual)
     pipe = cost.pipeline_time([st.time_s for st in stages], tb.m, tb.virtual)
     on_die = max(sum(st.memory.values()) for st in stages)
     in_dram = in_dram_bytes(stages, tb)

@@ -16,25 +16,29 @@ from hw.topology import ZERO
 from models.graph import step_flops, stored_tensors
 from models.schema import Workload
 
-from . import cost
+from . import cost, overlap
 from .mapping import Mapping, OpChoice, Report
 from .tables import Tables, tables_for
 
 
 @dataclass
 class StageScore:
-    time_s: float
-    parts: dict[str, float]  # seconds per micro-batch: compute, recompute, tp_comm, pp_comm
+    time_s: float  # one micro-batch in the steady state (pipeline transfers overlapped)
+    parts: dict[str, float]  # seconds per micro-batch summing to time_s: compute, recompute, and the
+    # exposed tp_comm (with the exposed ZeRO-3 gathers), pp_comm, dram
     memory: dict[str, float]
-    sync_s: float  # per step after the pipeline: dp_comm + optimizer
+    sync_s: float  # per step after the pipeline: exposed dp_comm + optimizer (+ bubble: transfers of fill/drain)
     sync_parts: dict[str, float]
     flops: float  # per die per micro-batch (executed)
-    mem_bytes: float
+    mem_bytes: float  # main-memory bytes of one die per micro-batch: compute and collectives
     byte_hops: float  # per micro-batch, whole stage (all replicas)
     sync_byte_hops: float
     dram: dict[str, float]  # bytes one die keeps in DRAM, per tensor class
     dram_mb_bytes: float  # DRAM traffic of one die per micro-batch
     dram_step_bytes: float  # DRAM traffic of one die in the optimizer update
+    fill_s: float = 0.0  # one micro-batch with its pipeline transfers serialized (fill and drain)
+    raw: dict = None  # seconds of each communication part run alone: tp_comm, zero_comm, pp_comm, dp_comm
+    step_mem_bytes: float = 0.0  # main-memory bytes of one die per step in collectives after the pipeline
 
 
 def validate(mapping: Mapping, work: Workload, hw: Hardware) -> None:
@@ -92,6 +96,9 @@ def check_ops(mapping: Mapping, tables: Tables) -> None:
                               f"allowed: {allowed}")
         if ch.recompute and name not in {o.name for o in tables.graph.block}:
             raise ConfigError(f"ops.{name}.recompute: only block operators can be recomputed")
+        if ch.overlap not in tables.modes:
+            raise ConfigError(f"ops.{name}.overlap: {ch.overlap!r} needs features.fused_collectives = true, "
+                              f"which {tables.hw.name} lacks; allowed: {', '.join(tables.modes)}")
 
 
 def normalized_choices(mapping: Mapping, tables: Tables) -> dict[str, OpChoice]:
@@ -107,63 +114,91 @@ def normalized_choices(mapping: Mapping, tables: Tables) -> dict[str, OpChoice]:
             split = (split[0], split[0]) if split[0] is not None else (split[1], split[1])
         elif r == 1 and c == 1:
             split = (None, None)
-        out[o.name] = OpChoice(split=split, recompute=ch.recompute)
+        out[o.name] = OpChoice(split=split, recompute=ch.recompute, overlap=ch.overlap)
     return out
 
 
 def score_stage(tables: Tables, ch: dict[str, OpChoice], stage: int, layers: int,
                 offload: tuple[str, ...] = ()) -> StageScore:
+    """One stage's score. The transfers of the pipeline's fill and drain ("bubble" in sync_parts)
+    need every stage: finish_stages() adds them."""
     g = tables.graph
     first, last = stage == 0, stage == tables.pp - 1
     opt = {k: v.split for k, v in ch.items()}
     rec = {k for k, v in ch.items() if v.recompute}
+    mode = {k: v.overlap for k, v in ch.items()}
+    sc, sm = tables.overlap_params.compute_slowdown, tables.overlap_params.comm_slowdown
     compute = recompute = 0.0
-    tp = ZERO
-    flops = mem = 0.0
+    tp = 0.0  # seconds of the tensor-group collectives, each run alone
+    hops = 0.0  # byte-hops of every per-micro-batch collective of one tensor group (link energy)
+    delta = 0.0  # seconds the overlap modes add to tp (negative: hidden under a GEMM)
+    flops = mem = coll = 0.0  # coll: main-memory bytes moved by collectives
+    zf = zb = cf = cb = 0.0  # per layer: ZeRO-3 gathers and the compute they are prefetched under
+    extra_ops = (g.pre if first else ()) + (g.post if last else ())
+    ocs = {o.name: tables.option_cost(o, opt[o.name]) for o in g.block + extra_ops}
     for o in g.block:
-        oc = tables.option_cost(o, opt[o.name])
-        compute += layers * (oc.fwd_s + oc.bwd_s)
-        tp = tp + (oc.fwd_comm + oc.bwd_comm).scaled(layers)
+        oc = ocs[o.name]
         r = o.name in rec
+        compute += layers * (oc.fwd_s + oc.bwd_s)
+        tp += layers * oc.stats.time_s * (2 + r)
+        hops += layers * (oc.fwd_comm.byte_hops + oc.bwd_comm.byte_hops + r * oc.fwd_comm.byte_hops)
         flops += layers * oc.flops * (3 + r)
         mem += layers * oc.mem_bytes * (3 + r)
+        coll += layers * (oc.stats_bytes + oc.gather_bytes) * (2 + r)
+        zf += oc.gather.time_s
+        zb += oc.gather.time_s * (1 + r)
+        cf += oc.fwd_s
+        cb += oc.bwd_s + r * oc.fwd_s
         if r:
             recompute += layers * oc.fwd_s
-            tp = tp + oc.fwd_comm.scaled(layers)
+    # ZeRO-3: a layer's weights are gathered beside the previous layer's compute (prefetch)
+    zero_raw = layers * (zf + zb)
+    zero_exposed = layers * (overlap.exposed_time(cf, zf, sc, sm) + overlap.exposed_time(cb, zb, sc, sm))
+    uses = {"block": layers, "wrap": layers - 1 if first else layers,  # per micro-batch, by edge group
+            "pre": 1 if first else 0, "post": 1 if last else 0}
     for e in tables.edges:
-        if e.where == "post" and not last:
-            continue
-        if e.where == "pre" and not first:
-            continue
-        n = {"block": layers, "wrap": layers - 1 if first else layers, "pre": 1, "post": 1}[e.where]
+        n = uses[e.where]
         if n == 0:
             continue
-        ec = tables.edge_cost(e, opt[e.producer], opt[e.consumer])
-        c = ec.fwd + ec.grad
-        if tables.saved_by(e):
-            c = c + ec.fwd  # the saved input is converted again for the backward
-        elif e.consumer in rec:
-            c = c + ec.fwd  # recomputation converts its input again
-        tp = tp + c.scaled(n)
-    extra_ops = (g.pre if first else ()) + (g.post if last else ())
+        o_p, o_c = opt[e.producer], opt[e.consumer]
+        ec = tables.edge_cost(e, o_p, o_c)
+        again = tables.saved_by(e)
+        # the saved input is converted again for the backward, or for the consumer's recomputation
+        k = 2 if (again or e.consumer in rec) else 1
+        tp += n * (k * ec.fwd.time_s + ec.grad.time_s)
+        hops += n * (k * ec.fwd.byte_hops + ec.grad.byte_hops)
+        coll += n * (k * ec.fwd_conv.mem_bytes + ec.grad_conv.mem_bytes)
+        mp, mc = mode[e.producer], mode[e.consumer]
+        if mp != "sequential" or mc != "sequential":
+            # overlap modes: the producer's GEMM with the forward reduction (again after its
+            # recomputation, when the consumer's backward needs the input), the consumer's backward
+            # with the gradient's
+            twice = 1 + (again and e.producer in rec)
+            delta += n * (twice * tables.overlap_delta(e, o_p, o_c, "fwd", mp) +
+                          tables.overlap_delta(e, o_p, o_c, "bwd", mc))
+            coll -= n * (twice * tables.overlap_saving_bytes(e, o_p, o_c, "fwd", mp) +
+                         tables.overlap_saving_bytes(e, o_p, o_c, "bwd", mc))
     for o in extra_ops:
-        oc = tables.option_cost(o, opt[o.name])
+        oc = ocs[o.name]
         compute += oc.fwd_s + oc.bwd_s
-        tp = tp + oc.fwd_comm + oc.bwd_comm
+        tp += 2 * oc.stats.time_s
+        hops += oc.fwd_comm.byte_hops + oc.bwd_comm.byte_hops
+        zero_raw += 2 * oc.gather.time_s  # the embedding's and head's gathers are not prefetched
+        zero_exposed += 2 * oc.gather.time_s
         flops += 3 * oc.flops
         mem += 3 * oc.mem_bytes
-    pp = ZERO
-    p2p = tables.p2p(opt["add2"]).scaled(tables.virtual)
-    if not first:
-        pp = pp + p2p
-    if not last:
-        pp = pp + p2p
-    parts = {"compute": compute, "recompute": recompute, "tp_comm": tp.time_s, "pp_comm": pp.time_s}
-    time_s = sum(parts.values())
+        coll += 2 * (oc.stats_bytes + oc.gather_bytes)
+    neighbours = (not first) + (not last)
+    pp = tables.p2p(opt["add2"]).time_s * tables.virtual * neighbours
+    if neighbours:
+        coll += neighbours * tables.virtual * tables.p2p_bytes(opt["add2"])
+    # tp_comm: tensor-group collectives as the overlap modes leave them, and the exposed ZeRO-3 gathers
+    parts = {"compute": compute, "recompute": recompute, "tp_comm": tp + delta + zero_exposed}
+    raw = {"tp_comm": tp, "zero_comm": zero_raw, "zero_comm_exposed": zero_exposed, "pp_comm": pp}
 
     # memory of one die of this stage; a class in `offload` lives in DRAM with a working piece on
     # the die (cost.offload_working_bytes; activations: one layer of one micro-batch)
-    op_params = {o.name: tables.option_cost(o, opt[o.name]).params for o in g.block + extra_ops}
+    op_params = {name: oc.params for name, oc in ocs.items()}
     if last:
         op_params["lm_head"] += tables.tied_head_params(opt["lm_head"])
     params = layers * sum(op_params[o.name] for o in g.block) + sum(op_params[o.name] for o in extra_ops)
@@ -189,23 +224,45 @@ def score_stage(tables: Tables, ch: dict[str, OpChoice], stage: int, layers: int
     step_traffic = cost.dram_traffic_per_step(dram["weights"], dram["grads"], dram["optimizer"])
     if mb_traffic or step_traffic:
         parts["dram"] = mb_traffic / bw
-        time_s += parts["dram"]
+    # pipeline transfers run beside the rest of the stage's work in the steady state (1F1B); the
+    # fill and drain see them whole (finish_stages)
+    busy = sum(parts.values())
+    parts["pp_comm"] = overlap.exposed_time(busy, pp, sc, sm)
+    time_s = busy + parts["pp_comm"]
 
     wsync = ZERO
-    for o in g.block:
-        wsync = wsync + tables.option_cost(o, opt[o.name]).wsync.scaled(layers)
-    for o in extra_ops:
-        wsync = wsync + tables.option_cost(o, opt[o.name]).wsync
-    dp = tables.dp_sync(params) + wsync
+    wsync_bytes = 0.0
+    for i, o in enumerate(g.block + extra_ops):
+        k = layers if i < len(g.block) else 1
+        wsync = wsync + ocs[o.name].wsync.scaled(k)
+        wsync_bytes += k * ocs[o.name].wsync_bytes
+    dp = tables.dp_sync(params)
+    # the gradient reduction runs in buckets beside the backward of the last micro-batch
+    dp_exposed = overlap.bucketed_exposed(dp.time_s, cb, layers, sc, sm)
+    raw["dp_comm"] = dp.time_s + wsync.time_s
     upd = cost.optimizer_update_time(params, tables.dp, tables.zero_stage, tables.hw.die)
-    sync_parts = {"dp_comm": dp.time_s, "optimizer": upd}
+    sync_parts = {"dp_comm": dp_exposed + wsync.time_s, "optimizer": upd}
     if step_traffic:
         sync_parts["optimizer_dram"] = step_traffic / bw
     # group collectives are costed per tensor group (dp of them in a stage); dp rings span all stages
     return StageScore(time_s, parts, memory, sum(sync_parts.values()), sync_parts,
-                      flops, mem, tp.byte_hops * tables.dp,
-                      (dp.byte_hops - wsync.byte_hops) / tables.pp + wsync.byte_hops * tables.dp,
-                      dram, mb_traffic, step_traffic)
+                      flops, mem + coll, hops * tables.dp,
+                      dp.byte_hops / tables.pp + wsync.byte_hops * tables.dp,
+                      dram, mb_traffic, step_traffic, busy + pp, raw,
+                      tables.dp_sync_bytes(params) + wsync_bytes)
+
+
+def finish_stages(stages: list[StageScore], virtual: int) -> list[StageScore]:
+    """Add the pipeline's fill and drain to every stage's sync: the first micro-batch crosses the
+    stages with its transfers serialized, Σ_s (fill_s − time_s)/v more than the steady-state
+    stage times count (cost.pipeline_time). Adding the same amount to every stage keeps
+    pipeline_time(times) + max(sync) the step time."""
+    x = sum(st.fill_s - st.time_s for st in stages) / virtual
+    if x > 0:
+        for st in stages:
+            st.sync_parts["bubble"] = x  # the stages wait for the transfers of fill and drain
+            st.sync_s += x
+    return stages
 
 
 def in_dram_bytes(stages: list[StageScore], tables: Tables) -> float:
@@ -222,10 +279,7 @@ def assemble(mapping: Mapping, work: Workload, hw: Hardware, tables: Tables) -> 
     slow = max(range(len(stages)), key=lambda i: times[i])
     sync = max(range(len(stages)), key=lambda i: stages[i].sync_s)
     step = pipe + stages[sync].sync_s
-    breakdown = {k: m * val for k, val in stages[slow].parts.items()}
-    breakdown["bubble"] = pipe - m * times[slow]
-    breakdown.update(stages[sync].sync_parts)
-    breakdown["exposed_comm"] = breakdown["tp_comm"] + breakdown["pp_comm"] + breakdown["dp_comm"]
+    breakdown = _breakdown(stages[slow], stages[sync], m, pipe - m * times[slow])
     peak_stage = max(range(len(stages)), key=lambda i: sum(stages[i].memory.values()))
     memory = stages[peak_stage].memory
     peak_mem = sum(memory.values())
@@ -233,7 +287,7 @@ def assemble(mapping: Mapping, work: Workload, hw: Hardware, tables: Tables) -> 
     devices = mapping.devices
     per_stage_dies = mapping.dp * mapping.tp
     flops = sum(st.flops for st in stages) * m * per_stage_dies
-    mem_bytes = sum(st.mem_bytes for st in stages) * m * per_stage_dies
+    mem_bytes = sum(st.mem_bytes * m + st.step_mem_bytes for st in stages) * per_stage_dies
     # each boundary carries one activation forward and one gradient back per micro-batch and chunk
     p2p = tables.p2p(ch["add2"].split).byte_hops * 2 * tables.virtual if mapping.pp > 1 else 0.0
     link = (sum(st.byte_hops for st in stages) + p2p) * m + sum(st.sync_byte_hops for st in stages)
@@ -263,11 +317,36 @@ def assemble(mapping: Mapping, work: Workload, hw: Hardware, tables: Tables) -> 
         energy=parts,
         stage_times_s=tuple(times),
         link_bytes=link,
+        memory_traffic_bytes=mem_bytes,
         dram_bytes=dram_traffic,
         dram_stored_bytes=dram_stored,
         dram_capacity_bytes=hw.dram_capacity,
         offload=tuple(mapping.offload),
     )
+
+
+def _breakdown(slow: StageScore, sync: StageScore, m: int, bubble: float) -> dict[str, float]:
+    """Where the step goes: the additive parts (compute, recompute, the exposed *_comm_exposed, dram,
+    bubble, optimizer, optimizer_dram: they sum to the step time), each communication part's time
+    run alone (tp_comm, pp_comm, dp_comm, zero_comm: not additive) and exposed_comm, the sum of the
+    exposed parts."""
+    p, raw, sp = slow.parts, slow.raw, sync.sync_parts
+    out = {"compute": m * p["compute"], "recompute": m * p["recompute"],
+           "tp_comm": m * raw["tp_comm"], "tp_comm_exposed": m * (p["tp_comm"] - raw["zero_comm_exposed"]),
+           "pp_comm": m * raw["pp_comm"], "pp_comm_exposed": m * p["pp_comm"] + sp.get("bubble", 0.0)}
+    if raw["zero_comm"]:
+        out["zero_comm"] = m * raw["zero_comm"]
+        out["zero_comm_exposed"] = m * raw["zero_comm_exposed"]
+    if "dram" in p:
+        out["dram"] = m * p["dram"]
+    out["bubble"] = bubble
+    out["dp_comm"] = sync.raw["dp_comm"]
+    out["dp_comm_exposed"] = sp["dp_comm"]
+    out["optimizer"] = sp["optimizer"]
+    if "optimizer_dram" in sp:
+        out["optimizer_dram"] = sp["optimizer_dram"]
+    out["exposed_comm"] = sum(v for k, v in out.items() if k.endswith("_comm_exposed"))
+    return out
 
 
 def prepare(mapping: Mapping | str, work: Workload, hardware: Hardware | str) -> tuple[Mapping, Hardware, Tables]:
@@ -287,7 +366,8 @@ def prepare(mapping: Mapping | str, work: Workload, hardware: Hardware | str) ->
 def stage_scores(mapping: Mapping, tables: Tables) -> list[StageScore]:
     """Every pipeline stage's score, as assemble() computes them (index = stage)."""
     ch = normalized_choices(mapping, tables)
-    return [score_stage(tables, ch, s, L, mapping.offload) for s, L in enumerate(tables.layers_per_stage)]
+    return finish_stages([score_stage(tables, ch, s, L, mapping.offload)
+                          for s, L in enumerate(tables.layers_per_stage)], tables.virtual)
 
 
 def evaluate(mapping: Mapping | str, work: Workload, hardware: Hardware | str) -> Report:
@@ -296,4 +376,4 @@ def evaluate(mapping: Mapping | str, work: Workload, hardware: Hardware | str) -
     return assemble(mapping, work, hw, tables)
 
 
-__all__ = ["evaluate", "validate"]
+__all__ = ["evaluate", "validate", "score_stage", "finish_stages"]

@@ -21,10 +21,15 @@ class OpChoice(Frozen):
 
     split: loop dim per group axis (axis 0 = the group's rows, axis 1 = its columns);
     None replicates along that axis; the same dim on both axes is a 1D split over all dies.
+    overlap: how a GEMM runs with the reductions of the partial results it produces (forward: its
+    output's conversion; backward: its input gradients'): "sequential" (one after the other),
+    "chunked" (software overlap in chunks, with contention) or "fused" (T3-style track & trigger;
+    needs features.fused_collectives). No effect on ops that are not GEMMs.
     """
 
     split: tuple[str | None, str | None] = (None, None)
     recompute: bool = False
+    overlap: Literal["sequential", "chunked", "fused"] = "sequential"
 
 
 class StageGroup(Frozen):
@@ -140,3 +145,6 @@ class Report(Frozen):
     dram_capacity_bytes: float = 0.0
     offload: tuple[str, ...] = ()
     link_bytes: float = 0.0
+    memory_traffic_bytes: float = Field(
+        default=0.0, description="bytes read + written in the dies' main memory in one step, all dies: compute "
+        "inputs/outputs and collectives (less what fused near-memory reduction saves); priced as energy 'memory'")

@@ -24,6 +24,11 @@ the reduce-scatter with its producer).
 Data moved ("bytes"): bytes read plus written in one device's main memory by the GEMM and the two
 collectives. Counting rules and sources: docs/cost-model.md, "Overlap of a collective with its
 producer GEMM". Pure functions over plain numbers; no solver imports.
+
+The step model (evaluate, the solver) uses overlap_time for a GEMM and the reduction of the partial
+results it produces (OpChoice.overlap), exposed_time / exposed_pieces for background collectives
+beside compute (pipeline transfers, ZeRO-3 gathers), bucketed_exposed for the data-parallel
+gradient reduction, and collective_bytes for the data moved (docs/cost-model.md, sections 7-11).
 """
 
 from __future__ import annotations
@@ -156,19 +161,72 @@ class OverlapParams:
         return rc, self.fused_comm_slowdown
 
 
+def overlap_time(mode: str, compute_s: float, comm_s: float, ring: int, p: OverlapParams) -> float:
+    """Seconds of a producer computation (compute_s alone) and the reduction of comm_s seconds (alone)
+    it feeds, on a ring of `ring` devices, under `mode`:
+    sequential compute_s + comm_s; ideal max(compute_s, comm_s); chunked pipelined_time over
+    k = overlap.chunks (0 = ring) chunks with the software factors and per-chunk overhead; fused
+    pipelined_time over one chunk per ring member with the fused factors (fused_slowdowns).
+    With nothing to overlap (ring < 2, no compute or no communication) every mode is sequential."""
+    p.check(mode)
+    if mode == "sequential" or ring < 2 or compute_s <= 0 or comm_s <= 0:
+        return compute_s + comm_s
+    if mode == "ideal":
+        return max(compute_s, comm_s)
+    if mode == "chunked":
+        return pipelined_time(compute_s, comm_s, p.chunks or ring, p.compute_slowdown, p.comm_slowdown,
+                              p.chunk_overhead_s)
+    rc, rm = p.fused_slowdowns()
+    return pipelined_time(compute_s, comm_s, ring, rc, rm)
+
+
 def sublayer_time(mode: str, gemm_s: float, rs_s: float, ag_s: float, ring: int, p: OverlapParams) -> float:
     """Seconds of GEMM + reduce-scatter + all-gather on a ring of `ring` devices under `mode`
-    (gemm_s, rs_s, ag_s: each run alone). See the module docstring."""
-    p.check(mode)
-    if mode == "sequential" or ring < 2:
-        return gemm_s + rs_s + ag_s
-    if mode == "ideal":
-        return max(gemm_s, rs_s) + ag_s
-    if mode == "chunked":
-        k = p.chunks or ring
-        return pipelined_time(gemm_s, rs_s, k, p.compute_slowdown, p.comm_slowdown, p.chunk_overhead_s) + ag_s
-    rc, rm = p.fused_slowdowns()
-    return pipelined_time(gemm_s, rs_s, ring, rc, rm) + ag_s
+    (gemm_s, rs_s, ag_s: each run alone): overlap_time of the GEMM and its reduce-scatter, then
+    the all-gather. See the module docstring."""
+    return overlap_time(mode, gemm_s, rs_s, ring, p) + ag_s
+
+
+def exposed_time(compute_s: float, comm_s: float, compute_slowdown: float = 1.0, comm_slowdown: float = 1.0) -> float:
+    """Seconds a background collective of comm_s seconds adds to compute_s seconds of work it runs
+    beside (both started together, each slowed by its factor while the other runs):
+    overlapped_time(compute_s, comm_s) − compute_s. Without slowdowns max(0, comm_s − compute_s)."""
+    if comm_s <= 0:
+        return 0.0
+    return overlapped_time(compute_s, comm_s, compute_slowdown, comm_slowdown) - compute_s
+
+
+def exposed_pieces(compute_slowdown: float, comm_slowdown: float) -> tuple[tuple[float, float], tuple[float, float]]:
+    """exposed_time(c, m) as the larger of two linear pieces, ((a1, b1), (a2, b2)) with
+    exposed = max(a1·m + b1·c, a2·m + b2·c): the communication ending first gives σm·(1 − 1/σc)·m,
+    the compute ending first m − (1 − σc + σc/σm)·c. The larger piece is the right one exactly when
+    σc·(1 − 1/σm) ≤ 1 and σm·(1 − 1/σc) ≤ 1 (true for factors up to 2); otherwise ConfigError."""
+    sc, sm = compute_slowdown, comm_slowdown
+    if sc * (1 - 1 / sm) > 1 or sm * (1 - 1 / sc) > 1:
+        raise ConfigError(f"overlap.compute_slowdown ({sc}) and overlap.comm_slowdown ({sm}) must satisfy "
+                          f"σc·(1 − 1/σm) ≤ 1 and σm·(1 − 1/σc) ≤ 1 (e.g. both ≤ 2)")
+    return (sm * (1 - 1 / sc), 0.0), (1.0, -(1 - sc + sc / sm))
+
+
+# Data-parallel gradient reduction runs in buckets of this many layers' gradients (assumption: one
+# bucket per transformer layer, the granularity at which Megatron-LM / PyTorch DDP buckets fill in
+# backward order for billion-parameter layers; DDP's 25 MB default is smaller than one such layer).
+DP_BUCKET_LAYERS = 1
+
+
+def bucketed_exposed(comm_s: float, layer_backward_s: float, layers: int, compute_slowdown: float = 1.0,
+                     comm_slowdown: float = 1.0, bucket_layers: int = DP_BUCKET_LAYERS) -> float:
+    """Seconds of a stage's gradient reduction (comm_s alone) not hidden by its last backward pass.
+    Buckets of `bucket_layers` layers are reduced as their gradients complete; the last bucket
+    (the share β/L of comm_s, β = min(bucket_layers, L)) has nothing left to hide under, the rest
+    runs beside the backward of the L − β layers computed after the first bucket:
+    tail + exposed_time((L − β)·layer_backward_s, comm_s − tail). Without slowdowns this is
+    tail + max(0, comm_s − tail − (L − β)·layer_backward_s)."""
+    if comm_s <= 0:
+        return 0.0
+    b = min(bucket_layers, layers)
+    tail = comm_s * b / layers
+    return tail + exposed_time((layers - b) * layer_backward_s, comm_s - tail, compute_slowdown, comm_slowdown)
 
 
 def reduce_scatter_bytes(ring: int, buffer_bytes: float, near_memory: bool) -> float:
@@ -197,6 +255,20 @@ def sublayer_bytes(mode: str, gemm_bytes: float, buffer_bytes: float, ring: int,
     return gemm_bytes + reduce_scatter_bytes(ring, buffer_bytes, near) + all_gather_bytes(ring, buffer_bytes)
 
 
+def collective_bytes(kind: str, ring: int, nbytes: float, near_memory: bool = False) -> float:
+    """Main-memory bytes one device of a ring of `ring` moves in a collective of `kind` that
+    assembles (or reduces) nbytes: reduce-scatter as reduce_scatter_bytes (its sums near memory
+    if near_memory), all-gather and all-to-all as all_gather_bytes (a piece read to send, one
+    written as received), all-reduce as a reduce-scatter then an all-gather."""
+    if kind == "reduce_scatter":
+        return reduce_scatter_bytes(ring, nbytes, near_memory)
+    if kind in ("all_gather", "all_to_all"):
+        return all_gather_bytes(ring, nbytes)
+    if kind == "all_reduce":
+        return reduce_scatter_bytes(ring, nbytes, near_memory) + all_gather_bytes(ring, nbytes)
+    raise ValueError(f"collective kind {kind!r} unknown; known: {sorted(VOLUME)}")
+
+
 @dataclass(frozen=True)
 class SublayerCost:
     mode: str
@@ -212,7 +284,9 @@ def sublayer(mode: str, gemm_s: float, rs_s: float, ag_s: float, gemm_bytes: flo
 
 
 __all__ = [
-    "MODES", "RS_ACCESSES_ON_CORES", "RS_ACCESSES_NEAR_MEMORY", "AG_ACCESSES", "OverlapParams", "SublayerCost",
-    "ring_time", "gemm_tile", "gemm_dram_bytes", "gemm_time", "overlapped_time", "pipelined_time", "sublayer_time",
+    "MODES", "DP_BUCKET_LAYERS",
+    "RS_ACCESSES_ON_CORES", "RS_ACCESSES_NEAR_MEMORY", "AG_ACCESSES", "OverlapParams", "SublayerCost",
+    "ring_time", "gemm_tile", "gemm_dram_bytes", "gemm_time", "overlapped_time", "pipelined_time", "overlap_time",
+    "sublayer_time", "exposed_time", "exposed_pieces", "bucketed_exposed", "collective_bytes",
     "reduce_scatter_bytes", "all_gather_bytes", "sublayer_bytes", "sublayer",
 ]

@@ -2,10 +2,12 @@
 
 Every outer point gets a cheap lower bound (each op at its fastest option, no communication, no
 recompute, the pipeline formula applied to that) and a memory lower bound (each term at its
-least). Points are solved best bound first; once the next bound is no better than the incumbent
-the search stops, and the incumbent is proven optimal. The reported bound is the least of the
-bounds of points left unsolved and of the inner solvers' own bounds, so it is honest under a
-time limit.
+least). Points are taken best bound first. A point reaching the front of the queue first has its
+bound tightened by a Lagrangian relaxation of its memory row (_lagrangian_bound) and goes back in
+the queue; when it comes out again its inner model is solved with the incumbent as a cutoff, so
+"infeasible" proves it cannot do better. Once the next bound is no better than the incumbent the
+search stops, and the incumbent is proven optimal. The reported bound is the least of the bounds
+of points left unsolved and of the inner solvers' own bounds, so it is honest under a time limit.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from hw import loader as hw_loader
@@ -68,6 +71,21 @@ class Progress:
 
 
 @dataclass
+class _OpTable:
+    """Per block op of a probe, one column per (option, recompute) choice, for the Lagrangian
+    bound: per-layer time (each direction at least max(compute, its collective), whatever the
+    overlap), parameters on one die, activation bytes kept for backward; `recompute` flags the
+    choices that recompute (masked out when a policy forbids them)."""
+
+    time: np.ndarray  # (ops, choices) seconds, inf where an op has fewer choices
+    params: np.ndarray  # (ops, choices)
+    act: np.ndarray  # (ops, choices) bytes
+    buffer: np.ndarray  # (ops, choices) bytes: the working set of a recomputation
+    recompute: np.ndarray  # (ops, choices) bool
+    names: tuple[str, ...]
+
+
+@dataclass
 class _Probe:
     """Per (group shape, micro-batch): fastest compute of each op, least memory of each term."""
 
@@ -80,6 +98,7 @@ class _Probe:
     params_post: float
     params_op: float  # the largest op's least parameters on one die
     act_layer: float
+    ops: _OpTable | None = None
 
 
 def _probe(work: Workload, hw: Hardware, space: Space, shape: tuple[int, int], mb: int) -> _Probe | None:
@@ -98,7 +117,33 @@ def _probe(work: Workload, hw: Hardware, space: Space, shape: tuple[int, int], m
     params_op = max(least((o,), lambda c: c.params) for o in graph.block + graph.pre + graph.post)
     return _Probe(tb, least(graph.block, lambda c: c.fwd_s + c.bwd_s), least(graph.pre, lambda c: c.fwd_s + c.bwd_s),
                   least(graph.post, lambda c: c.fwd_s + c.bwd_s), least(graph.block, lambda c: c.params),
-                  least(graph.pre, lambda c: c.params), least(graph.post, lambda c: c.params), params_op, x_bytes)
+                  least(graph.pre, lambda c: c.params), least(graph.post, lambda c: c.params), params_op, x_bytes,
+                  _op_table(tb))
+
+
+def _op_table(tb: Tables) -> _OpTable:
+    """The (option, recompute) choices of every block op as padded arrays (see _OpTable)."""
+    g = tb.graph
+    need = {t for o in g.block for t in o.saved}
+    rows = []
+    for o in g.block:
+        row = []
+        for opt in tb.options(o):
+            c = tb.option_cost(o, opt)
+            fwd, bwd = max(c.fwd_s, c.fwd_comm.time_s), max(c.bwd_s, c.bwd_comm.time_s)
+            kept = sum(v for t, v in c.out_bytes.items() if t in need and t != g.block_output)
+            always = c.out_bytes.get(g.block_output, 0.0)  # the block input is always kept
+            row.append((fwd + bwd, c.params, kept + always, 0.0, False))
+            row.append((2 * fwd + bwd, c.params, always, tb.recompute_buffer(o, opt), True))
+        rows.append(row)
+    width = max(len(r) for r in rows)
+    shape = (len(rows), width)
+    time_, params, act, buf = np.full(shape, np.inf), np.zeros(shape), np.zeros(shape), np.zeros(shape)
+    rec = np.zeros(shape, dtype=bool)
+    for i, row in enumerate(rows):
+        for j, (t, p, a, b, r) in enumerate(row):
+            time_[i, j], params[i, j], act[i, j], buf[i, j], rec[i, j] = t, p, a, b, r
+    return _OpTable(time_, params, act, buf, rec, tuple(o.name for o in g.block))
 
 
 def probed_points(work: Workload, hw: Hardware, sp: Space):
@@ -155,6 +200,59 @@ def _bounds(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space: Spa
     return best_t, least_mem, least_dram
 
 
+LAMBDA_STEPS = 33  # multipliers tried per tier subset: a geometric sweep over 2^±16 of a scale
+
+
+def _lagrangian_bound(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space: Space) -> float:
+    """A lower bound on the step time of an outer point that couples time and memory: relax the
+    memory row of the stage holding the most micro-batches (stage 0) with a multiplier λ ≥ 0, so
+    each block op picks, independently, the (option, recompute) minimizing
+        C_t·time + C_p·params + C_a·act + λ·(M_p·params + M_a·act),
+    where C_t weighs a layer's time in the pipeline objective (every stage over v, the slowest
+    m − 1/v more times), C_p and C_a price DRAM traffic of offloaded classes and the Adam update,
+    and M_p, M_a are the stage's bytes per parameter and per kept activation byte (one layer's
+    when activations live in DRAM), plus a recomputation's working buffer. By weak duality
+    Σ min − λ·(capacity − fixed bytes) bounds the inner optimum for every λ; the best λ of a
+    sweep is kept, for every subset of tiers the least. Ignored (so the bound stays below):
+    resharding, ZeRO and weight-gradient collectives, pre/post ops beyond their least cost,
+    Checkmate's extra kept inputs and the working pieces of weights and gradients in DRAM."""
+    tab = pr.ops
+    if tab is None:
+        return 0.0
+    lps = balanced_layers(work.model.layers, pt.pp)
+    m, v, pp = work.global_batch // (pt.dp * pt.micro_batch), pt.virtual, pt.pp
+    slow = max(range(pp), key=lambda s: lps[s])
+    c_layer = sum(lps) / v + (m - 1 / v) * lps[slow]  # seconds of objective per second of one layer
+    const = (pr.pre_s + pr.post_s) / v + (m - 1 / v) * ((pr.pre_s if slow == 0 else 0.0) +
+                                                      (pr.post_s if slow == pp - 1 else 0.0))
+    allowed = space.recompute_allowed(pr.tables.graph, pt.recompute_policy)
+    valid = np.array([[(r and True in allowed[n]) or (not r and False in allowed[n]) for r in rec_row]
+                      for n, rec_row in zip(tab.names, tab.recompute)])
+    time_ = np.where(valid, tab.time, np.inf)
+    state = cost.zero_state_bytes(1.0, pt.dp, pt.zero_stage, space.fp32_grads, work.dtype_bytes)
+    upd = cost.optimizer_update_time(1.0, pt.dp, pt.zero_stage, hw.die)
+    bw = sum(p.bandwidth for p in hw.dram_ports) / max(pt.dies, 1)
+    flight = cost.micro_batches_in_flight(0, pp, m, v)
+    cap = hw.die.memory_bytes
+    best = float("inf")
+    for off in space.offload_subsets(hw):
+        mb_bytes = cost.dram_traffic_per_micro_batch(state["weights"] if "weights" in off else 0.0,
+                                                     state["grads"] if "grads" in off else 0.0, 0.0)
+        step_bytes = cost.dram_traffic_per_step(*(state[c] if c in off else 0.0 for c in ("weights", "grads", "optimizer")))
+        c_params = c_layer * mb_bytes / bw + lps[slow] * (upd + step_bytes / bw) if bw else lps[slow] * upd
+        c_act = c_layer * cost.dram_traffic_per_micro_batch(0, 0, 1) / bw if "activations" in off else 0.0
+        m_params = lps[0] * sum(v_ for c, v_ in state.items() if c not in off)
+        m_act = 1.0 if "activations" in off else lps[0] * flight  # offloaded: one layer's working piece
+        fixed = pr.params_pre * sum(v_ for c, v_ in state.items() if c not in off)
+        base = c_layer * time_ + c_params * tab.params + c_act * tab.act
+        mem = m_params * tab.params + m_act * tab.act + tab.buffer
+        scale = float(np.nanmax(np.where(np.isfinite(base), base, np.nan))) / max(float(mem.max()), 1.0)
+        lams = np.concatenate(([0.0], scale * np.exp2(np.linspace(-16, 16, LAMBDA_STEPS))))
+        vals = (base[None] + lams[:, None, None] * mem[None]).min(axis=2).sum(axis=1) - lams * (cap - fixed)
+        best = min(best, float(vals.max()) + const)
+    return best
+
+
 def _machine_bound(work: Workload, hw: Hardware) -> float:
     """A bound below every mapping: the model's matmul FLOPs of one step spread evenly over every
     usable die at peak · matmul_efficiency (seconds)."""
@@ -176,7 +274,7 @@ def _mapping(pt: OuterPoint, tb: Tables, choices: dict, space: Space, offload: t
         pp=pt.pp, dp=pt.dp, tp_shape=pt.shape, micro_batch=pt.micro_batch, zero_stage=pt.zero_stage,
         schedule="interleaved" if pt.virtual > 1 else "1f1b", virtual_stages=pt.virtual,
         layers_per_stage=tb.layers_per_stage,
-        ops={k: OpChoice(split=v[0], recompute=v[1]) for k, v in choices.items()},
+        ops={k: OpChoice(split=v[0], recompute=v[1], overlap=v[2]) for k, v in choices.items()},
         groups=tb.groups, fp32_grad_accumulation=space.fp32_grads, offload=offload, name=f"{space.name} optimum",
     )
 
@@ -226,8 +324,9 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
     solved = 0
     open_bounds: list[float] = []  # bounds of points whose inner solve did not finish
     timed_out = False
+    refined: set[int] = set()  # points whose bound already includes the Lagrangian one
     while heap:
-        lb, _, pt = heap[0]
+        lb, key, pt = heap[0]
         if best is not None and lb >= best[0] * (1 - REL_TOL):
             break
         remaining = deadline - time.perf_counter()
@@ -236,11 +335,19 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
             break
         heapq.heappop(heap)
         pr = probes[(pt.shape, pt.micro_batch)]
+        if key not in refined:  # tighten lazily, only for points that reach the front
+            refined.add(key)
+            lb = max(lb, _lagrangian_bound(pt, pr, work, hw, sp))
+            heapq.heappush(heap, (lb, key, pt))
+            continue
         tb = _tables(pt, pr, work, hw, sp)
         if tb is None:
             continue
         inner = build_inner(tb, sp.recompute_allowed(tb.graph, pt.recompute_policy), hw.die.memory_bytes,
                             sp.offload_classes(hw))
+        if best is not None:  # only a strictly better mapping matters: "infeasible" then proves none exists here
+            lm = inner.model
+            lm.add(dict(lm.objective), "<=", best[0] - lm.objective_const, scale=lm.objective_scale, name="cutoff")
         res = solve_model(inner.model, backend, remaining, threads)
         solved += 1
         if res.status in ("optimal", "feasible") and res.values is not None:

@@ -15,7 +15,7 @@ from hw.topology import ZERO, CommCost, collective, fold, rectangle, ring_order,
 from models.graph import Graph, Op, build_graph
 from models.schema import Workload
 
-from . import cost
+from . import cost, overlap
 from .mapping import Mapping, StageGroup
 from .sharding import (
     PARTIAL, Option, conversion, input_grad_layout, input_layout, layout_divisor, needed_grad_layout,
@@ -23,6 +23,7 @@ from .sharding import (
 )
 
 STATS_BYTES = 4  # fp32 row statistics of a split norm/softmax/loss
+OVERLAP_MODES = ("sequential", "chunked", "fused")  # what a mapping may pick (overlap.MODES less "ideal")
 
 
 @dataclass(frozen=True)
@@ -31,19 +32,42 @@ class OptionCost:
 
     fwd_s: float  # compute forward
     bwd_s: float  # compute backward
-    fwd_comm: CommCost  # collectives inside the op (split reductions, ZeRO-3 gathers)
+    fwd_comm: CommCost  # collectives inside the op (split reductions, ZeRO-3 gathers) = stats + gather
     bwd_comm: CommCost
     flops: float  # forward FLOPs on one die
-    mem_bytes: float  # forward bytes through memory on one die
+    mem_bytes: float  # forward bytes through memory on one die (compute: inputs and outputs)
     params: float  # weights on one die
     wsync: CommCost  # per step: all-reduce of a weight gradient left partial by a data-like split
     out_bytes: dict[str, float]  # per output tensor: bytes on one die
+    stats: CommCost = ZERO  # the split-reduction all-reduces of one pass (part of fwd_comm/bwd_comm)
+    gather: CommCost = ZERO  # ZeRO-3 weight all-gather of one pass (part of fwd_comm/bwd_comm), prefetched
+    stats_bytes: float = 0.0  # main-memory bytes one die moves in `stats` (overlap.collective_bytes)
+    gather_bytes: float = 0.0  # ... in `gather`
+    wsync_bytes: float = 0.0  # ... in `wsync`
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """The collectives of one layout conversion: their cost, the main-memory bytes one die moves in
+    them, and their reduction part (the reduce-scatter that sums partial results: a reduce-scatter
+    step whole, the first half of an all-reduce step) — what a producer GEMM can overlap."""
+
+    comm: CommCost = ZERO
+    mem_bytes: float = 0.0  # main-memory bytes one die moves (reductions on the cores)
+    reduce_s: float = 0.0  # seconds of the reduction part (each step alone)
+    ring: int = 1  # largest ring of a reduction step (chunks of an overlapped pipeline)
+    near_memory_saving: float = 0.0  # bytes the reduction part saves with near-memory reduction
+
+
+NO_CONVERSION = Conversion()
 
 
 @dataclass(frozen=True)
 class EdgeCost:
     fwd: CommCost  # convert the producer's output to the consumer's input layout
     grad: CommCost  # convert the consumer's input gradient to the producer's output layout
+    fwd_conv: Conversion = NO_CONVERSION  # fwd with its memory bytes and reduction part
+    grad_conv: Conversion = NO_CONVERSION
 
 
 @dataclass(frozen=True)
@@ -103,6 +127,14 @@ class Tables:
     def group_collective(self, axis, kind: str, nbytes: float) -> CommCost:
         """A collective on every ring of one tensor group along `axis`; byte-hops of the whole group."""
         return self._on_rings(self._group_rings[axis], kind, nbytes)
+
+    def group_ring(self, axis) -> int:
+        """Members of one ring of the tensor group along `axis`."""
+        return len(self._group_rings[axis][0])
+
+    def group_traffic(self, axis, kind: str, nbytes: float) -> float:
+        """Main-memory bytes one die moves in group_collective(axis, kind, nbytes) (sums on the cores)."""
+        return overlap.collective_bytes(kind, self.group_ring(axis), nbytes)
 
     def _on_rings(self, rings: tuple, kind: str, nbytes: float) -> CommCost:
         if self.hw.topology.kind == "switched":  # rings do not contend: time of one, traffic of all
@@ -196,13 +228,15 @@ class Tables:
             fwd = cost.memory_time(io, die)
             bwd = 2 * fwd
         fwd_comm = ZERO
+        stats_bytes = 0.0
         for axis, _k in reduced_split_axes(op, opt, shape):
             rows = 1  # statistics rows this die holds: the non-reduced dims, after their own splits
             for d in op.loop:
                 if d not in op.reduced:
                     rows *= g.sizes[d] / fac.get(d, 1)
             fwd_comm = fwd_comm + self.group_collective(axis, "all_reduce", rows * op.stats * STATS_BYTES)
-        bwd_comm = fwd_comm
+            stats_bytes += self.group_traffic(axis, "all_reduce", rows * op.stats * STATS_BYTES)
+        stats = fwd_comm
         wsplit = 1
         for d, k in fac.items():
             if d in op.weight:
@@ -210,17 +244,22 @@ class Tables:
         params = op.params / wsplit
         wbytes = params * self.work.dtype_bytes
         wsync = ZERO
+        wsync_bytes = 0.0
         for axis, _k in weight_partial_axes(op, opt, shape):
             wsync = wsync + self.group_collective(axis, "all_reduce", wbytes)
+            wsync_bytes += self.group_traffic(axis, "all_reduce", wbytes)
+        gather, gather_bytes = ZERO, 0.0
         if self.zero_stage == 3 and self.dp > 1 and params:
             gather = self.dp_collective("all_gather", wbytes)  # assembles this die's weight shard
-            fwd_comm = fwd_comm + gather
-            bwd_comm = bwd_comm + gather
+            gather_bytes = overlap.collective_bytes("all_gather", self.dp, wbytes)
+        fwd_comm = stats + gather
+        bwd_comm = fwd_comm
         outs = {}
         for x in op.outputs:
             lay = output_layout(op, opt, x, g.tensors)
             outs[x.tensor] = g.tensors[x.tensor].nbytes(g.sizes) / layout_divisor(lay, shape)
-        return OptionCost(fwd, bwd, fwd_comm, bwd_comm, flops, io, params, wsync, outs)
+        return OptionCost(fwd, bwd, fwd_comm, bwd_comm, flops, io, params, wsync, outs, stats, gather,
+                          stats_bytes, gather_bytes, wsync_bytes)
 
     def recompute_buffer(self, op: Op, opt: Option) -> float:
         """Bytes one die holds while `op` is recomputed for the backward: its outputs, except the
@@ -264,35 +303,136 @@ class Tables:
             src = output_layout(prod, o_p, p_operand, g.tensors)
             dst = input_layout(cons, o_c, c_operand, g.tensors)
             nbytes = g.tensors[p_operand.tensor].nbytes(g.sizes)
-            fwd = self._steps(conversion(src, dst, self.shape, nbytes))
+            fwd = self._convert(conversion(src, dst, self.shape, nbytes))
             gsrc = input_grad_layout(cons, o_c, c_operand, g.tensors)
             gdst = needed_grad_layout(src)
-            grad = self._steps(conversion(gsrc, gdst, self.shape, nbytes))
-            self._ec[key] = EdgeCost(fwd, grad)
+            grad = self._convert(conversion(gsrc, gdst, self.shape, nbytes))
+            self._ec[key] = EdgeCost(fwd.comm, grad.comm, fwd, grad)
         return self._ec[key]
 
     def _steps(self, steps) -> CommCost:
-        total = ZERO
+        return self._convert(steps).comm
+
+    def _convert(self, steps) -> Conversion:
+        comm, nbytes, reduce_s, ring, saving = ZERO, 0.0, 0.0, 1, 0.0
         for st in steps:
-            total = total + self.group_collective(st.axis, st.kind, st.nbytes)
-        return total
+            comm = comm + self.group_collective(st.axis, st.kind, st.nbytes)
+            nbytes += self.group_traffic(st.axis, st.kind, st.nbytes)
+            if st.kind in ("reduce_scatter", "all_reduce"):  # the reduction: a reduce-scatter on that axis
+                k = self.group_ring(st.axis)
+                reduce_s += self.group_collective(st.axis, "reduce_scatter", st.nbytes).time_s
+                ring = max(ring, k)
+                saving += (overlap.reduce_scatter_bytes(k, st.nbytes, False) -
+                           overlap.reduce_scatter_bytes(k, st.nbytes, True))
+        return Conversion(comm, nbytes, reduce_s, ring, saving)
+
+    # ---- overlap of a producer GEMM with the reduction of what it produces ------------------
+    @cached_property
+    def overlap_params(self) -> overlap.OverlapParams:
+        p = overlap.OverlapParams.from_hardware(self.hw)
+        overlap.exposed_pieces(p.compute_slowdown, p.comm_slowdown)  # ConfigError if the factors break it
+        return p
+
+    @cached_property
+    def modes(self) -> tuple[str, ...]:
+        """Overlap modes a mapping may pick on this hardware ("fused" needs fused collectives)."""
+        return OVERLAP_MODES if self.hw.features.fused_collectives else OVERLAP_MODES[:2]
+
+    def overlaps(self, op: Op) -> bool:
+        """Does the op's overlap mode matter: a GEMM, whose partial results a reduction follows."""
+        return op.kind == "matmul"
+
+    @cached_property
+    def _edge_counts(self) -> tuple[dict[str, int], dict[str, int]]:
+        outs: dict[str, int] = {}
+        ins: dict[str, int] = {}
+        for e in self.edges:
+            outs[e.producer] = outs.get(e.producer, 0) + 1
+            ins[e.consumer] = ins.get(e.consumer, 0) + 1
+        return outs, ins
+
+    def mode_matters(self, op: Op, opt: Option) -> bool:
+        """Can the overlap mode change anything for `op` under `opt`: is it a GEMM with a reduction
+        after it on some edge (forward: its output's; backward: an input gradient's) for some
+        option of the op at the edge's other end?"""
+        key = ("mode", op.name, opt)
+        if key not in self._oc:
+            g = self.graph
+            found = False
+            if self.overlaps(op):
+                for e in self.edges:
+                    if e.producer == op.name:
+                        found = any(self.edge_cost(e, opt, x).fwd_conv.reduce_s > 0
+                                    for x in self.options(g.op(e.consumer)))
+                    elif e.consumer == op.name:
+                        found = any(self.edge_cost(e, x, opt).grad_conv.reduce_s > 0
+                                    for x in self.options(g.op(e.producer)))
+                    if found:
+                        break
+            self._oc[key] = found
+        return self._oc[key]
+
+    def overlap_delta(self, e: Edge, o_p: Option, o_c: Option, role: str, mode: str) -> float:
+        """Seconds that `mode` adds (negative: saves) to one use of edge e against running it
+        sequentially. role "fwd": the producer's forward GEMM overlaps the reduction part of the
+        forward conversion; "bwd": the consumer's backward GEMMs overlap the reduction part of the
+        gradient conversion. An op with n such edges gives each 1/n of its compute (its GEMM is cut
+        into n pieces, one per edge; conservative against one pipeline of all n reductions):
+        overlap_time(mode, c/n, reduce, ring) − c/n − reduce."""
+        if mode == "sequential":
+            return 0.0
+        if role == "fwd":
+            op, n = self.graph.op(e.producer), self._edge_counts[0][e.producer]
+            c, conv = self.option_cost(op, o_p).fwd_s / n, self.edge_cost(e, o_p, o_c).fwd_conv
+        else:
+            op, n = self.graph.op(e.consumer), self._edge_counts[1][e.consumer]
+            c, conv = self.option_cost(op, o_c).bwd_s / n, self.edge_cost(e, o_p, o_c).grad_conv
+        if not self.overlaps(op):
+            return 0.0
+        m = conv.reduce_s
+        return overlap.overlap_time(mode, c, m, conv.ring, self.overlap_params) - c - m
+
+    def overlap_saving_bytes(self, e: Edge, o_p: Option, o_c: Option, role: str, mode: str) -> float:
+        """Main-memory bytes one use of edge e saves under `mode`: the reduction part's sums formed
+        at the memory (fused mode on hardware with near-memory reduction), else 0."""
+        if mode != "fused" or not self.overlap_params.near_memory_reduction:
+            return 0.0
+        op = self.graph.op(e.producer if role == "fwd" else e.consumer)
+        if not self.overlaps(op):
+            return 0.0
+        ec = self.edge_cost(e, o_p, o_c)
+        return (ec.fwd_conv if role == "fwd" else ec.grad_conv).near_memory_saving
 
     def saved_by(self, e: Edge) -> bool:
         """Does the consumer's backward need this input (so it is converted again in backward)?"""
-        cons = self.graph.op(e.consumer)
-        t = self.graph.block_input if e.where == "wrap" else e.tensor
-        return t in cons.saved or (e.where == "pre" and self.graph.block_input in cons.saved)
+        return self._saved[e]
+
+    @cached_property
+    def _saved(self) -> dict[Edge, bool]:
+        out = {}
+        for e in self.edges:
+            cons = self.graph.op(e.consumer)
+            t = self.graph.block_input if e.where == "wrap" else e.tensor
+            out[e] = t in cons.saved or (e.where == "pre" and self.graph.block_input in cons.saved)
+        return out
+
+    @cached_property
+    def _producer(self) -> dict[str, Op]:
+        """Block and post tensors -> the op writing them (the block input: the block output's)."""
+        g = self.graph
+        out: dict[str, Op] = {}
+        for o in g.block + g.post:
+            for x in o.outputs:
+                out.setdefault(x.tensor, o)
+        if g.block_output in out:
+            out[g.block_input] = out[g.block_output]
+        return out
 
     def tensor_bytes(self, tensor: str, opt: dict[str, Option]) -> float:
         """Bytes on one die of a block tensor, in the layout its producer writes it."""
         g = self.graph
-        if tensor == g.block_input:
-            tensor = g.block_output
-        for o in g.block + g.post:
-            for x in o.outputs:
-                if x.tensor == tensor:
-                    return self.option_cost(o, opt[o.name]).out_bytes[tensor]
-        raise KeyError(tensor)
+        o = self._producer[tensor]
+        return self.option_cost(o, opt[o.name]).out_bytes[g.block_output if tensor == g.block_input else tensor]
 
     def tied_head_params(self, head_opt: Option) -> float:
         """A tied LM head on its own stage keeps a copy of the embedding (Megatron-LM)."""
@@ -322,6 +462,21 @@ class Tables:
             c = c + self._steps(conversion(("_s", "_s"), lay, self.shape, nbytes))
         return c
 
+    def p2p_bytes(self, add2_opt: Option) -> float:
+        """Main-memory bytes one die moves per boundary and direction of p2p(): the piece it sends is
+        read (nbytes/t), the piece it receives is written (nbytes/t), plus the receiver's conversion."""
+        if self.pp < 2:
+            return 0.0
+        g = self.graph
+        out = g.op("add2").outputs[0]
+        nbytes = g.tensors[out.tensor].nbytes(g.sizes)
+        t = self.shape[0] * self.shape[1]
+        lay = output_layout(g.op("add2"), add2_opt, out, g.tensors)
+        conv = 0.0
+        if layout_divisor(lay, self.shape) < t:
+            conv = self._convert(conversion(("_s", "_s"), lay, self.shape, nbytes)).mem_bytes
+        return 2 * nbytes / t + conv
+
     # ---- per-step terms -------------------------------------------------------------------
     def dp_sync(self, params_per_die: float) -> CommCost:
         """Gradient reduction across replicas for params_per_die weights (bf16 grads)."""
@@ -331,6 +486,15 @@ class Tables:
         # ZeRO 1-3: reduce-scatter of gradients, then all-gather of updated weights (stage 3 gathers on demand)
         rs = self.dp_collective("reduce_scatter", grad_bytes)
         return rs if self.zero_stage == 3 else rs + self.dp_collective("all_gather", grad_bytes)
+
+    def dp_sync_bytes(self, params_per_die: float) -> float:
+        """Main-memory bytes one die moves in dp_sync(params_per_die) (sums on the cores)."""
+        if self.dp < 2:
+            return 0.0
+        grad_bytes = params_per_die * self.work.dtype_bytes
+        rs = overlap.collective_bytes("reduce_scatter", self.dp, grad_bytes)
+        ag = overlap.collective_bytes("all_gather", self.dp, grad_bytes)
+        return rs if self.zero_stage == 3 else rs + ag
 
     def dp_sync_rate(self) -> tuple[CommCost, CommCost]:
         """dp_sync(P) = slope·P + intercept (exactly linear in P, for the solver)."""
@@ -375,5 +539,5 @@ def tables_for(mapping: Mapping, work: Workload, hw: Hardware, allowed: dict[str
                   mapping.zero_stage, mapping.virtual_stages, lps, groups, allowed, mapping.fp32_grad_accumulation)
 
 
-__all__ = ["Tables", "OptionCost", "EdgeCost", "Edge", "StageKind", "tables_for", "default_groups",
-           "balanced_layers", "PARTIAL"]
+__all__ = ["Tables", "OptionCost", "EdgeCost", "Conversion", "Edge", "OVERLAP_MODES", "StageKind", "tables_for",
+           "default_groups", "balanced_layers", "PARTIAL"]

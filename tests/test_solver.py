@@ -33,7 +33,17 @@ def llama_case():
     return w, h, sp
 
 
-CASES = {"gpt-1.7b/2 dies": gpt_case, "llama2-7b/4 gpus": llama_case}
+def overlap_case():
+    """T3's GPU ring (fused collectives, near-memory reduction): the row-parallel GEMMs' reductions
+    can run sequential, chunked or fused, and the optimum fuses them (tensor + pipeline parallel)."""
+    h = hw.load("t3-gpu", cols=4)
+    w = models.Workload(model=models.load("megatron-1.7b"), global_batch=4, seq_len=1024)
+    sp = Space("full", offload=False, free_ops=frozenset({"out_proj", "fc1", "fc2"}),
+               points=(OuterPoint(1, 1, (1, 4), 1, 0), OuterPoint(2, 1, (1, 2), 1, 0)))
+    return w, h, sp
+
+
+CASES = {"gpt-1.7b/2 dies": gpt_case, "llama2-7b/4 gpus": llama_case, "gpt-1.7b/t3-gpu overlap": overlap_case}
 
 
 @pytest.fixture(scope="module", params=sorted(CASES))
@@ -49,6 +59,9 @@ def test_backends_equal_brute_force(case, backend):
     sol = optimizer.solve(w, h, space=sp, backend=backend, time_limit_s=60)
     assert sol.status == "optimal"
     assert math.isclose(sol.objective_s, bf.best_s, rel_tol=REL)
+    if h.features.fused_collectives:  # the overlap case: its optimum overlaps, in both answers
+        assert any(c.overlap != "sequential" for c in bf.best_choices.values())
+        assert any(c.overlap != "sequential" for c in sol.mapping.ops.values())
     # the evaluator, scoring the solver's mapping independently, agrees with the solver's objective
     assert math.isclose(optimizer.evaluate(sol.mapping, w, h).step_time_s, sol.objective_s, rel_tol=REL)
     assert sol.gap is not None and sol.gap <= REL

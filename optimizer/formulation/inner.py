@@ -7,16 +7,21 @@ Variables (plain dicts keyed by meaningful tuples):
   Z[edge, o_p, o_c]  producer/consumer option pair of an edge (exact resharding cost)
   RC[edge]           conversion redone when the consumer is recomputed (= pair cost · R)
   KEEP[tensor, op]   bytes of a tensor kept only because recomputing `op` needs it
-  T[kind]            one micro-batch's time of a stage kind; TMAX ≥ every T; D ≥ every stage's sync
+  W[op, option, r, mode]  a GEMM runs its reductions in overlap `mode` (chunked, fused; none = sequential)
+  V[edge, role, o_p, o_c, r, mode]  W of the edge's producer (role fwd) or consumer (bwd) times Z
+  EZ[fwd|bwd], EPP[kind], EDP[kind]  exposed ZeRO-3 gathers (per layer), pipeline transfers (steady
+                     state), gradient reduction: epigraphs of overlap.exposed_pieces
+  T[kind]            one micro-batch's time of a stage kind with its transfers serialized (fill/drain);
+                     TMAX ≥ every stage kind's steady-state time; D ≥ every stage's sync
 Objective: Σ_s T_s / v + (m − 1/v)·TMAX + D  (the 1F1B/interleaved pipeline, then the sync).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..tables import Tables
-from .. import cost
+from .. import cost, overlap
 from .model import LinearModel, add_expr
 
 GB = 1e9  # memory rows are written in GB for numerical balance
@@ -38,18 +43,23 @@ class Inner:
     Z: dict
     rec_allowed: dict
     H: dict
+    W: dict = field(default_factory=dict)  # (op, option, r, mode) -> binary: the op's overlap mode
 
     def offload(self, values: list[float]) -> tuple[str, ...]:
         return tuple(c for c, i in self.H.items() if values[i] > 0.5)
 
-    def choices(self, values: list[float]) -> dict[str, tuple[tuple, bool]]:
-        out: dict[str, tuple[tuple, bool]] = {}
+    def choices(self, values: list[float]) -> dict[str, tuple[tuple, bool, str]]:
+        """op -> (option, recompute, overlap mode)."""
+        out: dict[str, tuple[tuple, bool, str]] = {}
         for (name, opt, r), i in self.Y.items():
             if values[i] > 0.5:
-                out[name] = (opt, bool(r))
+                out[name] = (opt, bool(r), "sequential")
         for (name, opt), i in self.X.items():
             if values[i] > 0.5:
-                out[name] = (opt, False)
+                out[name] = (opt, False, "sequential")
+        for (name, opt, r, mode), i in self.W.items():
+            if values[i] > 0.5:
+                out[name] = (opt, bool(r), mode)
         return out
 
 
@@ -59,6 +69,8 @@ def build_inner(tb: Tables, rec_allowed: dict[str, tuple[bool, ...]], capacity: 
     g = tb.graph
     lm = LinearModel()
     H = {c: lm.binary(f"H[{c}]") for c in offload}  # class c lives in DRAM
+    # CP-SAT counts step times in ns, or in ps once DRAM bytes (counted in KB) enter the time rows
+    tscale = FINE if H else 1e9
     Y: dict = {}
     X: dict = {}
     Z: dict = {}
@@ -84,6 +96,20 @@ def build_inner(tb: Tables, rec_allowed: dict[str, tuple[bool, ...]], capacity: 
             sel[o.name][opt] = {i: 1.0}
             one[i] = 1.0
         lm.add(one, "==", 1.0, scale=1.0, name=f"one[{o.name}]")
+
+    group_of = {i: k[0] for k, i in list(Y.items()) + list(X.items())}
+
+    def upper(expr: dict[int, float]) -> float:
+        """An upper bound of a linear expression: each op's largest coefficient (one option is
+        picked), each continuous variable (and any other binary) at its bound."""
+        top: dict = {}
+        total = 0.0
+        for i, c in expr.items():
+            if i in group_of:
+                top[group_of[i]] = max(top.get(group_of[i], 0.0), c)
+            elif c > 0:
+                total += c * lm.vars[i].ub
+        return total + sum(top.values())
 
     def rec_expr(name: str) -> dict[int, float]:
         return {i: 1.0 for (n, _o, r), i in Y.items() if n == name and r == 1}
@@ -139,8 +165,22 @@ def build_inner(tb: Tables, rec_allowed: dict[str, tuple[bool, ...]], capacity: 
     # ---- per-layer block time and per-op pieces --------------------------------------------
     layer: dict[int, float] = {}
     for o in g.block:
-        add_expr(layer, op_expr(o, lambda c: c.fwd_s + c.bwd_s + c.fwd_comm.time_s + c.bwd_comm.time_s,
-                                lambda c: c.fwd_s + c.fwd_comm.time_s))
+        add_expr(layer, op_expr(o, lambda c: c.fwd_s + c.bwd_s + 2 * c.stats.time_s,
+                                lambda c: c.fwd_s + c.stats.time_s))
+    po = tb.overlap_params
+    (a1, b1), (a2, b2) = overlap.exposed_pieces(po.compute_slowdown, po.comm_slowdown)
+    top = max(a1, a2)
+
+    def exposed(label: str, comm: dict[int, float], busy: dict[int, float], const: float = 0.0) -> int:
+        """A variable E ≥ overlap.exposed_time(busy, comm + const): the epigraph of its two pieces,
+        pushed down by the objective wherever it counts."""
+        e = lm.continuous(label, top * (upper(comm) + max(const, 0.0)) + 1.0, scale=tscale)
+        for a, b in ((a1, b1), (a2, b2)):
+            row = {e: 1.0}
+            add_expr(row, comm, -a)
+            add_expr(row, busy, -b)
+            lm.add(row, ">=", a * const, scale=FINE, name=label)
+        return e
     def edges_expr(where: str) -> dict[int, float]:
         """Time of one use of every edge of a group: pair costs plus recompute conversions."""
         e_sum: dict[int, float] = {}
@@ -151,9 +191,10 @@ def build_inner(tb: Tables, rec_allowed: dict[str, tuple[bool, ...]], capacity: 
         return e_sum
 
     def ops_expr(ops) -> dict[int, float]:
+        """Pre/post ops: compute, split-reduction all-reduces and ZeRO-3 gathers (not prefetched)."""
         e_sum: dict[int, float] = {}
         for o in ops:
-            add_expr(e_sum, op_expr(o, lambda c: c.fwd_s + c.bwd_s + c.fwd_comm.time_s + c.bwd_comm.time_s))
+            add_expr(e_sum, op_expr(o, lambda c: c.fwd_s + c.bwd_s + 2 * c.stats.time_s + 2 * c.gather.time_s))
         return e_sum
 
     add_expr(layer, edges_expr("block"))
@@ -162,6 +203,22 @@ def build_inner(tb: Tables, rec_allowed: dict[str, tuple[bool, ...]], capacity: 
     add_expr(pre, edges_expr("pre"))
     post = ops_expr(g.post)
     add_expr(post, edges_expr("post"))
+    W = _overlap_modes(lm, tb, Y, X, Z, {"block": layer, "post": post})
+
+    # ---- ZeRO-3: a layer's gathers are prefetched beside the previous layer's compute -----------
+    cb: dict[int, float] = {}  # one layer's backward compute, recomputation included
+    for o in g.block:
+        add_expr(cb, op_expr(o, lambda c: c.bwd_s, lambda c: c.fwd_s))
+    if tb.zero_stage == 3 and tb.dp > 1:
+        zf: dict[int, float] = {}
+        zb: dict[int, float] = {}
+        cf: dict[int, float] = {}
+        for o in g.block:
+            add_expr(zf, op_expr(o, lambda c: c.gather.time_s))
+            add_expr(zb, op_expr(o, lambda c: c.gather.time_s, lambda c: c.gather.time_s))
+            add_expr(cf, op_expr(o, lambda c: c.fwd_s))
+        layer[exposed("EZ[fwd]", zf, cf)] = 1.0
+        layer[exposed("EZ[bwd]", zb, cb)] = 1.0
     add2 = g.op("add2")
     p2p = {}
     for opt, ex in sel["add2"].items():
@@ -237,19 +294,6 @@ def build_inner(tb: Tables, rec_allowed: dict[str, tuple[bool, ...]], capacity: 
             buffers[i] = tb.recompute_buffer(g.op(name), opt) / GB
 
     # ---- stage kinds -----------------------------------------------------------------------
-    group_of = {i: k[0] for k, i in list(Y.items()) + list(X.items())}
-
-    def upper(expr: dict[int, float]) -> float:
-        """An upper bound of a linear expression: each op's largest coefficient (one option is
-        picked), each continuous variable at its bound."""
-        top: dict = {}
-        total = 0.0
-        for i, c in expr.items():
-            if i in group_of:
-                top[group_of[i]] = max(top.get(group_of[i], 0.0), c)
-            elif c > 0:
-                total += c * lm.vars[i].ub
-        return total + sum(top.values())
 
     counts: dict = {}
     for s, L in enumerate(tb.layers_per_stage):
@@ -266,7 +310,8 @@ def build_inner(tb: Tables, rec_allowed: dict[str, tuple[bool, ...]], capacity: 
             add_expr(time, pre)
         if last:
             add_expr(time, post)
-        add_expr(time, p2p, (0 if first else 1) + (0 if last else 1))
+        pp_k: dict[int, float] = {}  # this kind's pipeline transfers per micro-batch, each alone
+        add_expr(pp_k, p2p, (0 if first else 1) + (0 if last else 1))
         par: dict[int, float] = {}  # parameters on one die of this stage
         add_expr(par, params_layer, L)
         # a class kept in DRAM still needs its working piece of the largest op on the die
@@ -275,8 +320,8 @@ def build_inner(tb: Tables, rec_allowed: dict[str, tuple[bool, ...]], capacity: 
             add_expr(par, params_pre)
         if last:
             add_expr(par, params_post)
-        sync: dict[int, float] = {}  # dp sync + weight-grad all-reduces + Adam update
-        add_expr(sync, par, dp_slope.time_s + upd_per_param)
+        sync: dict[int, float] = {}  # weight-grad all-reduces + Adam update (+ the exposed dp sync below)
+        add_expr(sync, par, upd_per_param)
         add_expr(sync, wsync_layer, L)
         if first:
             add_expr(sync, wsync_pre)
@@ -286,28 +331,27 @@ def build_inner(tb: Tables, rec_allowed: dict[str, tuple[bool, ...]], capacity: 
         add_expr(act, act_layer, L)
         if last:
             add_expr(act, post_saved)
-        kinds.append((kind, (L, first, last), time, par, working, sync, act))
+        kinds.append((kind, (L, first, last), time, par, working, sync, act, pp_k))
 
     def dram_s(kind, per_mb: bool) -> float:
         """Most seconds of DRAM traffic a stage kind can spend per micro-batch (or in the update)."""
         if not H:
             return 0.0
-        _k, _key, _t, par, _w, _s, act = kind
+        _k, _key, _t, par, _w, _s, act, _p = kind
         pmax = upper(par)
         if per_mb:
             return (sum(PER_MICRO_BATCH[c] * state[c] for c in ("weights", "grads")) * pmax +
                     PER_MICRO_BATCH["activations"] * upper(act) * GB) / bw
         return sum(PER_STEP[c] * state[c] for c in PER_STEP) * pmax / bw
 
-    big_t = max(upper(k[2]) + dram_s(k, True) for k in kinds) * 1.01 + 1.0
-    big_d = max(upper(k[5]) + dram_s(k, False) for k in kinds) * 1.01 + (dp_icpt.time_s if tb.dp > 1 else 0.0) + 1.0
-    # CP-SAT counts step times in ns, or in ps once DRAM bytes (counted in KB) enter the time rows
-    tscale = FINE if H else 1e9
+    big_t = max(upper(k[2]) + upper(k[7]) + dram_s(k, True) for k in kinds) * 1.01 + 1.0
+    big_d = max(upper(k[5]) + upper({i: c * dp_slope.time_s for i, c in k[3].items()}) + dram_s(k, False)
+                for k in kinds) * 1.01 + (dp_icpt.time_s if tb.dp > 1 else 0.0) + 1.0
     tmax = lm.continuous("TMAX", big_t, scale=tscale)
     dmax = lm.continuous("D", big_d, scale=tscale)
     objective: dict[int, float] = {}
     dram_total: dict[int, float] = {}
-    for kind, key, time, par, working, sync, act in kinds:
+    for kind, key, time, par, working, sync, act, pp_k in kinds:
         in_flight = tb.in_flight(kind.index)
         mem: dict[int, float] = {}
         dram: dict[str, int] = {}
@@ -333,29 +377,120 @@ def build_inner(tb: Tables, rec_allowed: dict[str, tuple[bool, ...]], capacity: 
         for off_die in dram.values():
             dram_total[off_die] = dram_total.get(off_die, 0.0) + counts[key] * tb.dp * tb.shape[0] * tb.shape[1]
 
-        # one micro-batch's time of this stage kind, DRAM traffic included (cost.dram_traffic_*)
-        t = lm.continuous(f"T[{','.join(str(int(x)) for x in key)}]", big_t, scale=tscale)
-        row = {t: 1.0}
-        add_expr(row, time, -1.0)
+        # one micro-batch's time of this stage kind, DRAM traffic included (cost.dram_traffic_*):
+        # busy (all but the pipeline transfers); T = busy + transfers (fill and drain, weight 1/v
+        # each); TMAX ≥ busy + the transfers' exposed part (steady state, overlap.exposed_time)
+        busy = dict(time)
         for c, v in dram.items():  # activations in DRAM are held for every micro-batch in flight
             if c in PER_MICRO_BATCH:
-                row[v] = -PER_MICRO_BATCH[c] / (in_flight if c == "activations" else 1.0) * GB / bw
+                busy[v] = PER_MICRO_BATCH[c] / (in_flight if c == "activations" else 1.0) * GB / bw
+        label = ','.join(str(int(x)) for x in key)
+        t = lm.continuous(f"T[{label}]", big_t, scale=tscale)
+        row = {t: 1.0}
+        add_expr(row, busy, -1.0)
+        add_expr(row, pp_k, -1.0)
         lm.add(row, ">=", 0.0, scale=tscale, name=f"time{key}")
-        lm.add({tmax: 1.0, t: -1.0}, ">=", 0.0, scale=tscale)
         objective[t] = objective.get(t, 0.0) + counts[key] / tb.virtual
+        if any(pp_k.values()):
+            row = {tmax: 1.0, exposed(f"EPP[{label}]", pp_k, busy): -1.0}
+            add_expr(row, busy, -1.0)
+            lm.add(row, ">=", 0.0, scale=FINE, name=f"steady{key}")
+        else:
+            lm.add({tmax: 1.0, t: -1.0}, ">=", 0.0, scale=tscale)
+        # after the pipeline: the gradient reduction (a = par·slope + intercept) in buckets of β
+        # layers beside the last backward: the last bucket's share β/L exposed, the rest beside the
+        # backward of L − β layers (overlap.bucketed_exposed); wsync, the Adam update, DRAM traffic
         row = {dmax: 1.0}
         add_expr(row, sync, -1.0)
         for c, v in dram.items():
             if c in PER_STEP:
                 row[v] = -PER_STEP[c] * GB / bw
-        lm.add(row, ">=", dp_icpt.time_s if tb.dp > 1 else 0.0, scale=tscale, name=f"sync{key}")
+        rhs = 0.0
+        if tb.dp > 1:
+            beta = min(overlap.DP_BUCKET_LAYERS, kind.layers) / kind.layers
+            add_expr(row, par, -beta * dp_slope.time_s)
+            rhs = beta * dp_icpt.time_s
+            if beta < 1:
+                comm = {i: c * dp_slope.time_s * (1 - beta) for i, c in par.items()}
+                back = {i: c * (kind.layers - min(overlap.DP_BUCKET_LAYERS, kind.layers)) for i, c in cb.items()}
+                row[exposed(f"EDP[{label}]", comm, back, dp_icpt.time_s * (1 - beta))] = -1.0
+        lm.add(row, ">=", rhs, scale=FINE if tb.dp > 1 else tscale, name=f"sync{key}")
     if dram_total:
         lm.add(dram_total, "<=", tb.hw.dram_capacity / GB, scale=GB, name="dram capacity")
     objective[tmax] = tb.m - 1.0 / tb.virtual
     objective[dmax] = 1.0
     lm.minimize(objective)
     lm.objective_scale = tscale * tb.virtual
-    return Inner(lm, Y, X, Z, rec_allowed, H)
+    return Inner(lm, Y, X, Z, rec_allowed, H, W)
+
+
+def _overlap_modes(lm: LinearModel, tb: Tables, Y: dict, X: dict, Z: dict, targets: dict[str, dict]) -> dict:
+    """The overlap modes of the GEMMs (optimizer.overlap; evaluate.score_stage prices them the same).
+
+    W[op, option, r, mode] (binary; Σ_mode W ≤ the choice (option, r), none = sequential) exists only
+    where `mode` makes some use of the option faster than sequential: a mode that never saves time
+    is never better than sequential, so leaving it out keeps the optimum. For each edge whose
+    producer (role fwd) or consumer (role bwd) is a GEMM, V[edge, role, option, other, r, mode] is
+    W times the pair variable Z (exact for binaries: Σ_other V = W, Σ_(r, mode) V ≤ Z of the pair);
+    its coefficient Tables.overlap_delta (twice for fwd when the recomputed producer's output is
+    converted again for the consumer's backward) goes into targets[edge.where] (the layer's time, or
+    the post ops')."""
+    g = tb.graph
+    modes = tb.modes[1:]
+    choice: dict[str, dict] = {}  # op -> {(option, r): selector variable}
+    for (name, opt, r), i in Y.items():
+        choice.setdefault(name, {})[(opt, r)] = i
+    for (name, opt), i in X.items():
+        choice.setdefault(name, {})[(opt, 0)] = i
+    roles = [(e, role, name) for e in tb.edges if e.where in targets
+             for role, name in (("fwd", e.producer), ("bwd", e.consumer)) if tb.overlaps(g.op(name))]
+    delta: dict = {}  # (edge, role, own option, other option, mode) -> seconds per use
+    useful: set = set()  # (op, own option, mode) that save time somewhere
+    for e, role, name in roles:
+        for o_p in tb.options(g.op(e.producer)):
+            for o_c in tb.options(g.op(e.consumer)):
+                own, other = (o_p, o_c) if role == "fwd" else (o_c, o_p)
+                for mode in modes:
+                    d = tb.overlap_delta(e, o_p, o_c, role, mode)
+                    if d:
+                        delta[(e, role, own, other, mode)] = d
+                        if d < 0:
+                            useful.add((name, own, mode))
+    W: dict = {}
+    for name, own, mode in sorted(useful, key=str):
+        for (opt, r), _sel in choice[name].items():
+            if opt == own:
+                W[(name, opt, r, mode)] = lm.binary(f"W[{name},{opt},{r},{mode}]")
+    per_choice: dict = {}
+    for (name, opt, r, _mode), i in W.items():
+        per_choice.setdefault((name, opt, r), {})[i] = 1.0
+    for (name, opt, r), row in per_choice.items():
+        row[choice[name][(opt, r)]] = -1.0
+        lm.add(row, "<=", 0.0, scale=1.0, name=f"mode[{name},{opt},{r}]")
+    for e, role, name in roles:
+        others = tb.options(g.op(e.consumer if role == "fwd" else e.producer))
+        again = role == "fwd" and tb.saved_by(e)
+        target = targets[e.where]
+        cover: dict = {}  # (o_p, o_c) -> V variables
+        for (n, own, r, mode), w in W.items():
+            if n != name or not any(delta.get((e, role, own, x, mode)) for x in others):
+                continue
+            mult = 2.0 if (again and r == 1) else 1.0
+            row = {w: -1.0}
+            for x in others:
+                name_v = f"V[{e.tensor}:{e.producer}->{e.consumer},{role},{own},{x},{r},{mode}]"
+                v = lm.continuous(name_v, 1.0, scale=1.0)
+                row[v] = 1.0
+                cover.setdefault((own, x) if role == "fwd" else (x, own), []).append(v)
+                d = delta.get((e, role, own, x, mode), 0.0)
+                if d:
+                    target[v] = target.get(v, 0.0) + mult * d
+            lm.add(row, "==", 0.0, scale=1.0)
+        for pair, vs in cover.items():
+            row = {v: 1.0 for v in vs}
+            row[Z[e][pair]] = -1.0
+            lm.add(row, "<=", 0.0, scale=1.0)
+    return W
 
 
 def _split_by_tier(lm: LinearModel, h: int, total: dict[int, float], working: list[dict[int, float]],
