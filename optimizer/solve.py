@@ -73,9 +73,9 @@ class Progress:
 @dataclass
 class _OpTable:
     """Per block op of a probe, one column per (option, recompute) choice, for the Lagrangian
-    bound: per-layer time (each direction at least max(compute, its collective), whatever the
-    overlap), parameters on one die, activation bytes kept for backward; `recompute` flags the
-    choices that recompute (masked out when a policy forbids them)."""
+    bound: per-layer compute time (no overlap mode hides compute), parameters on one die,
+    activation bytes kept for backward; `recompute` flags the choices that recompute (masked out
+    when a policy forbids them)."""
 
     time: np.ndarray  # (ops, choices) seconds, inf where an op has fewer choices
     params: np.ndarray  # (ops, choices)
@@ -130,7 +130,7 @@ def _op_table(tb: Tables) -> _OpTable:
         row = []
         for opt in tb.options(o):
             c = tb.option_cost(o, opt)
-            fwd, bwd = max(c.fwd_s, c.fwd_comm.time_s), max(c.bwd_s, c.bwd_comm.time_s)
+            fwd, bwd = c.fwd_s, c.bwd_s  # collectives may hide under other ops' compute; compute never does
             kept = sum(v for t, v in c.out_bytes.items() if t in need and t != g.block_output)
             always = c.out_bytes.get(g.block_output, 0.0)  # the block input is always kept
             row.append((fwd + bwd, c.params, kept + always, 0.0, False))

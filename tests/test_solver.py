@@ -185,3 +185,24 @@ def test_bad_solve_arguments(kwargs, field):
     w, h, _ = gpt_case()
     with pytest.raises(ValueError, match=field):
         optimizer.solve(w, h, **kwargs)
+
+
+def test_point_bounds_never_exceed_the_point_optimum():
+    """The bounds that order and prune outer points — the cheap one and the Lagrangian memory
+    relaxation — stay below the brute-force optimum of every point, memory tight or not."""
+    import dataclasses
+
+    from optimizer.solve import _bounds, _lagrangian_bound, probed_points
+
+    w = models.Workload(model=models.load("megatron-1.7b"), global_batch=4, seq_len=512)
+    tightened = 0
+    for sram in (2e9, 0.9e9):
+        h = hw.load("tmac-wafer", rows=1, cols=2, sram_bytes=sram)
+        sp = Space("full", zero_stages=(0, 1), virtual=(1,), free_ops=frozenset({"qk", "softmax", "fc2"}))
+        for pt, pr in probed_points(w, h, sp):
+            cheap, lagrangian = _bounds(pt, pr, w, h, sp)[0], _lagrangian_bound(pt, pr, w, h, sp)
+            tightened += lagrangian > cheap
+            best = brute_force(w, h, dataclasses.replace(sp, points=(pt,))).best_s
+            if best is not None:
+                assert max(cheap, lagrangian) <= best * (1 + 1e-9), (pt, cheap, lagrangian, best)
+    assert tightened > 0
