@@ -12,9 +12,9 @@ from hw.schema import Hardware
 from models.schema import Workload
 
 from . import cost
-from .evaluate import finish_stages, in_dram_bytes, score_stage
+from .evaluate import assemble, finish_stages, in_dram_bytes, score_stage
 from .mapping import OpChoice
-from .solve import _tables, probed_points
+from .solve import OBJECTIVES, _mapping, _tables, probed_points
 from .space import OuterPoint, Space, get_space
 
 
@@ -27,6 +27,8 @@ class BruteForce:
     evaluated: int
     space_size: int
     seconds: float
+    objective: str = "time"
+    best_value: float | None = None  # the winner's objective: s, J (energy) or J·s (edp), by evaluate()
 
 
 def _choices(tb, sp: Space, pt: OuterPoint) -> list[tuple[str, list[OpChoice]]]:
@@ -62,8 +64,13 @@ def score(tb, ch: dict[str, OpChoice], offload: tuple[str, ...] = ()) -> tuple[f
     return pipe + max(st.sync_s for st in stages), on_die <= tb.hw.die.memory_bytes and in_dram <= tb.hw.dram_capacity
 
 
-def brute_force(work: Workload, hw: Hardware, space: str | Space = "full", limit: int | None = None) -> BruteForce:
-    """Score every mapping of the space (or the first `limit`); the fastest that fits wins."""
+def brute_force(work: Workload, hw: Hardware, space: str | Space = "full", limit: int | None = None,
+                objective: str = "time") -> BruteForce:
+    """Score every mapping of the space (or the first `limit`); the one that fits with the least
+    objective wins: step time ("time"), or evaluate()'s energy_j ("energy") or energy_j ×
+    step_time_s ("edp") of the complete mapping."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective {objective!r}; allowed: {', '.join(OBJECTIVES)}")
     sp = get_space(space)
     t0 = time.perf_counter()
     best: tuple[float, OuterPoint, dict, tuple[str, ...]] | None = None
@@ -82,7 +89,15 @@ def brute_force(work: Workload, hw: Hardware, space: str | Space = "full", limit
                 ch = dict(zip(names, combo))
                 t, fits = score(tb, ch, off)
                 n += 1
-                if fits and (best is None or t < best[0]):
-                    best = (t, pt, ch, off)
+                if not fits:
+                    continue
+                value = t
+                if objective != "time":
+                    mp = _mapping(pt, tb, {k: (c.split, c.recompute, c.overlap) for k, c in ch.items()}, sp, off)
+                    rep = assemble(mp, work, hw, tb)
+                    value = rep.energy_j * (rep.step_time_s if objective == "edp" else 1.0)
+                if best is None or value < best[4]:
+                    best = (t, pt, ch, off, value)
     return BruteForce(best[0] if best else None, best[1] if best else None, best[2] if best else None,
-                      best[3] if best else (), n, size, time.perf_counter() - t0)
+                      best[3] if best else (), n, size, time.perf_counter() - t0, objective,
+                      best[4] if best else None)

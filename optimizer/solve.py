@@ -30,18 +30,32 @@ from models.schema import Workload
 from . import cost
 from .evaluate import evaluate
 from .formulation.backends import BACKENDS, solve_model
-from .formulation.inner import build_inner
+from .formulation.energy import minimize_energy, modeled
+from .formulation.inner import Inner, build_inner
 from .formulation.placement import place_groups
 from .mapping import Mapping, OpChoice, Report
 from .space import OuterPoint, Space, get_space
 from .tables import Tables, balanced_layers, default_groups
 
-OBJECTIVES = ("time",)
+OBJECTIVES = ("time", "energy", "edp")
+EDP_MAX_SOLVES = 24  # inner solves per outer point in the EDP walk, at most (then its bound stays open)
+EDP_STEP = 1e-6  # each EDP step asks for a step time this much (relative) below the previous one
 REL_TOL = 1e-9
 ENUMERATION_SHARE = 0.5  # of the time limit, at most, spent enumerating and bounding outer points
 
 
 class Solution(BaseModel):
+    """The answer of solve().
+
+    objective "time": objective_s is the solver's step time, bound_s a proven lower bound on it,
+    gap = (report.step_time_s − bound_s)/bound_s; objective_value = objective_s, bound_value =
+    bound_s. objective "energy" (J of one step) or "edp" (J·s, energy × step time):
+    objective_value is the solver's value of that objective, bound_value a proven lower bound on
+    it, gap = (the report's energy_j, or energy_j × step_time_s, − bound_value)/bound_value;
+    objective_s is then the chosen mapping's step time as the solver modeled it (exact when the
+    hardware has static power, which makes the energy push the time variables down; with
+    static_w = 0 it may lie above evaluate's) and bound_s is None."""
+
     model_config = ConfigDict(frozen=True)
 
     status: str  # optimal | feasible | infeasible | timeout
@@ -57,6 +71,9 @@ class Solution(BaseModel):
     points_pruned: int = 0
     backend: str = "cpsat"
     space: str = "full"
+    objective: str = "time"
+    objective_value: float | None = None  # s ("time"), J ("energy") or J·s ("edp")
+    bound_value: float | None = None  # proven lower bound on objective_value
 
 
 @dataclass
@@ -99,6 +116,12 @@ class _Probe:
     params_op: float  # the largest op's least parameters on one die
     act_layer: float
     ops: _OpTable | None = None
+    flops_layer: float = 0.0  # least forward FLOPs of one die: one layer, the pre ops, the post ops
+    flops_pre: float = 0.0
+    flops_post: float = 0.0
+    bytes_layer: float = 0.0  # least forward main-memory bytes of one die's compute, likewise
+    bytes_pre: float = 0.0
+    bytes_post: float = 0.0
 
 
 def _probe(work: Workload, hw: Hardware, space: Space, shape: tuple[int, int], mb: int) -> _Probe | None:
@@ -118,7 +141,9 @@ def _probe(work: Workload, hw: Hardware, space: Space, shape: tuple[int, int], m
     return _Probe(tb, least(graph.block, lambda c: c.fwd_s + c.bwd_s), least(graph.pre, lambda c: c.fwd_s + c.bwd_s),
                   least(graph.post, lambda c: c.fwd_s + c.bwd_s), least(graph.block, lambda c: c.params),
                   least(graph.pre, lambda c: c.params), least(graph.post, lambda c: c.params), params_op, x_bytes,
-                  _op_table(tb))
+                  _op_table(tb), least(graph.block, lambda c: c.flops), least(graph.pre, lambda c: c.flops),
+                  least(graph.post, lambda c: c.flops), least(graph.block, lambda c: c.mem_bytes),
+                  least(graph.pre, lambda c: c.mem_bytes), least(graph.post, lambda c: c.mem_bytes))
 
 
 def _op_table(tb: Tables) -> _OpTable:
@@ -279,6 +304,40 @@ def _mapping(pt: OuterPoint, tb: Tables, choices: dict, space: Space, offload: t
     )
 
 
+def _energy_floor(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware) -> float:
+    """Joules of one step below every mapping of an outer point, but for static power: each op's
+    least FLOPs and least compute bytes on a die (forward, backward = 2× forward, no recompute),
+    on every die, every micro-batch. Collectives, transfers and DRAM traffic only add (fused
+    near-memory reduction saves part of a collective's own bytes, never more)."""
+    e = hw.energy
+    mem_j = e.dram_byte_j if hw.die.hbm_bytes is not None else e.sram_byte_j
+    m = work.global_batch // (pt.dp * pt.micro_batch)
+    dies = pt.dp * pt.shape[0] * pt.shape[1]
+    layers = work.model.layers
+    flops = layers * pr.flops_layer + pr.flops_pre + pr.flops_post
+    nbytes = layers * pr.bytes_layer + pr.bytes_pre + pr.bytes_post
+    return 3 * m * dies * (flops * e.flop_j + nbytes * mem_j)
+
+
+def _point_bound(objective: str, time_lb: float, floor: float, static_w: float) -> float:
+    """A lower bound on the objective at a point from its step-time bound and its energy floor."""
+    if objective == "time":
+        return time_lb
+    energy = floor + static_w * time_lb
+    return energy if objective == "energy" else energy * time_lb
+
+
+def _machine_objective_bound(objective: str, work: Workload, hw: Hardware) -> float:
+    """_machine_bound for any objective: the static energy of the least die-seconds the model's
+    FLOPs need (energy); energy times the machine's least step time (edp)."""
+    t = _machine_bound(work, hw)
+    if objective == "time":
+        return t
+    flops = step_flops(work.model, work.global_batch, work.seq_len)
+    energy = hw.energy.static_w * flops / (hw.peak(work.dtype) * hw.die.matmul_efficiency)
+    return energy if objective == "energy" else energy * t
+
+
 def _check_args(space: str, backend: str, objective: str, time_limit_s: float) -> None:
     if backend not in BACKENDS:
         raise ConfigError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
@@ -289,10 +348,131 @@ def _check_args(space: str, backend: str, objective: str, time_limit_s: float) -
     get_space(space)
 
 
+@dataclass
+class _PointResult:
+    """What the inner solves of one outer point found: candidates (objective, mapping, modeled step
+    time), bounds left open (a solve that did not finish, an EDP walk cut short), solves run."""
+
+    candidates: list = field(default_factory=list)
+    open_bounds: list = field(default_factory=list)
+    timed_out: bool = False
+    solves: int = 0
+
+
+def _solve_time_or_energy(inner: Inner, tb: Tables, pt: OuterPoint, sp: Space, objective: str, lb: float,
+                          incumbent: float | None, backend: str, remaining: float, threads: int) -> _PointResult:
+    out = _PointResult()
+    lm = inner.model
+    if objective == "energy":
+        minimize_energy(inner, tb)
+    if incumbent is not None:  # only a strictly better mapping matters: "infeasible" then proves none exists here
+        lm.add(dict(lm.objective), "<=", incumbent - lm.objective_const, scale=lm.objective_scale, name="cutoff")
+    res = solve_model(lm, backend, remaining, threads)
+    out.solves = 1
+    if res.status in ("optimal", "feasible") and res.values is not None:
+        mp = _mapping(pt, tb, inner.choices(res.values), sp, inner.offload(res.values))
+        out.candidates.append((res.objective, mp, modeled(inner.time_objective, res.values)))
+        if res.status == "feasible":
+            out.open_bounds.append(max(lb, res.bound if res.bound is not None else lb))
+    elif res.status == "timeout":
+        out.open_bounds.append(max(lb, res.bound) if res.bound is not None else lb)
+        out.timed_out = True
+    return out
+
+
+def _solve_edp(inner: Inner, tb: Tables, pt: OuterPoint, sp: Space, work: Workload, hw: Hardware, lb: float,
+               incumbent: float | None, backend: str, deadline: float, threads: int) -> _PointResult:
+    """Energy × step time at one outer point, exactly, by an epsilon-constraint walk over the
+    point's (energy, time) Pareto front: min time → T_min; min energy → E_min (so E_min·T_min
+    bounds the point); then again and again min energy subject to time ≤ T·(1 − EDP_STEP) of the
+    previous answer, until that limit falls below T_min. Every answer is a candidate, scored E·T by evaluate() (the referee). An answer
+    with energy E_k ends the walk once E_k·T_min ≥ the incumbent: every Pareto point still ahead
+    has E ≥ E_k and T ≥ T_min. Each min-energy solve carries the cutoff E < incumbent / T_min, so
+    "infeasible" ends it too. At most EDP_MAX_SOLVES solves per point; a walk cut short (or a
+    solve that did not finish) leaves its bound E·T_min open."""
+    out = _PointResult()
+    lm = inner.model
+    time_expr, time_scale = dict(inner.time_objective), inner.time_scale * tb.virtual
+    energy_expr, energy_const = minimize_energy(inner, tb)
+    energy_scale = lm.objective_scale
+    best = incumbent
+
+    def run(expr: dict, const: float, scale: float, extra: list) -> object:
+        lm.minimize(expr, const)
+        lm.objective_scale = scale
+        n = len(lm.rows)
+        for coeffs, rhs, sc, name in extra:
+            lm.add(coeffs, "<=", rhs, scale=sc, name=name)
+        res = solve_model(lm, backend, deadline - time.perf_counter(), threads)
+        del lm.rows[n:]
+        out.solves += 1
+        return res
+
+    def candidate(values) -> tuple[float, float]:
+        nonlocal best
+        mp = _mapping(pt, tb, inner.choices(values), sp, inner.offload(values))
+        rep = evaluate(mp, work, hw)
+        val = rep.energy_j * rep.step_time_s
+        out.candidates.append((val, mp, rep.step_time_s))
+        best = val if best is None else min(best, val)
+        return rep.energy_j, rep.step_time_s
+
+    def stop(bound: float, res) -> _PointResult:
+        out.open_bounds.append(max(lb, bound))
+        out.timed_out = out.timed_out or res is None or res.status == "timeout"
+        return out
+
+    if time.perf_counter() >= deadline:
+        return stop(lb, None)
+    # 1. the least step time of the point
+    res = run(time_expr, 0.0, time_scale, [])
+    if res.status == "infeasible":
+        return out
+    if res.values is None or res.status != "optimal":
+        return stop(lb, res)
+    t_min = min(res.objective, res.bound if res.bound is not None else res.objective)
+    candidate(res.values)
+    e_floor = lb / t_min  # lb = E_lb·T_lb ≤ E_lb·t_min
+    # 2. the least energy; 3. the walk towards shorter steps
+    limit = None  # step time the next answer must beat
+    while True:
+        if out.solves >= EDP_MAX_SOLVES:  # the walk cut short: the rest of the front stays open
+            out.open_bounds.append(max(lb, e_floor * t_min))
+            return out
+        if time.perf_counter() >= deadline:
+            return stop(e_floor * t_min, None)
+        extra = [(dict(energy_expr), best / t_min - energy_const, energy_scale, "cutoff")]
+        if limit is not None:
+            # written relative to the limit (time / limit ≤ 1), so a MIP solver's absolute
+            # feasibility tolerance is a relative one here
+            extra.append(({i: c / limit for i, c in time_expr.items()}, 1.0, time_scale * limit, "edp step"))
+        res = run(energy_expr, energy_const, energy_scale, extra)
+        if res.status == "infeasible":
+            return out
+        if res.values is None:
+            return stop(e_floor * t_min, res)
+        if res.status != "optimal":  # a shorter step of this point may still do better
+            out.open_bounds.append(max(lb, (res.bound if res.bound is not None else e_floor) * t_min))
+            return out
+        e_k = res.objective
+        e_floor = max(e_floor, min(e_k, res.bound if res.bound is not None else e_k))
+        _e, t_k = candidate(res.values)
+        if e_floor * t_min >= best * (1 - REL_TOL):
+            return out
+        limit = min(t_k, modeled(time_expr, res.values)) * (1 - EDP_STEP)
+        if limit < t_min:  # no mapping of the point is faster than t_min: the front is walked
+            return out
+
+
 def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full", backend: str = "cpsat",
           objective: str = "time", time_limit_s: float = 60.0, threads: int | None = None,
           progress: Callable[[Progress], None] | None = None) -> Solution:
-    """The best mapping of `work` on `hardware` inside `space`, with a proven lower bound."""
+    """The best mapping of `work` on `hardware` inside `space`, with a proven lower bound.
+
+    objective: "time" (step time, s), "energy" (J of one step, evaluate()'s energy_j) or "edp"
+    (energy_j × step_time_s). See Solution for what objective_s, bound_s, gap mean for each;
+    "edp" walks each outer point's energy/time Pareto front (_solve_edp, at most EDP_MAX_SOLVES
+    inner solves per point)."""
     _check_args(space, backend, objective, time_limit_s)
     hw = hw_loader.load(hardware) if isinstance(hardware, str) else hardware
     sp = get_space(space)
@@ -300,9 +480,12 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
     threads = threads or min(8, os.cpu_count() or 1)
     t0 = time.perf_counter()
     deadline = t0 + time_limit_s
+    static_w = hw.energy.static_w
 
     probes: dict = {}
     heap: list = []
+    time_lbs: dict[int, float] = {}  # point key -> its step-time lower bound
+    floors: dict[int, float] = {}  # point key -> its energy floor (objectives other than time)
     least_mem = least_spill = float("inf")
     total = pruned_mem = 0
     enumeration_cut = False  # outer points left unenumerated (bounded by the machine-wide bound)
@@ -318,9 +501,11 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
         if lb == float("inf"):  # no choice of tiers fits this point
             pruned_mem += 1
             continue
-        heapq.heappush(heap, (lb, total, pt))
+        time_lbs[total] = lb
+        floors[total] = _energy_floor(pt, pr, work, hw) if objective != "time" else 0.0
+        heapq.heappush(heap, (_point_bound(objective, lb, floors[total], static_w * pt.dies), total, pt))
 
-    best: tuple[float, Mapping, float] | None = None  # (objective, mapping, inner bound)
+    best: tuple[float, Mapping, float] | None = None  # (objective, mapping, modeled step time)
     solved = 0
     open_bounds: list[float] = []  # bounds of points whose inner solve did not finish
     timed_out = False
@@ -337,56 +522,60 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
         pr = probes[(pt.shape, pt.micro_batch)]
         if key not in refined:  # tighten lazily, only for points that reach the front
             refined.add(key)
-            lb = max(lb, _lagrangian_bound(pt, pr, work, hw, sp))
-            heapq.heappush(heap, (lb, key, pt))
+            time_lbs[key] = max(time_lbs[key], _lagrangian_bound(pt, pr, work, hw, sp))
+            heapq.heappush(heap, (_point_bound(objective, time_lbs[key], floors[key], static_w * pt.dies), key, pt))
             continue
         tb = _tables(pt, pr, work, hw, sp)
         if tb is None:
             continue
         inner = build_inner(tb, sp.recompute_allowed(tb.graph, pt.recompute_policy), hw.die.memory_bytes,
-                            sp.offload_classes(hw))
-        if best is not None:  # only a strictly better mapping matters: "infeasible" then proves none exists here
-            lm = inner.model
-            lm.add(dict(lm.objective), "<=", best[0] - lm.objective_const, scale=lm.objective_scale, name="cutoff")
-        res = solve_model(inner.model, backend, remaining, threads)
+                            sp.offload_classes(hw), energy=objective != "time")
+        incumbent = best[0] if best is not None else None
+        if objective == "edp":
+            res = _solve_edp(inner, tb, pt, sp, work, hw, lb, incumbent, backend, deadline, threads)
+        else:
+            res = _solve_time_or_energy(inner, tb, pt, sp, objective, lb, incumbent, backend, remaining, threads)
         solved += 1
-        if res.status in ("optimal", "feasible") and res.values is not None:
-            mp = _mapping(pt, tb, inner.choices(res.values), sp, inner.offload(res.values))
-            if best is None or res.objective < best[0]:
-                best = (res.objective, mp, res.bound if res.bound is not None else lb)
-            if res.status == "feasible":
-                open_bounds.append(max(lb, res.bound if res.bound is not None else lb))
-        elif res.status == "timeout":
-            open_bounds.append(max(lb, res.bound) if res.bound is not None else lb)
-            timed_out = True
+        for cand in res.candidates:
+            if best is None or cand[0] < best[0]:
+                best = cand
+        open_bounds.extend(res.open_bounds)
+        timed_out = timed_out or res.timed_out
         if progress:
-            progress(Progress(solved, total, best[0] if best else None, lb))
+            if objective == "time":
+                progress(Progress(solved, total, best[0] if best else None, lb))
+            else:
+                progress(Progress(solved, total, best[2] if best else None, None,
+                                  {"objective": objective, "incumbent": best[0] if best else None, "bound": lb}))
 
     elapsed = time.perf_counter() - t0
     unexplored = [h[0] for h in heap]
     if enumeration_cut:
         timed_out = True
-        unexplored.append(_machine_bound(work, hw))
+        unexplored.append(_machine_objective_bound(objective, work, hw))
+    is_time = objective == "time"
+    common = dict(solve_time_s=elapsed, points_total=total, points_solved=solved, backend=backend, space=space,
+                  objective=objective)
     if best is None:
         if timed_out or (unexplored and not heap == []):
             bound = min(unexplored + open_bounds) if (unexplored or open_bounds) else None
-            return Solution(status="timeout", bound_s=bound, solve_time_s=elapsed, points_total=total,
-                            points_solved=solved, backend=backend, space=space,
-                            explanation="no feasible mapping found within the time limit")
-        return Solution(status="infeasible", solve_time_s=elapsed, points_total=total, points_solved=solved,
-                        points_pruned=pruned_mem, backend=backend, space=space,
-                        explanation=_why_infeasible(least_mem, least_spill, hw, work, space, solved))
-    obj, mp, _ = best
+            return Solution(status="timeout", bound_s=bound if is_time else None, bound_value=bound,
+                            explanation="no feasible mapping found within the time limit", **common)
+        return Solution(status="infeasible", points_pruned=pruned_mem,
+                        explanation=_why_infeasible(least_mem, least_spill, hw, work, space, solved), **common)
+    obj, mp, model_s = best
     cand = [obj] + open_bounds + (unexplored if timed_out else [])
     bound = min(cand)
     report = evaluate(mp, work, hw)
     optimal = not timed_out and not open_bounds
     status = "optimal" if optimal else ("feasible" if not timed_out else "timeout")
-    gap = (report.step_time_s - bound) / bound if bound > 0 else 0.0
-    return Solution(status=status, mapping=mp, report=report, objective_s=obj, bound_s=bound if not optimal else obj,
-                    gap=max(gap if not optimal else (report.step_time_s - obj) / obj, 0.0),
-                    solve_time_s=elapsed, points_total=total, points_solved=solved,
-                    points_pruned=total - solved, backend=backend, space=space)
+    value = {"time": report.step_time_s, "energy": report.energy_j,
+             "edp": report.energy_j * report.step_time_s}[objective]
+    bound = bound if not optimal else obj
+    gap = (value - bound) / bound if bound > 0 else 0.0
+    return Solution(status=status, mapping=mp, report=report, objective_s=obj if is_time else model_s,
+                    bound_s=bound if is_time else None, gap=max(gap, 0.0), points_pruned=total - solved,
+                    objective_value=obj, bound_value=bound, **common)
 
 
 def _why_infeasible(least_mem: float, least_spill: float, hw: Hardware, work: Workload, space: str,

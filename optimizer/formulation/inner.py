@@ -44,6 +44,25 @@ class Inner:
     rec_allowed: dict
     H: dict
     W: dict = field(default_factory=dict)  # (op, option, r, mode) -> binary: the op's overlap mode
+    # handles for other objectives (optimizer/formulation/energy.py)
+    V: dict = field(default_factory=dict)  # (edge, role, o_p, o_c, r, mode) -> V variable (W x Z)
+    sel: dict = field(default_factory=dict)  # op -> {option: expr of "op picks option"}
+    time_objective: dict = field(default_factory=dict)  # step time (s) as a linear expression
+    time_scale: float = 1e9  # CP-SAT integer units per second of the time variables (ns or ps)
+    dram: list = field(default_factory=list)  # per stage kind: (kind, count, in_flight, {class: DRAM var (GB)})
+    group_of: dict = field(default_factory=dict)  # selector variable -> its op (one option per op)
+
+    def upper(self, expr: dict[int, float]) -> float:
+        """An upper bound of a linear expression (each op's largest coefficient, other variables at
+        their bounds; negative coefficients of non-selector variables count 0)."""
+        top: dict = {}
+        total = 0.0
+        for i, c in expr.items():
+            if i in self.group_of:
+                top[self.group_of[i]] = max(top.get(self.group_of[i], 0.0), c)
+            elif c > 0:
+                total += c * self.model.vars[i].ub
+        return total + sum(top.values())
 
     def offload(self, values: list[float]) -> tuple[str, ...]:
         return tuple(c for c, i in self.H.items() if values[i] > 0.5)
@@ -64,8 +83,10 @@ class Inner:
 
 
 def build_inner(tb: Tables, rec_allowed: dict[str, tuple[bool, ...]], capacity: float,
-                offload: tuple[str, ...] = ()) -> Inner:
-    """The model of one outer point; `offload` lists the tensor classes the solver may put in DRAM."""
+                offload: tuple[str, ...] = (), energy: bool = False) -> Inner:
+    """The model of one outer point; `offload` lists the tensor classes the solver may put in DRAM.
+    With `energy`, overlap modes that save main-memory bytes (but no time) are modeled too, so the
+    energy expression (formulation/energy.py) can be built on it; the objective stays step time."""
     g = tb.graph
     lm = LinearModel()
     H = {c: lm.binary(f"H[{c}]") for c in offload}  # class c lives in DRAM
@@ -203,7 +224,7 @@ def build_inner(tb: Tables, rec_allowed: dict[str, tuple[bool, ...]], capacity: 
     add_expr(pre, edges_expr("pre"))
     post = ops_expr(g.post)
     add_expr(post, edges_expr("post"))
-    W = _overlap_modes(lm, tb, Y, X, Z, {"block": layer, "post": post})
+    W, V = _overlap_modes(lm, tb, Y, X, Z, {"block": layer, "post": post}, energy)
 
     # ---- ZeRO-3: a layer's gathers are prefetched beside the previous layer's compute -----------
     cb: dict[int, float] = {}  # one layer's backward compute, recomputation included
@@ -351,6 +372,7 @@ def build_inner(tb: Tables, rec_allowed: dict[str, tuple[bool, ...]], capacity: 
     dmax = lm.continuous("D", big_d, scale=tscale)
     objective: dict[int, float] = {}
     dram_total: dict[int, float] = {}
+    dram_kinds: list = []
     for kind, key, time, par, working, sync, act, pp_k in kinds:
         in_flight = tb.in_flight(kind.index)
         mem: dict[int, float] = {}
@@ -374,6 +396,7 @@ def build_inner(tb: Tables, rec_allowed: dict[str, tuple[bool, ...]], capacity: 
             add_expr(mem, act_all)
         add_expr(mem, buffers)
         lm.add(mem, "<=", capacity / GB, scale=GB, name=f"memory{key}")
+        dram_kinds.append((kind, counts[key], in_flight, dict(dram)))
         for off_die in dram.values():
             dram_total[off_die] = dram_total.get(off_die, 0.0) + counts[key] * tb.dp * tb.shape[0] * tb.shape[1]
 
@@ -421,10 +444,11 @@ def build_inner(tb: Tables, rec_allowed: dict[str, tuple[bool, ...]], capacity: 
     objective[dmax] = 1.0
     lm.minimize(objective)
     lm.objective_scale = tscale * tb.virtual
-    return Inner(lm, Y, X, Z, rec_allowed, H, W)
+    return Inner(lm, Y, X, Z, rec_allowed, H, W, V, sel, dict(objective), tscale, dram_kinds, group_of)
 
 
-def _overlap_modes(lm: LinearModel, tb: Tables, Y: dict, X: dict, Z: dict, targets: dict[str, dict]) -> dict:
+def _overlap_modes(lm: LinearModel, tb: Tables, Y: dict, X: dict, Z: dict, targets: dict[str, dict],
+                   energy: bool = False) -> tuple[dict, dict]:
     """The overlap modes of the GEMMs (optimizer.overlap; evaluate.score_stage prices them the same).
 
     W[op, option, r, mode] (binary; Σ_mode W ≤ the choice (option, r), none = sequential) exists only
@@ -434,7 +458,9 @@ def _overlap_modes(lm: LinearModel, tb: Tables, Y: dict, X: dict, Z: dict, targe
     W times the pair variable Z (exact for binaries: Σ_other V = W, Σ_(r, mode) V ≤ Z of the pair);
     its coefficient Tables.overlap_delta (twice for fwd when the recomputed producer's output is
     converted again for the consumer's backward) goes into targets[edge.where] (the layer's time, or
-    the post ops')."""
+    the post ops'). With `energy`, a mode that saves main-memory bytes somewhere (fused, near-memory
+    reduction) is modeled as well, though it may save no time. Returns (W, V); V is keyed
+    (edge, role, o_p, o_c, r, mode)."""
     g = tb.graph
     modes = tb.modes[1:]
     choice: dict[str, dict] = {}  # op -> {(option, r): selector variable}
@@ -446,6 +472,7 @@ def _overlap_modes(lm: LinearModel, tb: Tables, Y: dict, X: dict, Z: dict, targe
              for role, name in (("fwd", e.producer), ("bwd", e.consumer)) if tb.overlaps(g.op(name))]
     delta: dict = {}  # (edge, role, own option, other option, mode) -> seconds per use
     useful: set = set()  # (op, own option, mode) that save time somewhere
+    saves: set = set()  # (edge, role, own option, other option, mode) that save main-memory bytes
     for e, role, name in roles:
         for o_p in tb.options(g.op(e.producer)):
             for o_c in tb.options(g.op(e.consumer)):
@@ -456,7 +483,11 @@ def _overlap_modes(lm: LinearModel, tb: Tables, Y: dict, X: dict, Z: dict, targe
                         delta[(e, role, own, other, mode)] = d
                         if d < 0:
                             useful.add((name, own, mode))
+                    if energy and tb.overlap_saving_bytes(e, o_p, o_c, role, mode) > 0:
+                        saves.add((e, role, own, other, mode))
+                        useful.add((name, own, mode))
     W: dict = {}
+    V: dict = {}
     for name, own, mode in sorted(useful, key=str):
         for (opt, r), _sel in choice[name].items():
             if opt == own:
@@ -473,7 +504,8 @@ def _overlap_modes(lm: LinearModel, tb: Tables, Y: dict, X: dict, Z: dict, targe
         target = targets[e.where]
         cover: dict = {}  # (o_p, o_c) -> V variables
         for (n, own, r, mode), w in W.items():
-            if n != name or not any(delta.get((e, role, own, x, mode)) for x in others):
+            if n != name or not any(delta.get((e, role, own, x, mode)) or (e, role, own, x, mode) in saves
+                                    for x in others):
                 continue
             mult = 2.0 if (again and r == 1) else 1.0
             row = {w: -1.0}
@@ -481,6 +513,7 @@ def _overlap_modes(lm: LinearModel, tb: Tables, Y: dict, X: dict, Z: dict, targe
                 name_v = f"V[{e.tensor}:{e.producer}->{e.consumer},{role},{own},{x},{r},{mode}]"
                 v = lm.continuous(name_v, 1.0, scale=1.0)
                 row[v] = 1.0
+                V[(e, role) + ((own, x) if role == "fwd" else (x, own)) + (r, mode)] = v
                 cover.setdefault((own, x) if role == "fwd" else (x, own), []).append(v)
                 d = delta.get((e, role, own, x, mode), 0.0)
                 if d:
@@ -490,7 +523,7 @@ def _overlap_modes(lm: LinearModel, tb: Tables, Y: dict, X: dict, Z: dict, targe
             row = {v: 1.0 for v in vs}
             row[Z[e][pair]] = -1.0
             lm.add(row, "<=", 0.0, scale=1.0)
-    return W
+    return W, V
 
 
 def _split_by_tier(lm: LinearModel, h: int, total: dict[int, float], working: list[dict[int, float]],
