@@ -6,10 +6,22 @@
   accpar(...)              AccPar's per-layer partition types by dynamic programming (Song et al., HPCA 2020)
   hecaton(...)             Hecaton's 2D weight-stationary method on the whole grid (Huang et al., arXiv 2407.05784)
   heuristic(name, ...)     any of them by name
+  with_least_offload(...)  a mapping with the smallest set of tensor classes in DRAM that makes it fit
 
 Each returns an optimizer.Mapping inside the strategy space of the same name (optimizer.space);
 a mapping that cannot fit is still returned (the most memory-frugal the heuristic knows) and
 evaluate() reports fits=False.
+
+The DRAM tier (`offload`): every heuristic takes `offload`, False (nothing in DRAM; the default,
+except for Hecaton, whose method relies on its DRAM chiplets), True (the least set of
+Mapping.offload classes that makes the mapping fit, with_least_offload) or a tuple of classes
+(exactly those in DRAM). True lets a peer use the DRAM behind the machine's ports the way it can:
+DeepSpeed has ZeRO-Offload / ZeRO-Infinity (Ren et al., USENIX ATC 2021; Rajbhandari et al., SC21),
+Megatron-LM and AccPar could stream weights as a wafer's weight-streaming mode does. A heuristic
+whose own choices depend on memory (Megatron-LM's pipeline depth, DeepSpeed's ZeRO stage,
+micro-batch and checkpointing, Hecaton's micro-batch) first looks for a choice that fits with
+nothing in DRAM and only then uses the DRAM tier (offloading is the peers' last resort: it adds
+port traffic); AccPar's choice ignores memory, so the tier is added to the mapping it picks.
 
 Memory accounting: the Megatron-LM baseline uses Megatron's own (fp32 gradient accumulation
 buffer: 18 B/param: 2 weights + 4 grads + 12 Adam); the others use ZeRO's 16 B/param.
@@ -19,7 +31,7 @@ from __future__ import annotations
 
 import inspect
 from itertools import combinations
-from typing import Any, Literal
+from typing import Any, Iterable, Literal, Union
 
 from hw.loader import ConfigError
 from hw.schema import Hardware
@@ -28,6 +40,7 @@ from models.graph import SELECTIVE_RECOMPUTE, build_graph
 from models.schema import Workload
 
 from . import cost
+from .cost import OFFLOAD_CLASSES
 from .evaluate import evaluate
 from .mapping import Mapping, OpChoice, StageGroup
 from .sharding import Option
@@ -35,6 +48,7 @@ from .space import LINEARS, MICRO_BATCHES, get_space
 from .tables import Tables, default_groups, tables_for
 
 HEURISTICS = ("megatron", "deepspeed", "accpar", "hecaton")
+Offload = Union[bool, tuple[str, ...]]  # False: nothing in DRAM; True: the least set that fits; or the classes
 
 
 def squarest(t: int, rows: int, cols: int) -> tuple[int, int] | None:
@@ -107,13 +121,15 @@ def megatron_groups(hw: Hardware, pp: int, dp: int, shape: tuple[int, int]) -> t
 
 def megatron(work: Workload, hw: Hardware, tp: int = 1, pp: int = 1, dp: int = 1, micro_batch: int = 1,
              recompute: Literal["none", "selective", "full"] = "full", sequence_parallel: bool = False,
-             virtual_stages: int = 1) -> Mapping:
-    """The fixed Megatron-LM mapping: TP inside a node, PP across nodes, DP over the rest."""
+             virtual_stages: int = 1, offload: Offload = False) -> Mapping:
+    """The fixed Megatron-LM mapping: TP inside a node, PP across nodes, DP over the rest.
+    `offload`: see the module docstring (True: the least set of classes in DRAM that fits)."""
     for name, v in (("tp", tp), ("pp", pp), ("dp", dp), ("micro_batch", micro_batch)):
         if v <= 0:
             raise ConfigError(f"{name} must be > 0, got {v}")
+    _check_offload(offload, hw)
     shape = megatron_shape(hw, tp)
-    return Mapping(
+    mapping = Mapping(
         pp=pp, dp=dp, tp_shape=shape, micro_batch=micro_batch, zero_stage=0,
         schedule="interleaved" if virtual_stages > 1 else "1f1b", virtual_stages=virtual_stages,
         ops=megatron_ops(work, tp, recompute, sequence_parallel),
@@ -121,6 +137,11 @@ def megatron(work: Workload, hw: Hardware, tp: int = 1, pp: int = 1, dp: int = 1
         name=f"megatron tp={tp} pp={pp} dp={dp} mb={micro_batch} recompute={recompute}"
              f"{' sp' if sequence_parallel else ''}",
     )
+    if offload is False:
+        return mapping
+    if offload is True:
+        return with_least_offload(mapping, work, hw)
+    return _named(mapping.model_copy(update={"offload": tuple(offload)}))
 
 
 # ---- shared helpers ----------------------------------------------------------------------------
@@ -133,6 +154,74 @@ def _check_inputs(work: Workload, hw: Hardware) -> None:
 
 def _fits(mapping: Mapping, work: Workload, hw: Hardware) -> bool:
     return evaluate(mapping, work, hw).fits
+
+
+def _check_offload(offload: Any, hw: Hardware) -> None:
+    if isinstance(offload, bool):
+        return
+    if not isinstance(offload, (tuple, list)) or any(c not in OFFLOAD_CLASSES for c in offload) \
+            or len(set(offload)) != len(offload):
+        raise ConfigError(f"offload must be true, false or a tuple of distinct classes out of "
+                          f"{', '.join(OFFLOAD_CLASSES)}; got {offload!r}")
+    if offload and not hw.dram_ports:
+        raise ConfigError(f"offload: {hw.name} has no DRAM ports (dram_ports), so no tensor class can live in DRAM")
+
+
+def _named(mapping: Mapping) -> Mapping:
+    """The mapping with ' offload=...' in its name matching its offload classes."""
+    base = mapping.name.split(" offload=")[0]
+    off = mapping.offload
+    return mapping.model_copy(update={"name": base + (f" offload={','.join(off)}" if off else "")})
+
+
+def offload_sets(hw: Hardware, classes: tuple[str, ...] | None = None) -> list[tuple[str, ...]]:
+    """Every subset of `classes` (default: every class the machine's DRAM ports can take,
+    cost.OFFLOAD_CLASSES, or none without ports), smallest first, then in OFFLOAD_CLASSES order."""
+    if classes is None or not hw.dram_ports:
+        classes = OFFLOAD_CLASSES if hw.dram_ports else ()
+    classes = tuple(c for c in OFFLOAD_CLASSES if c in classes)
+    return [sub for k in range(len(classes) + 1) for sub in combinations(classes, k)]
+
+
+def with_least_offload(mapping: Mapping, work: Workload, hw: Hardware,
+                       classes: tuple[str, ...] | None = None) -> Mapping:
+    """`mapping` with the smallest set of Mapping.offload classes (out of `classes`, default every
+    class the machine's DRAM ports can take) with which evaluate() says it fits; among the sets of
+    that size, the one with the least step time (ties: the first in OFFLOAD_CLASSES order). The
+    mapping's own offload is replaced, its name gets ' offload=...'. If no set fits, every class
+    goes to DRAM (the least on-die memory; evaluate() says fits=False). Nothing else changes."""
+    _check_inputs(work, hw)
+    sets = offload_sets(hw, classes)
+    every = _named(mapping.model_copy(update={"offload": sets[-1]}))
+    frugal = evaluate(every, work, hw)
+    # each class in DRAM leaves at most its working piece on the die, so if even every class in
+    # DRAM overflows the die, no subset fits (DRAM capacity can only make fewer sets fit)
+    if frugal.peak_memory_bytes > frugal.memory_capacity_bytes:
+        return every
+    best: tuple[int, float, Mapping] | None = None
+    for off in sets:
+        if best is not None and len(off) > best[0]:
+            break
+        cand = every if off == sets[-1] else _named(mapping.model_copy(update={"offload": off}))
+        rep = frugal if cand is every else evaluate(cand, work, hw)
+        if rep.fits and (best is None or rep.step_time_s < best[1]):
+            best = (len(off), rep.step_time_s, cand)
+    return best[2] if best is not None else every
+
+
+def _fewest_classes(candidates: Iterable[Mapping], work: Workload, hw: Hardware,
+                    classes: tuple[str, ...] | None = None) -> Mapping | None:
+    """Of `candidates`, in the heuristic's order of preference, each with its least fitting set of
+    classes in DRAM (with_least_offload), the first that needs the fewest classes -- the DRAM tier is
+    the last resort, its port traffic slows the step; None if none fits."""
+    best: Mapping | None = None
+    for cand in candidates:
+        m = with_least_offload(cand, work, hw, classes)
+        if _fits(m, work, hw) and (best is None or len(m.offload) < len(best.offload)):
+            best = m
+            if not best.offload:
+                break
+    return best
 
 
 def _block_ops(work: Workload) -> list[str]:
@@ -232,33 +321,42 @@ def _ops(choice: dict[str, Option]) -> dict[str, OpChoice]:
 
 
 # ---- Megatron-LM -----------------------------------------------------------------------------
-def megatron_heuristic(work: Workload, hw: Hardware) -> Mapping:
+def megatron_heuristic(work: Workload, hw: Hardware, offload: Offload = False) -> Mapping:
     """Megatron-LM's usual launch rule (Narayanan et al., "Efficient Large-Scale Language Model
     Training on GPU Clusters Using Megatron-LM", SC21, Sections 3.3 and 5.4): tensor parallelism
     as wide as a node (here a row of the grid), at most 8, dividing the heads and the ffn; the
     fewest pipeline stages (dividing the layers) with which the model fits; data parallelism over
     the remaining tiles (the largest degree dividing the batch); micro-batch 1 and full activation
     recomputation. If no depth fits, the deepest pipeline is returned (evaluate() says fits=False).
+    offload=True: if no depth fits with nothing in DRAM, the depth that fits with the fewest classes
+    in DRAM (with_least_offload; ties: the fewest stages); if none, the deepest pipeline with every
+    class in DRAM. A tuple: exactly those classes in DRAM at every depth.
     """
     _check_inputs(work, hw)
+    _check_offload(offload, hw)
     m = work.model
     tps = [t for t in range(1, min(8, hw.cols) + 1) if hw.cols % t == 0 and m.heads % t == 0 and m.ffn_size % t == 0]
     tp = max(tps)
     shape = megatron_shape(hw, tp)
     tiles = len(usable_tiles(hw, shape))
-    mapping = None
+    fixed = offload if isinstance(offload, (tuple, list)) else False
+    configs = []
     for pp in (p for p in range(1, min(m.layers, tiles) + 1) if m.layers % p == 0):
         dp = max(d for d in range(1, tiles // pp + 1) if work.global_batch % d == 0)
-        mapping = megatron(work, hw, tp=tp, pp=pp, dp=dp, micro_batch=1, recompute="full")
+        mapping = megatron(work, hw, tp=tp, pp=pp, dp=dp, micro_batch=1, recompute="full", offload=fixed)
         if _fits(mapping, work, hw):
-            break
-    assert mapping is not None
-    return mapping
+            return mapping
+        configs.append(mapping)
+    assert configs
+    if offload is True:
+        best = _fewest_classes(configs, work, hw)
+        return best if best is not None else with_least_offload(configs[-1], work, hw)
+    return configs[-1]
 
 
 # ---- DeepSpeed ZeRO --------------------------------------------------------------------------
 def deepspeed(work: Workload, hw: Hardware, zero_stage: int | None = None, micro_batch: int | None = None,
-              checkpointing: bool | None = None) -> Mapping:
+              checkpointing: bool | None = None, offload: Offload = False) -> Mapping:
     """DeepSpeed's ZeRO data parallelism (Rajbhandari et al., "ZeRO: Memory Optimizations Toward
     Training Trillion Parameter Models", SC20; DeepSpeed's configuration guide): every usable die
     holds a full replica of the computation (no tensor split, no pipeline); the data-parallel
@@ -268,8 +366,12 @@ def deepspeed(work: Workload, hw: Hardware, zero_stage: int | None = None, micro
     on activation checkpointing (full recompute of every block) only if nothing fits without it.
     A given zero_stage / micro_batch / checkpointing fixes that choice. If nothing fits, the most
     frugal choice (ZeRO-3, micro-batch 1, checkpointing) is returned and evaluate() says fits=False.
+    offload=True (ZeRO-Offload / ZeRO-Infinity): if nothing fits with nothing in DRAM, the choice
+    that fits with the fewest classes in DRAM (with_least_offload; ties: the order above); if none,
+    the most frugal choice with every class in DRAM. A tuple: exactly those classes.
     """
     _check_inputs(work, hw)
+    _check_offload(offload, hw)
     if zero_stage is not None and zero_stage not in (1, 2, 3):
         raise ConfigError(f"zero_stage must be one of 1, 2, 3 (or None: the heuristic picks), got {zero_stage!r}")
     if checkpointing is not None and not isinstance(checkpointing, bool):
@@ -289,22 +391,27 @@ def deepspeed(work: Workload, hw: Hardware, zero_stage: int | None = None, micro
     full = set(_block_ops(work))
     groups = default_groups(hw, 1, dp, (1, 1))
 
-    def build(z: int, mb: int, ck: bool) -> Mapping:
-        return Mapping(dp=dp, micro_batch=mb, zero_stage=z, groups=groups,
-                       ops={k: OpChoice(recompute=True) for k in sorted(full)} if ck else {},
-                       name=f"deepspeed zero={z} dp={dp} mb={mb}{' checkpointing' if ck else ''}")
+    fixed = tuple(offload) if isinstance(offload, (tuple, list)) else ()
 
-    for ck in ckpts:
-        for z in stages:
-            for mb in mbs:
-                mapping = build(z, mb, ck)
-                if _fits(mapping, work, hw):
-                    return mapping
-    return build(stages[-1], mbs[-1], ckpts[-1])
+    def build(z: int, mb: int, ck: bool) -> Mapping:
+        return _named(Mapping(dp=dp, micro_batch=mb, zero_stage=z, groups=groups, offload=fixed,
+                              ops={k: OpChoice(recompute=True) for k in sorted(full)} if ck else {},
+                              name=f"deepspeed zero={z} dp={dp} mb={mb}{' checkpointing' if ck else ''}"))
+
+    order = [(ck, z, mb) for ck in ckpts for z in stages for mb in mbs]
+    for ck, z, mb in order:
+        mapping = build(z, mb, ck)
+        if _fits(mapping, work, hw):
+            return mapping
+    frugal = build(stages[-1], mbs[-1], ckpts[-1])
+    if offload is True:
+        best = _fewest_classes((build(z, mb, ck) for ck, z, mb in order), work, hw)
+        return best if best is not None else with_least_offload(frugal, work, hw)
+    return frugal
 
 
 # ---- AccPar ----------------------------------------------------------------------------------
-def accpar(work: Workload, hw: Hardware) -> Mapping:
+def accpar(work: Workload, hw: Hardware, offload: Offload = False) -> Mapping:
     """AccPar (Song et al., "AccPar: Tensor Partitioning for Heterogeneous Deep Learning
     Accelerators", HPCA 2020): the devices are bisected recursively and, at each level, a
     layer-wise dynamic program gives every layer one of three partition types — I (batch),
@@ -324,8 +431,12 @@ def accpar(work: Workload, hw: Hardware) -> Mapping:
       evaluate()'s step time at each (dp, group, micro-batch); every split of the levels between
       replicas and group, and every micro-batch of MICRO_BATCHES dividing a replica's batch (AccPar
       runs it whole), is tried and the least step time kept.
+    AccPar's search has no memory limit, so `offload` does not change its choice: True adds the
+    least set of classes in DRAM that makes the chosen mapping fit (with_least_offload; every class
+    if none does), a tuple exactly those classes.
     """
     _check_inputs(work, hw)
+    _check_offload(offload, hw)
     sp = get_space("accpar")
     by_size: dict[int, tuple[int, int]] = {}
     for r, c in sp.shapes(hw):  # the squarest shape of every group size
@@ -353,11 +464,13 @@ def accpar(work: Workload, hw: Hardware) -> Mapping:
     if best is None:
         raise ConfigError(f"global_batch ({work.global_batch}): no data-parallel degree of AccPar's "
                           f"bisection of {most} dies on {hw.name} divides it")
-    return best[1]
+    if offload is True:
+        return with_least_offload(best[1], work, hw)
+    return _named(best[1].model_copy(update={"offload": tuple(offload or ())}))
 
 
 # ---- Hecaton ---------------------------------------------------------------------------------
-def hecaton(work: Workload, hw: Hardware) -> Mapping:
+def hecaton(work: Workload, hw: Hardware, offload: Offload = True) -> Mapping:
     """Hecaton (Huang et al., "Hecaton", arXiv 2407.05784): one r×c tensor group spanning every
     die of the grid, every linear (and the embedding) partitioned 2D and weight-stationary (its
     weight split on both grid axes, each die keeping one block; activations move along rows and
@@ -365,12 +478,15 @@ def hecaton(work: Workload, hw: Hardware) -> Mapping:
     both axes (never replicated along one); no pipeline, no data parallelism, no recomputation.
     Which weight dim goes on which axis, and which dims the activations between the linears are
     split on, are chosen to minimise the step time (best_options). The DRAM tier is used as
-    Hecaton does: the tensor classes that do not fit on die live in DRAM — the smallest set of
-    Mapping.offload classes with which evaluate() says the mapping fits — and the micro-batch is
-    the largest that then fits. If none fits, everything goes to DRAM at micro-batch 1 and
-    evaluate() says fits=False.
+    Hecaton does (offload=True, the default): the tensor classes that do not fit on die live in
+    DRAM — the smallest set of Mapping.offload classes with which evaluate() says the mapping fits
+    (with_least_offload, at each micro-batch) — and the micro-batch is the largest with that
+    smallest set. If none fits, everything goes to DRAM at micro-batch 1 and evaluate() says
+    fits=False. offload=False or a tuple: nothing / exactly those classes in DRAM, the largest
+    micro-batch that fits (else micro-batch 1).
     """
     _check_inputs(work, hw)
+    _check_offload(offload, hw)
     if hw.defects:
         raise ConfigError(f"defects: Hecaton's group spans the whole grid, which needs every die; {hw.name} has "
                           f"defective dies {list(hw.defects)} (allowed: none)")
@@ -379,7 +495,6 @@ def hecaton(work: Workload, hw: Hardware) -> Mapping:
                           f"{hw.rows} x {hw.cols}")
     shape = (hw.rows, hw.cols)
     classes = get_space("hecaton").offload_classes(hw)
-    subsets = [s for k in range(len(classes) + 1) for s in combinations(classes, k)]
     mbs = [b for b in sorted(MICRO_BATCHES, reverse=True) if work.global_batch % b == 0]
     skeletons: dict[int, Mapping] = {}
 
@@ -394,29 +509,33 @@ def hecaton(work: Workload, hw: Hardware) -> Mapping:
         return skeletons[mb]
 
     def build(mb: int, off: tuple[str, ...]) -> Mapping:
-        return skeleton(mb).model_copy(update={
-            "offload": off, "name": f"hecaton {shape[0]}x{shape[1]} mb={mb}"
-                                    f"{' offload=' + ','.join(off) if off else ''}"})
+        return _named(skeleton(mb).model_copy(update={"offload": off, "name": f"hecaton {shape[0]}x{shape[1]} mb={mb}"}))
 
-    for off in subsets:
+    if offload is not True:
+        off = tuple(offload or ())
         for mb in mbs:
             mapping = build(mb, off)
             if _fits(mapping, work, hw):
                 return mapping
-    return build(mbs[-1], subsets[-1])
+        return build(mbs[-1], off)
+    # the largest micro-batch first: a smaller one wins only with fewer classes in DRAM
+    best = _fewest_classes((build(mb, ()) for mb in mbs), work, hw, classes)
+    return best if best is not None else build(mbs[-1], offload_sets(hw, classes)[-1])
 
 
 # ---- by name ---------------------------------------------------------------------------------
 def heuristic(name: str, work: Workload, hw: Hardware, **kw: Any) -> Mapping:
     """The fixed mapping peer `name` (one of HEURISTICS) would pick. Keywords go to that function;
-    "megatron" without keywords is megatron_heuristic(), with them megatron(...)."""
+    "megatron" without keywords (or with `offload` only) is megatron_heuristic(), with others
+    megatron(...). `offload` (every peer): see the module docstring."""
     funcs = {"megatron": megatron, "deepspeed": deepspeed, "accpar": accpar, "hecaton": hecaton}
     if name not in funcs:
         raise ConfigError(f"unknown heuristic {name!r}; allowed: {', '.join(HEURISTICS)}")
-    if name == "megatron" and not kw:
-        return megatron_heuristic(work, hw)
-    allowed = [p for p in inspect.signature(funcs[name]).parameters if p not in ("work", "hw")]
+    if name == "megatron" and set(kw) <= {"offload"}:
+        return megatron_heuristic(work, hw, **kw)
+    # `offload` is every peer's (module docstring); the message lists each peer's own options
+    allowed = [p for p in inspect.signature(funcs[name]).parameters if p not in ("work", "hw", "offload")]
     for key in kw:
-        if key not in allowed:
+        if key not in allowed and key != "offload":
             raise ConfigError(f"{name}: unknown option {key!r}; allowed: {', '.join(allowed) or 'none'}")
     return funcs[name](work, hw, **kw)

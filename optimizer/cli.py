@@ -1,6 +1,6 @@
 """`meshmap` — the command line (typer + rich).
 
-Commands: `presets`, `evaluate`, `solve`, `export`, `check`, `explore`. `evaluate` and `solve`
+Commands: `presets`, `evaluate`, `solve`, `export`, `check`, `compare`, `explore`, `reproduce`. `evaluate` and `solve`
 take `--plot PATH` (.png or .svg): the die-grid picture at PATH and the step-time breakdown next to
 it as <stem>-breakdown<suffix>. Every error is one line on stderr (`error: ...`) and
 exit code 2, never a traceback. `--json` prints one flat JSON object on stdout.
@@ -413,6 +413,10 @@ def print_solution(sol: Solution, title: str) -> None:
     t.add_row("status", f"[{colour}]{sol.status}[/{colour}]")
     t.add_row("objective_s", _fmt_opt(sol.objective_s, "s"))
     t.add_row("bound_s", _fmt_opt(sol.bound_s, "s"))
+    if sol.objective != "time":  # energy (J) or edp (J·s): the gap is on that objective
+        unit = {"energy": "J", "edp": "J·s"}.get(sol.objective, "")
+        t.add_row(f"{sol.objective} (objective)", _fmt_opt(sol.objective_value, unit))
+        t.add_row(f"{sol.objective} bound", _fmt_opt(sol.bound_value, unit))
     t.add_row("gap", "-" if sol.gap is None else f"{100 * sol.gap:.4g} %")
     t.add_row("solve_time_s", _num(sol.solve_time_s, "s"))
     t.add_row("points solved / total", f"{sol.points_solved} / {sol.points_total}")
@@ -441,39 +445,41 @@ def print_solution(sol: Solution, title: str) -> None:
         con.print(o)
 
 
-class _SolveBar:
-    """A rich progress bar on stderr fed by solve()'s progress callback (a no-op when disabled)."""
+class _Bar:
+    """A transient rich progress bar on stderr (a no-op when disabled): `verb`, the bar, done/total,
+    then `fields_text` with its task fields."""
 
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
+    verb, fields_text, fields = "", "", {}
+
+    def __init__(self, enabled: bool, total: Optional[int] = None) -> None:
+        self.enabled, self.total = enabled, total
         self.progress: Optional[Progress] = None
         self.task: Any = None
 
-    def __enter__(self) -> "_SolveBar":
+    def __enter__(self) -> "_Bar":
         if self.enabled:
-            self.progress = Progress(
-                SpinnerColumn(),
-                TextColumn("solving"),
-                BarColumn(bar_width=16),
-                MofNCompleteColumn(),
-                TextColumn("points  best {task.fields[incumbent]}  bound {task.fields[bound]}"),
-                TimeElapsedColumn(),
-                console=Console(stderr=True),
-                transient=True,
-            )
+            self.progress = Progress(SpinnerColumn(), TextColumn(self.verb), BarColumn(bar_width=16),
+                                     MofNCompleteColumn(), TextColumn(self.fields_text), TimeElapsedColumn(),
+                                     console=Console(stderr=True), transient=True)
             self.progress.__enter__()
-            self.task = self.progress.add_task("solve", total=None, incumbent="-", bound="-")
+            self.task = self.progress.add_task(self.verb, total=self.total, **self.fields)
         return self
-
-    def __call__(self, p: SolveProgress) -> None:
-        if self.progress is None:
-            return
-        self.progress.update(self.task, total=p.total, completed=p.solved,
-                             incumbent=_fmt_opt(p.incumbent_s, "s"), bound=_fmt_opt(p.bound_s, "s"))
 
     def __exit__(self, *exc: Any) -> None:
         if self.progress is not None:
             self.progress.__exit__(*exc)
+
+
+class _SolveBar(_Bar):
+    """Fed by solve()'s progress callback: outer points solved, incumbent, bound."""
+
+    verb, fields = "solving", {"incumbent": "-", "bound": "-"}
+    fields_text = "points  best {task.fields[incumbent]}  bound {task.fields[bound]}"
+
+    def __call__(self, p: SolveProgress) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, total=p.total, completed=p.solved,
+                                 incumbent=_fmt_opt(p.incumbent_s, "s"), bound=_fmt_opt(p.bound_s, "s"))
 
 
 @app.command()
@@ -531,7 +537,7 @@ def solve(
     summary = {"status": sol.status, "objective_s": sol.objective_s, "bound_s": sol.bound_s, "gap": sol.gap,
                "solve_time_s": sol.solve_time_s, "points_solved": sol.points_solved,
                "points_total": sol.points_total, "backend": sol.backend, "space": sol.space,
-               "objective": objective}
+               "objective": objective, "objective_value": sol.objective_value, "bound_value": sol.bound_value}
     mapping = sol.mapping.model_dump(mode="json") if sol.mapping is not None else None
     report = report_dict(sol.report) if sol.report is not None else None
 
@@ -558,6 +564,8 @@ def solve(
         line = f"{sol.status}: {explanation or 'no mapping found'}"
         if sol.bound_s is not None:
             line += f" (lower bound {_num(sol.bound_s, 's')})"
+        elif sol.bound_value is not None:
+            line += f" (lower bound {sol.bound_value:.6g} {'J' if objective == 'energy' else 'J·s'})"
         typer.echo(line)
         return
     print_solution(sol, title=title)
@@ -816,30 +824,14 @@ def _explore_error(msg: str) -> str:
     return msg.replace("area_mm2: ", "--area-budget: ").replace("power_w: ", "--power-budget: ")
 
 
-class _ExploreBar:
-    """A rich progress bar on stderr fed by explore()'s progress callback (a no-op when disabled)."""
+class _ExploreBar(_Bar):
+    """Fed by explore()'s progress callback: designs solved and the last one's outcome."""
 
-    def __init__(self, enabled: bool, total: int) -> None:
-        self.enabled, self.total = enabled, total
-        self.progress: Optional[Progress] = None
-        self.task: Any = None
-
-    def __enter__(self) -> "_ExploreBar":
-        if self.enabled:
-            self.progress = Progress(SpinnerColumn(), TextColumn("exploring"), BarColumn(bar_width=16),
-                                     MofNCompleteColumn(), TextColumn("designs  last {task.fields[last]}"),
-                                     TimeElapsedColumn(), console=Console(stderr=True), transient=True)
-            self.progress.__enter__()
-            self.task = self.progress.add_task("explore", total=self.total, last="-")
-        return self
+    verb, fields, fields_text = "exploring", {"last": "-"}, "designs  last {task.fields[last]}"
 
     def __call__(self, done: int, total: int, point: Any) -> None:
         if self.progress is not None:
             self.progress.update(self.task, completed=done, total=total, last=f"{point.label()}: {point.status}")
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.progress is not None:
-            self.progress.__exit__(*exc)
 
 
 @app.command()
@@ -983,11 +975,141 @@ def _explore_plot(points: list, plot: Path) -> Path:
     return pareto_picture(points, plot)
 
 
-# ------------------------------------------------------------------------------------------------
-# TO BE ADDED (DESIGN.md, "CLI"): compare, reproduce.
-# Add each as `@app.command()` + `@guarded` above this marker; keep `--json` = one flat object
-# (Report fields at top level plus status, bound_s, gap) and errors = one stderr line, exit 2.
-# ------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------- compare
+
+@app.command()
+@guarded
+def compare(
+    model: str = typer.Option(..., "--model", "-m", help="model preset or YAML/config.json path"),
+    hardware: str = typer.Option(..., "--hw", help="hardware preset or YAML path"),
+    batch: int = typer.Option(512, "--batch", help="global batch, sequences per step"),
+    seq: Optional[int] = typer.Option(None, "--seq", help="sequence length (default: the model's)"),
+    nodes: Optional[int] = typer.Option(None, "--nodes", help="nodes of a GPU cluster (grid rows)"),
+    rows: Optional[int] = typer.Option(None, "--rows", help="override the grid rows"),
+    cols: Optional[int] = typer.Option(None, "--cols", help="override the grid columns (GPUs per node of a cluster)"),
+    sram_bytes: Optional[float] = typer.Option(None, "--sram-bytes", help="override the SRAM per die, bytes"),
+    offload: bool = typer.Option(True, "--offload/--no-offload",
+                                 help="let each peer's heuristic keep tensor classes in DRAM when that makes it fit"),
+    solve_spaces: bool = typer.Option(False, "--solve", help="also solve the full space and each peer's space"),
+    backend: str = typer.Option("cpsat", "--backend", help=f"solver: {' | '.join(BACKENDS)}"),
+    time_limit: float = typer.Option(30.0, "--time-limit", help="seconds per solve (with --solve)"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="solver threads (default min(8, CPUs))"),
+    json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """The peers side by side: the mapping each one's own heuristic picks (Megatron-LM, DeepSpeed,
+    AccPar, Hecaton) scored by the same cost model; with --solve also the best mapping of the full
+    space and of each peer's space, with status and bound."""
+    if batch <= 0:
+        raise UsageError(f"--batch must be > 0, got {batch}")
+    if seq is not None and seq <= 0:
+        raise UsageError(f"--seq must be > 0, got {seq}")
+    if backend not in BACKENDS:
+        raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    if not (time_limit > 0) or not math.isfinite(time_limit):
+        raise UsageError(f"--time-limit must be a finite number of seconds > 0, got {time_limit}")
+    work = models.Workload(model=models.load(model), global_batch=batch, seq_len=seq)
+    machine = _hardware(hardware, _hw_overrides(nodes, rows, cols, sram_bytes))
+    entries: list[dict[str, Any]] = []
+    for name in baselines.HEURISTICS:
+        kw = {"offload": offload and bool(machine.dram_ports)}
+        try:
+            mp = baselines.heuristic(name, work, machine, **kw)
+        except ValueError as err:  # the peer cannot express a mapping for this machine
+            entries.append({"name": name, "kind": "heuristic", "error": " ".join(str(err).split())})
+            continue
+        entries.append({"name": name, "kind": "heuristic", "mapping": mp, "report": evaluate_mapping(mp, work, machine)})
+    if solve_spaces:
+        for sp in SPACES:
+            with _SolveBar(enabled=not json_out and sys.stderr.isatty()) as bar:
+                sol = solve_workload(work, machine, space=sp, backend=backend, time_limit_s=time_limit,
+                                     threads=threads, progress=bar)
+            entries.append({"name": sp, "kind": "space", "mapping": sol.mapping, "report": sol.report,
+                            "status": sol.status, "bound_s": sol.bound_s, "gap": sol.gap,
+                            "error": None if sol.report else sol.explanation})
+    fitting = [e["report"].step_time_s for e in entries if e.get("report") is not None and e["report"].fits]
+    fastest = min(fitting, default=None)
+
+    if json_out:
+        rows_out = []
+        for e in entries:
+            row = {k: v for k, v in e.items() if k not in ("mapping", "report")}
+            if e.get("report") is not None:
+                row.update(report_dict(e["report"]))
+                row["mapping"] = e["mapping"].model_dump(mode="json")
+                row["slowdown_vs_fastest"] = (e["report"].step_time_s / fastest) if fastest else None
+            rows_out.append(row)
+        typer.echo(json.dumps({"model": work.model.name, "hw": machine.name, "global_batch": work.global_batch,
+                               "seq_len": work.seq_len, "offload": offload, "fastest_fitting_s": fastest,
+                               "rows": rows_out}, indent=2))
+        return
+
+    title = f"{work.model.name} on {machine.name}, batch {work.global_batch}, seq {work.seq_len}"
+    t = Table(title=title, box=box.SIMPLE_HEAD)
+    for col, just in (("peer", "left"), ("mapping", "left"), ("step", "right"), ("vs best", "right"),
+                      ("energy", "right"), ("peak mem", "right"), ("fits", "left"), ("status", "left")):
+        t.add_column(col, justify=just)
+    for e in entries:
+        label = e["name"] if e["kind"] == "heuristic" else f"{e['name']} space"
+        rep = e.get("report")
+        if rep is None:
+            t.add_row(label, "-", "-", "-", "-", "-", "-", e.get("status", "error"))
+            continue
+        ratio = f"{rep.step_time_s / fastest:.2f}x" if fastest else "-"
+        t.add_row(label, _compact_mapping(e["mapping"]),
+                  _num(rep.step_time_s, "s"), ratio, _si(rep.energy_j, "J"), _gb(rep.peak_memory_bytes),
+                  "[green]yes[/green]" if rep.fits else "[red]no[/red]", e.get("status", "fixed"))
+    console = _console()
+    console.width = max(console.width, 110)  # one line per peer
+    console.print(t)
+    for e in entries:
+        if e.get("report") is None and e.get("error"):
+            typer.echo(f"note: {e['name']}{' space' if e['kind'] == 'space' else ''}: {e['error']}", err=True)
+
+
+def _compact_mapping(mp: Mapping) -> str:
+    """pp, dp, tensor group, micro-batch, ZeRO stage and the classes in DRAM (w g o a) in one short cell."""
+    text = f"p{mp.pp} d{mp.dp} t{mp.tp_shape[0]}x{mp.tp_shape[1]} mb{mp.micro_batch} z{mp.zero_stage}"
+    if mp.virtual_stages > 1:
+        text += f" v{mp.virtual_stages}"
+    if mp.offload:
+        text += " DRAM:" + "".join(c[0] for c in mp.offload)
+    return text
+
+
+# -------------------------------------------------------------------------------------- reproduce
+
+REPRODUCTIONS = {"megatron_table1": "megatron_table1.py", "weak_scaling": "weak_scaling.py",
+                 "t3": "reproduce_t3.py", "tmac": "reproduce_tmac.py", "hecaton": "reproduce_hecaton.py",
+                 "solver_speed": "solver_speed.py", "explore": "explore_speed.py", "all": "reproduce_all.py"}
+
+
+def _benchmarks_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+@app.command()
+@guarded
+def reproduce(
+    name: str = typer.Argument("all", help=f"which: {' | '.join(REPRODUCTIONS)}"),
+    list_only: bool = typer.Option(False, "--list", help="list the reproductions and exit"),
+) -> None:
+    """Rerun a reproduction benchmark; it prints paper figures beside ours and writes
+    benchmarks/results/<name>.json (and its figure). Needs the source checkout (benchmarks/)."""
+    import subprocess
+
+    if list_only:
+        for key, script in REPRODUCTIONS.items():
+            typer.echo(f"{key:16s} benchmarks/{script}")
+        return
+    if name not in REPRODUCTIONS:
+        raise UsageError(f"unknown reproduction {name!r}; allowed: {', '.join(REPRODUCTIONS)}")
+    script = _benchmarks_dir() / REPRODUCTIONS[name]
+    if not script.exists():
+        raise UsageError(f"benchmarks/{REPRODUCTIONS[name]} not found: `meshmap reproduce` runs from a source "
+                         f"checkout of meshmap installed with pip install -e")
+    code = subprocess.call([sys.executable, str(script)], cwd=script.parent.parent)
+    if code:
+        fail(f"benchmarks/{REPRODUCTIONS[name]} exited with code {code}")
 
 
 def main() -> None:  # pragma: no cover - `python -m optimizer.cli`

@@ -297,3 +297,34 @@ def test_evaluate_bare_mapping_still_needs_model(tmp_path):
 def test_solve_out_directory_must_exist(tmp_path):
     missing = tmp_path / "missing" / "plan.json"
     assert_one_line_error(run("solve", *SMALL, "--out", str(missing)), "--out", "does not exist")
+
+
+def test_compare_scores_every_peer_heuristic_with_one_referee():
+    res = run("compare", "--model", "llama2-7b", "--hw", "tmac-wafer", "--rows", "4", "--cols", "4",
+              "--batch", "64", "--json")
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    names = [r["name"] for r in data["rows"]]
+    assert names == list(optimizer.baselines.HEURISTICS)
+    work = models.Workload(model=models.load("llama2-7b"), global_batch=64)
+    machine = hw.load("tmac-wafer", rows=4, cols=4)
+    for row in data["rows"]:
+        mapping = optimizer.Mapping.model_validate(row["mapping"])
+        assert row["step_time_s"] == pytest.approx(optimizer.evaluate(mapping, work, machine).step_time_s, rel=1e-9)
+    fitting = [r["step_time_s"] for r in data["rows"] if r["fits"]]
+    assert data["fastest_fitting_s"] == pytest.approx(min(fitting))
+
+
+def test_compare_and_reproduce_errors_are_one_line():
+    assert_one_line_error(run("compare", "--model", "llama2-7b", "--hw", "nope"), "nope")
+    assert_one_line_error(run("compare", "--model", "llama2-7b", "--hw", "tmac-wafer", "--batch", "0"), "--batch")
+    assert_one_line_error(run("reproduce", "nope"), "nope", "tmac", "hecaton", "t3")
+
+
+def test_reproduce_lists_every_benchmark_script():
+    res = run("reproduce", "--list")
+    assert res.exit_code == 0
+    root = Path(__file__).resolve().parent.parent
+    for line in res.stdout.splitlines():
+        assert (root / line.split()[1]).name in {p.name for p in (root / "benchmarks").glob("*.py")} or \
+            line.split()[1].endswith(("reproduce_tmac.py", "reproduce_hecaton.py", "reproduce_all.py"))
