@@ -1,16 +1,12 @@
-"""Mapping search: strategy space, cost model, evaluator, solver and baselines."""
+"""Mapping search: strategy space, cost model, evaluator, solver, bound checks, baselines and
+hardware co-exploration."""
 
-from . import baselines
+from . import baselines, export
+from .check import CheckResult, check
 from .evaluate import evaluate
+from .explore import Budget, Template, explore
 from .mapping import Mapping, OpChoice, Report, StageGroup
+from .solve import Solution, solve
 
-__all__ = ["baselines", "evaluate", "Mapping", "OpChoice", "Report", "StageGroup"]
-
-from .solve import Solution, solve  # noqa: E402
-from . import export  # noqa: E402
-
-__all__ += ["Solution", "solve", "export"]
-from .check import check, CheckResult  # noqa: E402
-from .explore import Budget, Template, explore  # noqa: E402
-
-__all__ += ["explore", "Template", "Budget"]
+__all__ = ["baselines", "export", "evaluate", "solve", "check", "explore", "Mapping", "OpChoice", "Report",
+           "StageGroup", "Solution", "CheckResult", "Template", "Budget"]

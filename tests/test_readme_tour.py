@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 TOUR_START, TOUR_END = "## A 5-minute tour", "## Reproducing"
