@@ -22,8 +22,9 @@ The all-gather has no producer inside the sublayer and stays serial in every mod
 the reduce-scatter with its producer).
 
 Data moved ("bytes"): bytes read plus written in one device's main memory by the GEMM and the two
-collectives. Counting rules and sources: docs/cost-model.md, "Overlap of a collective with its
-producer GEMM". Pure functions over plain numbers; no solver imports.
+collectives, counted as T3 counts them (reduce_scatter_pieces, FUSED_PRODUCER_PIECES_SAVED,
+gemm_dram_bytes; T3 Sec. 6.2 / Fig. 18). Formulas: docs/cost-model.md, "Overlap of a collective with
+its producer GEMM". Pure functions over plain numbers; no solver imports.
 
 The step model (evaluate, the solver) uses overlap_time for a GEMM and the reduction of the partial
 results it produces (OpChoice.overlap), exposed_time / exposed_pieces for background collectives
@@ -44,17 +45,44 @@ from . import cost
 
 MODES = ("sequential", "chunked", "fused", "ideal")
 
-# Main-memory accesses per byte of the piece one device sends in one ring step.
-# Reduce-scatter on the compute cores: the DMA engine reads the piece it sends (1), the piece that
-# arrives is written into a receive buffer (1), the reduction kernel reads it and the local partial
-# sum (2) and writes their sum (1), which is what the next step sends or the device's result.
-RS_ACCESSES_ON_CORES = 5
-# Reduce-scatter with near-memory reduction (T3): the DMA read of the piece sent (1) and the
-# arriving piece written as an update that the memory adds in place (1); the reduction's reads and
-# write of the sum stay inside the memory device.
-RS_ACCESSES_NEAR_MEMORY = 2
-# All-gather: the piece sent is read (1), the piece received is written (1).
+# Main-memory traffic of a ring reduce-scatter (reduce_scatter_pieces) follows T3's own accounting
+# (Pati et al., ASPLOS 2024, Sec. 6.2 and Fig. 18; figures taken from a public paper-reading summary,
+# the full text was not available here): fused with its producer and summed near memory, the
+# reduce-scatter's DRAM reads fall 2.5x at t = 8 and 2.2x at t = 16 (2.4x geomean) and the GEMM's
+# plus the reduce-scatter's writes ~10% (geomean); fusion removes the producer's local write of the
+# first piece and the reduce-scatter's first read, near-memory sums remove each step's read of the
+# local partial copy and the final reduction's reads and write. The counts of reduce_scatter_pieces
+# reproduce those figures exactly: reads (2t − 1)/(t − 2) = 2.5 at t = 8 and 2.21 at t = 16; GEMM +
+# reduce-scatter writes 2t → 2(t − 1), 12.5% and 6.25% less (geomean 9.4%).
+
+# Pieces of its output the producer GEMM no longer writes locally when fused (T3): the first piece is
+# stored straight into the next device's memory, where it is one of that device's updates.
+FUSED_PRODUCER_PIECES_SAVED = 1
+# All-gather (kernel-driven ring): per step one piece read to send (the own piece, then each
+# forwarded one) and one written as received. T3 reports the all-gather's traffic unchanged by fusion.
 AG_ACCESSES = 2
+
+
+def reduce_scatter_pieces(ring: int, near_memory: bool) -> tuple[int, int]:
+    """(reads, writes) of one device's main memory in a ring reduce-scatter over `ring` devices,
+    in pieces of buffer/ring (T3's accounting: see the comment above FUSED_PRODUCER_PIECES_SAVED).
+
+    Sums on the cores (kernel-driven ring as in RCCL/NCCL; T3's baseline): step 1 reads the local
+    piece and sends it; each of the ring − 1 later steps reads the piece the previous device wrote
+    here (1 write) and the local partial copy of that piece, then sends their sum straight to the
+    next device (the write is counted there) or, at the last step, writes it here as the result:
+    reads 1 + 2·(ring − 1) = 2·ring − 1, writes (ring − 1) + 1 = ring (≈ 3 accesses per byte sent).
+
+    Fused with the producer and summed near memory (T3): the first piece leaves as the GEMM's remote
+    stores and the last stays in place, so only the ring − 2 pieces in between are read, once, by
+    the DMA engine that forwards them; each of the ring − 1 arriving pieces is one update that the
+    memory adds in place (its read-modify-write stays inside the memory device):
+    reads ring − 2, writes ring − 1."""
+    if ring < 2:
+        return 0, 0
+    if near_memory:
+        return ring - 2, ring - 1
+    return 2 * ring - 1, ring
 
 
 def ring_time(kind: str, ring: int, nbytes: float, bandwidth: float, latency_s: float,
@@ -73,17 +101,24 @@ def ring_time(kind: str, ring: int, nbytes: float, bandwidth: float, latency_s: 
     return VOLUME[kind](ring) * nbytes / (directions * bandwidth) + STEPS[kind](ring) * latency_s
 
 
-def gemm_tile(cache_bytes: float, dtype_bytes: int) -> float:
-    """Side b (elements) of the square blocks of a blocked GEMM whose three b×b blocks (one of
-    each operand and of the output) fill the cache: b = sqrt(cache_bytes / (3·dtype_bytes))."""
-    return math.sqrt(cache_bytes / (3 * dtype_bytes))
+def gemm_tile(cache_bytes: float, dtype_bytes: int, output_cached: bool = True) -> float:
+    """Side b (elements) of the square blocks of a blocked GEMM whose b×b blocks fill the cache:
+    three blocks (one of each operand and of the output), b = sqrt(cache_bytes / (3·dtype_bytes));
+    two (the operands only) when the output's stores bypass the cache (output_cached = False),
+    b = sqrt(cache_bytes / (2·dtype_bytes))."""
+    return math.sqrt(cache_bytes / ((3 if output_cached else 2) * dtype_bytes))
 
 
-def gemm_dram_bytes(m: float, k: float, n: float, dtype_bytes: int, cache_bytes: float) -> float:
+def gemm_dram_bytes(m: float, k: float, n: float, dtype_bytes: int, cache_bytes: float,
+                    output_cached: bool = True) -> float:
     """Bytes a blocked GEMM C[m,n] = A[m,k]·B[k,n] moves through main memory: A is read once per
     column block of C (n/b times), B once per row block (m/b times), C written once; b = gemm_tile.
-    Each factor is at least 1 (an operand is read at least once)."""
-    b = gemm_tile(cache_bytes, dtype_bytes)
+    Each factor is at least 1 (an operand is read at least once). output_cached = False is T3's fused
+    GEMM, whose output stores go uncached to the memory (near-memory op-and-store): the output no
+    longer takes a share of the cache, the blocks grow and the operands are re-read less (T3 reports
+    the fused GEMM's DRAM reads 1.56x lower, geomean, for this reason; this model gives at most
+    sqrt(3/2) = 1.22x)."""
+    b = gemm_tile(cache_bytes, dtype_bytes, output_cached)
     return dtype_bytes * (m * k * max(1.0, n / b) + k * n * max(1.0, m / b) + m * n)
 
 
@@ -230,13 +265,26 @@ def bucketed_exposed(comm_s: float, layer_backward_s: float, layers: int, comput
 
 
 def reduce_scatter_bytes(ring: int, buffer_bytes: float, near_memory: bool) -> float:
-    """Main-memory bytes one device moves in a ring reduce-scatter of a buffer_bytes buffer: each
-    of the ring − 1 steps moves a piece of buffer_bytes/ring, touched RS_ACCESSES_ON_CORES (5) or,
-    with near-memory reduction, RS_ACCESSES_NEAR_MEMORY (2) times."""
+    """Main-memory bytes one device moves in a ring reduce-scatter of a buffer_bytes buffer:
+    (reads + writes) of reduce_scatter_pieces times a piece of buffer_bytes/ring, i.e.
+    (3·ring − 1)/ring·buffer_bytes with the sums on the cores and (2·ring − 3)/ring·buffer_bytes
+    fused with the producer and summed near memory."""
     if ring < 2:
         return 0.0
-    acc = RS_ACCESSES_NEAR_MEMORY if near_memory else RS_ACCESSES_ON_CORES
-    return acc * (ring - 1) / ring * buffer_bytes
+    reads, writes = reduce_scatter_pieces(ring, near_memory)
+    return (reads + writes) * buffer_bytes / ring
+
+
+def near_memory_saving_bytes(ring: int, buffer_bytes: float) -> float:
+    """Main-memory bytes one device saves when a reduction of buffer_bytes over a ring of `ring` is
+    fused with its producer and summed near memory (T3): the reduce-scatter's own saving
+    (reduce_scatter_bytes on the cores − near memory, (ring + 2)/ring·buffer_bytes) plus the
+    producer's local write of the first piece (FUSED_PRODUCER_PIECES_SAVED). Not counted here: the
+    fused GEMM's lower operand traffic (gemm_dram_bytes with output_cached = False)."""
+    if ring < 2:
+        return 0.0
+    return (reduce_scatter_bytes(ring, buffer_bytes, False) - reduce_scatter_bytes(ring, buffer_bytes, True)
+            + FUSED_PRODUCER_PIECES_SAVED * buffer_bytes / ring)
 
 
 def all_gather_bytes(ring: int, buffer_bytes: float) -> float:
@@ -245,20 +293,28 @@ def all_gather_bytes(ring: int, buffer_bytes: float) -> float:
     return AG_ACCESSES * (ring - 1) / ring * buffer_bytes if ring >= 2 else 0.0
 
 
-def sublayer_bytes(mode: str, gemm_bytes: float, buffer_bytes: float, ring: int, p: OverlapParams) -> float:
+def sublayer_bytes(mode: str, gemm_bytes: float, buffer_bytes: float, ring: int, p: OverlapParams,
+                   fused_gemm_bytes: float | None = None) -> float:
     """Bytes read + written in one device's main memory by the sublayer under `mode`: the GEMM's
     gemm_bytes, the reduce-scatter and the all-gather of the buffer_bytes output. Only "fused" on
-    hardware with near-memory reduction changes the count (the sums are formed at the memory);
-    chunking and ideal overlap change timing, not traffic."""
+    hardware with near-memory reduction changes the count (T3's accounting, reduce_scatter_pieces):
+    the GEMM moves fused_gemm_bytes (default gemm_bytes; T3's uncached output stores:
+    gemm_dram_bytes(..., output_cached=False)) less the first piece, which it stores straight into
+    the next device (FUSED_PRODUCER_PIECES_SAVED), and the reduce-scatter is the near-memory one.
+    Chunking and ideal overlap change timing, not traffic."""
     p.check(mode)
-    near = mode == "fused" and p.near_memory_reduction
-    return gemm_bytes + reduce_scatter_bytes(ring, buffer_bytes, near) + all_gather_bytes(ring, buffer_bytes)
+    ag = all_gather_bytes(ring, buffer_bytes)
+    if mode == "fused" and p.near_memory_reduction and ring >= 2:
+        g = gemm_bytes if fused_gemm_bytes is None else fused_gemm_bytes
+        return (g - FUSED_PRODUCER_PIECES_SAVED * buffer_bytes / ring
+                + reduce_scatter_bytes(ring, buffer_bytes, True) + ag)
+    return gemm_bytes + reduce_scatter_bytes(ring, buffer_bytes, False) + ag
 
 
 def collective_bytes(kind: str, ring: int, nbytes: float, near_memory: bool = False) -> float:
     """Main-memory bytes one device of a ring of `ring` moves in a collective of `kind` that
-    assembles (or reduces) nbytes: reduce-scatter as reduce_scatter_bytes (its sums near memory
-    if near_memory), all-gather and all-to-all as all_gather_bytes (a piece read to send, one
+    assembles (or reduces) nbytes: reduce-scatter as reduce_scatter_bytes (T3's fused, near-memory
+    count if near_memory), all-gather and all-to-all as all_gather_bytes (a piece read to send, one
     written as received), all-reduce as a reduce-scatter then an all-gather."""
     if kind == "reduce_scatter":
         return reduce_scatter_bytes(ring, nbytes, near_memory)
@@ -277,15 +333,16 @@ class SublayerCost:
 
 
 def sublayer(mode: str, gemm_s: float, rs_s: float, ag_s: float, gemm_bytes: float, buffer_bytes: float,
-             ring: int, p: OverlapParams) -> SublayerCost:
-    """Time (s) and data moved (bytes) of one sublayer under `mode`."""
+             ring: int, p: OverlapParams, fused_gemm_bytes: float | None = None) -> SublayerCost:
+    """Time (s) and data moved (bytes, sublayer_bytes) of one sublayer under `mode`."""
     return SublayerCost(mode, sublayer_time(mode, gemm_s, rs_s, ag_s, ring, p),
-                        sublayer_bytes(mode, gemm_bytes, buffer_bytes, ring, p))
+                        sublayer_bytes(mode, gemm_bytes, buffer_bytes, ring, p, fused_gemm_bytes))
 
 
 __all__ = [
     "MODES", "DP_BUCKET_LAYERS",
-    "RS_ACCESSES_ON_CORES", "RS_ACCESSES_NEAR_MEMORY", "AG_ACCESSES", "OverlapParams", "SublayerCost",
+    "FUSED_PRODUCER_PIECES_SAVED", "AG_ACCESSES", "OverlapParams", "SublayerCost", "reduce_scatter_pieces",
+    "near_memory_saving_bytes",
     "ring_time", "gemm_tile", "gemm_dram_bytes", "gemm_time", "overlapped_time", "pipelined_time", "overlap_time",
     "sublayer_time", "exposed_time", "exposed_pieces", "bucketed_exposed", "collective_bytes",
     "reduce_scatter_bytes", "all_gather_bytes", "sublayer_bytes", "sublayer",

@@ -45,16 +45,38 @@ def test_hand_case_times():
 
 
 def test_hand_case_bytes():
-    # GEMM 100 B; buffer 40 B on a ring of 4: each of 3 steps moves a 10 B piece.
-    assert ov.reduce_scatter_bytes(4, 40, near_memory=False) == 5 * 30  # send read, recv write, 2 reads, 1 write
-    assert ov.reduce_scatter_bytes(4, 40, near_memory=True) == 2 * 30  # send read, update write
+    # GEMM 100 B; buffer 40 B on a ring of 4: pieces of 10 B (T3's accounting).
+    # On the cores: reads 1 (first piece) + 2·3 (arriving piece + local partial copy), writes 3 arriving + 1 result
+    assert ov.reduce_scatter_pieces(4, near_memory=False) == (7, 4)
+    assert ov.reduce_scatter_bytes(4, 40, near_memory=False) == 110
+    # fused, near memory: the 2 middle pieces read by the DMA, 3 arriving updates
+    assert ov.reduce_scatter_pieces(4, near_memory=True) == (2, 3)
+    assert ov.reduce_scatter_bytes(4, 40, near_memory=True) == 50
     assert ov.all_gather_bytes(4, 40) == 2 * 30
-    assert ov.sublayer_bytes("sequential", 100, 40, 4, HAND) == 100 + 150 + 60
-    assert ov.sublayer_bytes("chunked", 100, 40, 4, HAND) == 310
-    assert ov.sublayer_bytes("ideal", 100, 40, 4, HAND) == 310
-    assert ov.sublayer_bytes("fused", 100, 40, 4, HAND) == 100 + 60 + 60
+    assert ov.sublayer_bytes("sequential", 100, 40, 4, HAND) == 100 + 110 + 60
+    assert ov.sublayer_bytes("chunked", 100, 40, 4, HAND) == 270
+    assert ov.sublayer_bytes("ideal", 100, 40, 4, HAND) == 270
+    # fused: the GEMM stores its first piece into the next device (10 B less written here)
+    assert ov.sublayer_bytes("fused", 100, 40, 4, HAND) == 100 - 10 + 50 + 60
+    assert ov.sublayer_bytes("fused", 100, 40, 4, HAND, fused_gemm_bytes=80) == 80 - 10 + 50 + 60
+    assert ov.near_memory_saving_bytes(4, 40) == 110 - 50 + 10
     # fused without near-memory reduction: the sums run on the cores, same traffic as sequential
-    assert ov.sublayer_bytes("fused", 100, 40, 4, dataclasses.replace(HAND, near_memory_reduction=False)) == 310
+    assert ov.sublayer_bytes("fused", 100, 40, 4, dataclasses.replace(HAND, near_memory_reduction=False)) == 270
+    # a ring of 2: on the cores reads 3, writes 2; fused: one update, nothing read
+    assert ov.reduce_scatter_pieces(2, False) == (3, 2) and ov.reduce_scatter_pieces(2, True) == (0, 1)
+    assert ov.reduce_scatter_pieces(1, False) == (0, 0) and ov.near_memory_saving_bytes(1, 40) == 0.0
+    assert ov.sublayer_bytes("fused", 100, 40, 1, HAND) == ov.sublayer_bytes("sequential", 100, 40, 1, HAND) == 100
+
+
+@pytest.mark.parametrize("t, ratio", [(8, 2.5), (16, 2.2)])
+def test_reduce_scatter_counts_reproduce_t3_breakdown(t, ratio):
+    """T3 (Sec. 6.2 / Fig. 18): fused with near-memory sums, reduce-scatter reads fall 2.5x at t = 8
+    and 2.2x at t = 16; GEMM + reduce-scatter writes fall ~10% (geomean of t = 8 and 16)."""
+    (r_seq, w_seq), (r_fus, w_fus) = ov.reduce_scatter_pieces(t, False), ov.reduce_scatter_pieces(t, True)
+    assert math.isclose(r_seq / r_fus, ratio, abs_tol=0.02)
+    # GEMM writes its t pieces sequential, t − 1 fused
+    writes_saved = 1 - ((t - ov.FUSED_PRODUCER_PIECES_SAVED) + w_fus) / (t + w_seq)
+    assert math.isclose(writes_saved, 1 / t)
 
 
 def test_ring_time_and_gemm_bytes():
@@ -67,6 +89,11 @@ def test_ring_time_and_gemm_bytes():
     assert math.isclose(ov.gemm_dram_bytes(2000, 500, 3000, 2, 6e6), 2 * (2000 * 500 * 3 + 500 * 3000 * 2 + 2000 * 3000))
     # operands smaller than a block are read once
     assert math.isclose(ov.gemm_dram_bytes(10, 20, 30, 2, 6e6), 2 * (10 * 20 + 20 * 30 + 10 * 30))
+    # output stores uncached (T3's fused GEMM): two blocks share the cache, b = sqrt(6e6 / (2·2)) = 1224.7
+    b = math.sqrt(1.5e6)
+    assert math.isclose(ov.gemm_tile(6e6, 2, output_cached=False), b)
+    assert math.isclose(ov.gemm_dram_bytes(2000, 500, 3000, 2, 6e6, output_cached=False),
+                        2 * (2000 * 500 * 3000 / b + 500 * 3000 * 2000 / b + 2000 * 3000))
 
 
 @pytest.mark.parametrize("t", [4, 8, 32])
@@ -189,16 +216,17 @@ def test_speedup_acceptance(name):
     assert lo <= SUMMARY[name] <= hi, SUMMARY[name]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "data-movement reduction geomean on T-NLG is 0.306, just above the 0.30 bound: the reduce-scatter "
-    "on the cores is counted at 5 memory accesses per byte sent vs 2 with near-memory reduction, and "
-    "the GEMM traffic is the blocked-GEMM minimum for an 8 MB cache (docs/reproduction.md, T3)"))
 def test_data_movement_acceptance():
     lo, hi = bench.ACCEPT["data_movement_reduction_geomean"]
     assert lo <= SUMMARY["data_movement_reduction_geomean"] <= hi, SUMMARY["data_movement_reduction_geomean"]
 
 
-def test_data_movement_reduction_reported():
-    """The measured value the xfail above refers to: between T3's 22% and 36% (geomean / max)."""
-    assert 0.22 <= SUMMARY["data_movement_reduction_geomean"] <= 0.36
-    assert SUMMARY["data_movement_reduction_max"] <= 0.40
+def test_data_movement_breakdown_reported():
+    """T3's Fig. 18 breakdown on T-NLG: reduce-scatter reads 2.5x / 2.2x fewer (t = 8 / 16), GEMM +
+    reduce-scatter writes ~10% fewer; GEMM reads fewer but by less than T3's 1.56x (our blocked-GEMM
+    model of the uncached output gives at most 1.22x), so our maximum stays below T3's 36%."""
+    assert math.isclose(SUMMARY["rs_reads_ratio_t8"], 2.5, abs_tol=0.05)
+    assert math.isclose(SUMMARY["rs_reads_ratio_t16"], 2.2, abs_tol=0.05)
+    assert 0.08 <= SUMMARY["gemm_rs_writes_reduction_geomean"] <= 0.12
+    assert 1.0 < SUMMARY["gemm_reads_ratio_geomean"] <= 1.56
+    assert SUMMARY["data_movement_reduction_geomean"] <= SUMMARY["data_movement_reduction_max"] <= 0.36
