@@ -188,10 +188,12 @@ def make_claims(rows: list[dict[str, Any]]) -> tuple[list[dict], dict[str, Any]]
                              f"{m['mapping']['micro_batch']}, recomputed ops {len(m['mapping']['recomputed_ops'])}), "
                              f"Hecaton {h['dram_bytes']:.3g} (in DRAM: {','.join(h['mapping']['offload']) or 'nothing'}, "
                              f"micro-batch {h['mapping']['micro_batch']}, recomputed ops "
-                             f"{len(h['mapping']['recomputed_ops'])}) -- the cost model streams offloaded weights and "
-                             f"gradients once per micro-batch (cost.dram_traffic_per_micro_batch) and saved activations "
-                             f"once each way; Hecaton's layer-by-layer schedule that keeps a layer's weights on die "
-                             f"for all micro-batches is not modelled"]
+                             f"{len(h['mapping']['recomputed_ops'])}, schedule {h['mapping']['schedule']} "
+                             f"k={h['mapping'].get('layer_group', 1)}) -- offloaded weights and gradients move once "
+                             f"per micro-batch under 1F1B and once per group of k under the layer-wise schedule, saved "
+                             f"activations in DRAM twice per micro-batch either way "
+                             f"(cost.dram_traffic_per_micro_batch); the group size is capped by the DRAM capacity "
+                             f"its activations take"]
                 for r in (h, m):
                     if r.get("fits") is False:
                         notes.append(f"{r['method']} ({kind}) does not fit: {r['peak_memory_gb']:.3g} GB on its most "

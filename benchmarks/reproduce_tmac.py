@@ -118,7 +118,7 @@ def mapping_summary(m: optimizer.Mapping | None) -> dict[str, Any] | None:
         return None
     return {"name": m.name, "pp": m.pp, "dp": m.dp, "tp_shape": list(m.tp_shape), "micro_batch": m.micro_batch,
             "zero_stage": m.zero_stage, "schedule": m.schedule, "virtual_stages": m.virtual_stages,
-            "offload": list(m.offload), "recomputed_ops": sorted(k for k, c in m.ops.items() if c.recompute)}
+            "layer_group": m.layer_group, "offload": list(m.offload), "recomputed_ops": sorted(k for k, c in m.ops.items() if c.recompute)}
 
 
 def report_fields(rep: optimizer.Report | None) -> dict[str, Any]:

@@ -44,7 +44,7 @@ from .cost import OFFLOAD_CLASSES
 from .evaluate import evaluate
 from .mapping import Mapping, OpChoice, StageGroup
 from .sharding import Option
-from .space import LINEARS, MICRO_BATCHES, get_space
+from .space import LINEARS, MICRO_BATCHES, get_space, layer_groups
 from .tables import Tables, default_groups, tables_for
 
 HEURISTICS = ("megatron", "deepspeed", "accpar", "hecaton")
@@ -483,7 +483,8 @@ def hecaton(work: Workload, hw: Hardware, offload: Offload = True) -> Mapping:
     (with_least_offload, at each micro-batch) — and the micro-batch is the largest with that
     smallest set. If none fits, everything goes to DRAM at micro-batch 1 and evaluate() says
     fits=False. offload=False or a tuple: nothing / exactly those classes in DRAM, the largest
-    micro-batch that fits (else micro-batch 1).
+    micro-batch that fits (else micro-batch 1). With weights or gradients in DRAM it runs Hecaton's
+    DRAM-saving layer-wise schedule (_layerwise).
     """
     _check_inputs(work, hw)
     _check_offload(offload, hw)
@@ -514,13 +515,39 @@ def hecaton(work: Workload, hw: Hardware, offload: Offload = True) -> Mapping:
     if offload is not True:
         off = tuple(offload or ())
         for mb in mbs:
-            mapping = build(mb, off)
+            mapping = _layerwise(build(mb, off), work, hw, extend=False)
             if _fits(mapping, work, hw):
                 return mapping
-        return build(mbs[-1], off)
+        return _layerwise(build(mbs[-1], off), work, hw, extend=False)
     # the largest micro-batch first: a smaller one wins only with fewer classes in DRAM
     best = _fewest_classes((build(mb, ()) for mb in mbs), work, hw, classes)
-    return best if best is not None else build(mbs[-1], offload_sets(hw, classes)[-1])
+    return _layerwise(best if best is not None else build(mbs[-1], offload_sets(hw, classes)[-1]), work, hw)
+
+
+def _layerwise(mapping: Mapping, work: Workload, hw: Hardware, extend: bool = True) -> Mapping:
+    """Hecaton's DRAM-saving order for a one-stage mapping whose weights or gradients live in DRAM:
+    the layer-wise schedule, each layer running a group of micro-batches in turn so its weights and
+    gradient move once per group -- the largest group (space.layer_groups) with which the mapping
+    still fits. A group holds the activations of all its micro-batches, so with `extend` the
+    activations join the DRAM classes when they must. If nothing fits, the largest group whose
+    state DRAM holds (the mapping still does not fit on the dies); else unchanged."""
+    m = work.global_batch // (mapping.dp * mapping.micro_batch)
+    if mapping.pp != 1 or m == 1 or not {"weights", "grads"} & set(mapping.offload):
+        return mapping
+    sets = [mapping.offload]
+    if extend and "activations" not in mapping.offload:
+        sets.append(tuple(c for c in OFFLOAD_CLASSES if c in mapping.offload or c == "activations"))
+    fallback = None if _fits(mapping, work, hw) else mapping  # a mapping that does not fit anyway
+    for off in sets:
+        for k in reversed(layer_groups(m)):
+            cand = _named(mapping.model_copy(update={"schedule": "layerwise", "layer_group": k, "offload": off}))
+            cand = cand.model_copy(update={"name": cand.name.replace(" offload=", f" layerwise k={k} offload=", 1)})
+            rep = evaluate(cand, work, hw)
+            if rep.fits:
+                return cand
+            if fallback is mapping and off == sets[-1] and rep.dram_stored_bytes <= rep.dram_capacity_bytes:
+                fallback = cand  # the largest group whose activations DRAM still holds
+    return fallback or mapping
 
 
 # ---- by name ---------------------------------------------------------------------------------

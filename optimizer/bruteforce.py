@@ -14,6 +14,7 @@ from models.schema import Workload
 from . import cost
 from .evaluate import assemble, finish_stages, in_dram_bytes, score_stage
 from .mapping import OpChoice
+from .formulation.placement import place_groups
 from .solve import OBJECTIVES, _mapping, _tables, probed_points
 from .space import OuterPoint, Space, get_space
 
@@ -26,7 +27,7 @@ class BruteForce:
     best_offload: tuple[str, ...]
     evaluated: int
     space_size: int
-    seconds: float
+    seconds: float  # spent building and scoring the evaluated mappings (counting the rest not included)
     objective: str = "time"
     best_value: float | None = None  # the winner's objective: s, J (energy) or J·s (edp), by evaluate()
 
@@ -46,11 +47,26 @@ def _choices(tb, sp: Space, pt: OuterPoint) -> list[tuple[str, list[OpChoice]]]:
 def space_size(work: Workload, hw: Hardware, space: str | Space = "full") -> int:
     """Number of complete mappings (outer point × every op's choice) in the space."""
     sp = get_space(space)
-    total = 0
-    for pt, pr in probed_points(work, hw, sp):
-        if _tables(pt, pr, work, hw, sp) is not None:
-            total += prod(len(c) for _, c in _choices(pr.tables, sp, pt)) * len(sp.offload_subsets(hw))
-    return total
+    count = _Counter(sp, hw)
+    return sum(count(pt, pr) for pt, pr in probed_points(work, hw, sp))
+
+
+class _Counter:
+    """Complete mappings at one outer point: the choices depend on the group shape, the
+    micro-batch and the recompute policy only (counted once per such key, from the probe's
+    tables), times the DRAM tier subsets; 0 if the point's groups cannot be placed."""
+
+    def __init__(self, sp: Space, hw: Hardware):
+        self.sp, self.hw, self.cache = sp, hw, {}
+        self.offloads = len(sp.offload_subsets(hw))
+
+    def __call__(self, pt: OuterPoint, pr) -> int:
+        if place_groups(self.hw, pt.pp, pt.dp, pt.shape) is None:
+            return 0
+        key = (pt.shape, pt.micro_batch, pt.recompute_policy)
+        if key not in self.cache:
+            self.cache[key] = prod(len(c) for _, c in _choices(pr.tables, self.sp, pt)) * self.offloads
+        return self.cache[key]
 
 
 def score(tb, ch: dict[str, OpChoice], offload: tuple[str, ...] = ()) -> tuple[float, bool]:
@@ -76,7 +92,14 @@ def brute_force(work: Workload, hw: Hardware, space: str | Space = "full", limit
     best: tuple[float, OuterPoint, dict, tuple[str, ...]] | None = None
     n = size = 0
     offloads = sp.offload_subsets(hw)
+    count = _Counter(sp, hw)
+    scored: float | None = None
     for pt, pr in probed_points(work, hw, sp):
+        if limit is not None and n >= limit:  # the sample is done: only count the rest
+            if scored is None:
+                scored = time.perf_counter() - t0
+            size += count(pt, pr)
+            continue
         tb = _tables(pt, pr, work, hw, sp)
         if tb is None:
             continue
@@ -99,5 +122,6 @@ def brute_force(work: Workload, hw: Hardware, space: str | Space = "full", limit
                 if best is None or value < best[4]:
                     best = (t, pt, ch, off, value)
     return BruteForce(best[0] if best else None, best[1] if best else None, best[2] if best else None,
-                      best[3] if best else (), n, size, time.perf_counter() - t0, objective,
+                      best[3] if best else (), n, size, scored if scored is not None else time.perf_counter() - t0,
+                      objective,
                       best[4] if best else None)

@@ -429,8 +429,7 @@ def print_solution(sol: Solution, title: str) -> None:
         t.add_row("tp_shape", f"{mp.tp_shape[0]}x{mp.tp_shape[1]}")
         t.add_row("micro_batch", str(mp.micro_batch))
         t.add_row("zero_stage", str(mp.zero_stage))
-        sched = mp.schedule if mp.schedule == "1f1b" else f"{mp.schedule} (v={mp.virtual_stages})"
-        t.add_row("schedule", sched)
+        t.add_row("schedule", _schedule_text(mp))
         if mp.layers_per_stage is not None and mp.pp > 1:
             t.add_row("layers_per_stage", ", ".join(str(x) for x in mp.layers_per_stage))
     con = _console()
@@ -702,9 +701,18 @@ def export(
 
 # ------------------------------------------------------------------------------------------ check
 
+def _schedule_text(mp: Mapping) -> str:
+    """1f1b, interleaved v=<chunks> or layerwise k=<micro-batches per group>."""
+    if mp.schedule == "interleaved":
+        return f"interleaved v={mp.virtual_stages}"
+    if mp.schedule == "layerwise":
+        return f"layerwise k={mp.layer_group}"
+    return mp.schedule
+
+
 def _mapping_text(mp: Mapping) -> str:
     """A mapping's degrees in one line: pp, dp, tensor group, micro-batch, ZeRO, schedule."""
-    sched = mp.schedule if mp.schedule == "1f1b" else f"{mp.schedule} v={mp.virtual_stages}"
+    sched = _schedule_text(mp)
     return (f"pp {mp.pp}, dp {mp.dp}, tp {mp.tp_shape[0]}x{mp.tp_shape[1]}, micro-batch {mp.micro_batch}, "
             f"ZeRO {mp.zero_stage}, {sched}")
 

@@ -49,9 +49,13 @@ def zero_state_bytes(params: float, dp: int, stage: int, fp32_grads: bool = Fals
     raise ValueError(f"zero_stage must be 0, 1, 2 or 3, got {stage}")
 
 
-def micro_batches_in_flight(stage: int, pp: int, m: int, virtual: int = 1) -> float:
+def micro_batches_in_flight(stage: int, pp: int, m: int, virtual: int = 1, group: int = 1) -> float:
     """Micro-batches whose activations stage `stage` holds at its peak under 1F1B: min(pp − stage, m);
-    the interleaved schedule holds (1 + (pp − 1)/(pp·v)) times more (Korthikanti et al. 2022)."""
+    the interleaved schedule holds (1 + (pp − 1)/(pp·v)) times more (Korthikanti et al. 2022); the
+    layer-wise schedule (pp = 1) runs the forward of a group of `group` micro-batches before their
+    backward, so it holds the whole group."""
+    if group > 1:
+        return float(group)
     base = min(pp - stage, m)
     if virtual > 1:
         return base * (1 + (pp - 1) / (pp * virtual))
@@ -85,19 +89,34 @@ def offload_working_bytes(largest_op_params: float, dp: int, stage: int, fp32_gr
     return working
 
 
-def dram_traffic_per_micro_batch(weights: float, grads: float, activations: float) -> float:
+def dram_traffic_per_micro_batch(weights: float, grads: float, activations: float, group: int = 1) -> float:
     """DRAM bytes one die moves per micro-batch for the tensor classes it keeps off-die: weights
     are read in forward and again in backward (the recomputation of a layer runs just before its
     backward and shares that read), the gradient accumulator is read and written, and the saved
-    activations of the micro-batch are written in forward and read in backward.
-    Arguments: bytes of each class in DRAM (activations: one micro-batch's)."""
-    return 2 * weights + 2 * grads + 2 * activations
+    activations of the micro-batch are written in forward and read in backward. Under the
+    layer-wise schedule (Hecaton's DRAM-saving order, pp = 1) each layer runs a group of `group`
+    micro-batches in turn while its weights and gradient sit on the die, so weights and gradients
+    move once per group. Arguments: bytes of each class in DRAM (activations: one micro-batch's)."""
+    return (2 * weights + 2 * grads) / group + 2 * activations
 
 
 def dram_traffic_per_step(weights: float, grads: float, optimizer: float) -> float:
     """DRAM bytes one die moves in the optimizer update: the Adam state is read and written, the
     gradients read and the updated weights written back (bytes of each class in DRAM)."""
     return 2 * optimizer + grads + weights
+
+
+def dram_rates(group: int = 1) -> tuple[dict[str, float], dict[str, float]]:
+    """DRAM bytes moved per byte a class keeps in DRAM, per micro-batch and per step, with `group`
+    micro-batches per layer-wise group (dram_traffic_* are linear in each class; activations: per
+    byte of one micro-batch's saved activations)."""
+    per_mb = {"weights": dram_traffic_per_micro_batch(1, 0, 0, group),
+              "grads": dram_traffic_per_micro_batch(0, 1, 0, group),
+              "optimizer": 0.0,
+              "activations": dram_traffic_per_micro_batch(0, 0, 1, group)}
+    per_step = {"weights": dram_traffic_per_step(1, 0, 0), "grads": dram_traffic_per_step(0, 1, 0),
+                "optimizer": dram_traffic_per_step(0, 0, 1), "activations": 0.0}
+    return per_mb, per_step
 
 
 def energy(flops: float, sram_bytes: float, dram_bytes: float, link_byte_hops: float,

@@ -49,6 +49,10 @@ def validate(mapping: Mapping, work: Workload, hw: Hardware) -> None:
                           f"({mapping.dp} x {mapping.micro_batch})")
     if mapping.pp > L:
         raise ConfigError(f"pp ({mapping.pp}) exceeds the model's layers ({L})")
+    m = B // (mapping.dp * mapping.micro_batch)
+    if m % mapping.layer_group:
+        raise ConfigError(f"layer_group ({mapping.layer_group}) must divide the {m} micro-batches per step "
+                          f"(global_batch / (dp x micro_batch))")
     if mapping.devices > hw.num_dies:
         raise ConfigError(f"mapping uses {mapping.devices} dies (pp x dp x tp) but {hw.name} has "
                           f"{hw.num_dies} usable dies")
@@ -220,7 +224,7 @@ def score_stage(tables: Tables, ch: dict[str, OpChoice], stage: int, layers: int
     memory["buffers"] = buffers
     bw = tables.dram_bandwidth
     mb_traffic = cost.dram_traffic_per_micro_batch(dram["weights"], dram["grads"],
-                                                   act_mb if "activations" in offload else 0.0)
+                                                   act_mb if "activations" in offload else 0.0, tables.layer_group)
     step_traffic = cost.dram_traffic_per_step(dram["weights"], dram["grads"], dram["optimizer"])
     if mb_traffic or step_traffic:
         parts["dram"] = mb_traffic / bw

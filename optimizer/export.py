@@ -126,7 +126,8 @@ def megatron_args(mapping: Mapping | str, work: Workload, hw: Hardware | str) ->
     Raises ConfigError (one line, naming the op or field) for what Megatron-LM cannot express:
     a 2D or non-Megatron split of an op, a recompute set other than none / selective (the attention
     core, models.graph.SELECTIVE_RECOMPUTE) / full (every block op), uneven stages, ZeRO stage 3,
-    DRAM offload, the interleaved schedule on one stage, kv heads not divisible by tp, a ReLU MLP, fp8.
+    DRAM offload, the interleaved schedule on one stage, the layer-wise schedule, kv heads not
+    divisible by tp, a ReLU MLP, fp8.
     """
     mapping, _machine, tables = prepare(mapping, work, hw)
     _check_no_offload(mapping, "Megatron-LM")
@@ -152,6 +153,9 @@ def megatron_args(mapping: Mapping | str, work: Workload, hw: Hardware | str) ->
     if work.dtype == "fp8":
         raise ConfigError("dtype fp8: not exported (Megatron-LM's FP8 needs Transformer Engine recipes)")
 
+    if mapping.schedule == "layerwise":
+        raise ConfigError("schedule layerwise: Megatron-LM runs each micro-batch through all layers (1f1b or "
+                          "interleaved); it has no layer-wise schedule")
     args = [
         "--tensor-model-parallel-size", str(mapping.tp),
         "--pipeline-model-parallel-size", str(pp),
@@ -287,15 +291,15 @@ def deepspeed_config(mapping: Mapping | str, work: Workload, hw: Hardware | str)
     Tensor/pipeline sizes and op splits are not config keys: they come from the model code
     (e.g. Megatron-DeepSpeed with megatron_args). The optimizer params are placeholders to tune.
     Raises ConfigError for ZeRO stage >= 2 with pipeline parallelism (DeepSpeed's pipeline engine
-    rejects it), the interleaved schedule (its engine runs 1F1B only), DRAM offload and fp8.
+    rejects it), the interleaved and layer-wise schedules (its engine runs 1F1B only), DRAM offload and fp8.
     """
     mapping, _machine, tables = prepare(mapping, work, hw)
     _check_no_offload(mapping, "a DeepSpeed config")
     if mapping.pp > 1 and mapping.zero_stage >= 2:
         raise ConfigError(f"zero_stage {mapping.zero_stage} with pp={mapping.pp}: DeepSpeed's pipeline engine "
                           f"supports ZeRO stage 0-1 only")
-    if mapping.schedule == "interleaved":
-        raise ConfigError("schedule interleaved: DeepSpeed's pipeline engine runs the plain 1F1B schedule")
+    if mapping.schedule != "1f1b":
+        raise ConfigError(f"schedule {mapping.schedule}: DeepSpeed's pipeline engine runs the plain 1F1B schedule")
     if work.dtype == "fp8":
         raise ConfigError("dtype fp8: DeepSpeed's config has no fp8 training mode")
     ch = normalized_choices(mapping, tables)

@@ -46,8 +46,12 @@ class Mapping(Frozen):
     tp_shape: tuple[int, int] = Field(default=(1, 1), description="tensor group rows x cols on the grid")
     micro_batch: int = Field(default=1, gt=0, description="sequences per micro-batch")
     zero_stage: Literal[0, 1, 2, 3] = 0
-    schedule: Literal["1f1b", "interleaved"] = "1f1b"
+    schedule: Literal["1f1b", "interleaved", "layerwise"] = Field(
+        default="1f1b", description="1f1b; interleaved (virtual_stages chunks per stage); layerwise (pp = 1: "
+        "each layer runs a group of layer_group micro-batches in turn, so DRAM-held weights and gradients "
+        "move once per group)")
     virtual_stages: int = Field(default=1, gt=0, description="model chunks per stage (interleaved)")
+    layer_group: int = Field(default=1, gt=0, description="micro-batches per layer-wise group (layerwise)")
     layers_per_stage: tuple[int, ...] | None = Field(default=None, description="None = balanced split")
     ops: dict[str, OpChoice] = Field(default_factory=dict, description="per operator; missing = replicated, stored")
     groups: tuple[StageGroup, ...] = ()
@@ -64,6 +68,14 @@ class Mapping(Frozen):
             raise ValueError(f"tp_shape: both sides must be > 0, got {self.tp_shape}")
         if self.schedule == "1f1b" and self.virtual_stages != 1:
             raise ValueError("virtual_stages: must be 1 with schedule '1f1b' (use schedule='interleaved')")
+        if self.schedule == "layerwise":
+            if self.pp != 1 or self.virtual_stages != 1:
+                raise ValueError(f"schedule: 'layerwise' needs pp = 1 and virtual_stages = 1, got pp = {self.pp}, "
+                                 f"virtual_stages = {self.virtual_stages} (allowed with pp > 1: '1f1b', 'interleaved')")
+            if self.layer_group < 2:
+                raise ValueError("layer_group: must be >= 2 with schedule 'layerwise' (1 is schedule '1f1b')")
+        elif self.layer_group != 1:
+            raise ValueError(f"layer_group: must be 1 with schedule {self.schedule!r} (use schedule='layerwise')")
         if self.groups:
             if len(self.groups) != self.pp * self.dp:
                 raise ValueError(f"groups: need pp*dp = {self.pp * self.dp} stage groups, got {len(self.groups)}")

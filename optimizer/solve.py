@@ -122,6 +122,9 @@ class _Probe:
     bytes_layer: float = 0.0  # least forward main-memory bytes of one die's compute, likewise
     bytes_pre: float = 0.0
     bytes_post: float = 0.0
+    # edge costs depend only on the graph, the group shape and the first group's rings: outer points
+    # of this probe whose first group sits at the same origin share one cache (Tables._ec)
+    edge_caches: dict = field(default_factory=dict)
 
 
 def _probe(work: Workload, hw: Hardware, space: Space, shape: tuple[int, int], mb: int) -> _Probe | None:
@@ -189,43 +192,46 @@ def _bounds(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space: Spa
     of an outer point. Every subset of the tensor classes the space may move to DRAM is tried: a
     class in DRAM leaves the die but for its working piece (the largest op's weights or gradients,
     one layer's activations, no Adam state) and costs its least port traffic. The time bound is
-    the least over the subsets that fit (inf if none does)."""
-    lps = balanced_layers(work.model.layers, pt.pp)
+    the least over the subsets that fit (inf if none does). Arrays: stages × classes, × subsets."""
+    lps = np.array(balanced_layers(work.model.layers, pt.pp), dtype=float)
     m = work.global_batch // (pt.dp * pt.micro_batch)
     dies_per_stage = pt.dp * pt.shape[0] * pt.shape[1]
     bw = sum(p.bandwidth for p in hw.dram_ports) / (pt.pp * dies_per_stage)
+    first = np.zeros(pt.pp)
+    first[0] = 1.0
+    last = np.zeros(pt.pp)
+    last[-1] = 1.0
+    params = lps * pr.params_layer + first * pr.params_pre + last * pr.params_post
+    per_param = cost.zero_state_bytes(1.0, pt.dp, pt.zero_stage, space.fp32_grads, work.dtype_bytes)
+    flight = np.array([cost.micro_batches_in_flight(s, pt.pp, m, pt.virtual, pt.layer_group) for s in range(pt.pp)])
+    classes = ("weights", "grads", "optimizer", "activations")
+    act_mb = lps * pr.act_layer  # saved activations of one micro-batch
+    held = np.column_stack([params * per_param[c] for c in classes[:3]] + [act_mb * flight])
+    moved = np.column_stack([params * per_param[c] for c in classes[:3]] + [act_mb])  # bytes a traffic rate applies to
     working = cost.offload_working_bytes(pr.params_op, pt.dp, pt.zero_stage, space.fp32_grads, work.dtype_bytes)
-    stages = []
-    for s, L in enumerate(lps):
-        first, last = s == 0, s == pt.pp - 1
-        params = L * pr.params_layer + (pr.params_pre if first else 0) + (pr.params_post if last else 0)
-        state = cost.zero_state_bytes(params, pt.dp, pt.zero_stage, space.fp32_grads, work.dtype_bytes)
-        state["activations"] = L * pr.act_layer * cost.micro_batches_in_flight(s, pt.pp, m, pt.virtual)
-        stages.append((L * pr.layer_s + (pr.pre_s if first else 0) + (pr.post_s if last else 0), state,
-                       L * pr.act_layer, cost.optimizer_update_time(params, pt.dp, pt.zero_stage, hw.die)))
-    best_t, least_mem, least_dram = float("inf"), float("inf"), float("inf")
-    for off in space.offload_subsets(hw):
-        times, syncs, mem, dram = [], [], 0.0, 0.0
-        for t, state, act_mb, upd in stages:
-            on_die = sum((working.get(c, pr.act_layer) if c in off else v) for c, v in state.items())
-            mem = max(mem, on_die)
-            dram += sum(v for c, v in state.items() if c in off) * dies_per_stage
-            d = {c: (state[c] if c in off else 0.0) for c in ("weights", "grads", "optimizer")}
-            mb = cost.dram_traffic_per_micro_batch(d["weights"], d["grads"], act_mb if "activations" in off else 0.0)
-            step = cost.dram_traffic_per_step(d["weights"], d["grads"], d["optimizer"])
-            times.append(t + (mb / bw if mb else 0.0))
-            syncs.append(upd + (step / bw if step else 0.0))
-        least_mem = min(least_mem, mem)
-        if mem > hw.die.memory_bytes:
-            continue
-        least_dram = min(least_dram, dram)
-        if dram > hw.dram_capacity:
-            continue
-        best_t = min(best_t, cost.pipeline_time(times, m, pt.virtual) + max(syncs))
-    return best_t, least_mem, least_dram
+    work_piece = np.array([working[c] for c in classes[:3]] + [pr.act_layer])
+    subsets = space.offload_subsets(hw)
+    off = np.array([[c in sub for c in classes] for sub in subsets], dtype=float)  # subsets × classes
+    on_die = held @ (1.0 - off).T + (off @ work_piece)[None, :]  # stages × subsets
+    mem = on_die.max(axis=0)
+    dram = (held @ off.T).sum(axis=0) * dies_per_stage
+    t = lps * pr.layer_s + first * pr.pre_s + last * pr.post_s
+    upd = params * cost.optimizer_update_time(1.0, pt.dp, pt.zero_stage, hw.die)
+    times, syncs = np.repeat(t[:, None], len(subsets), 1), np.repeat(upd[:, None], len(subsets), 1)
+    if bw:
+        per_mb, per_step = cost.dram_rates(pt.layer_group)
+        times = times + (moved * np.array([per_mb[c] for c in classes])) @ off.T / bw
+        syncs = syncs + (moved * np.array([per_step[c] for c in classes])) @ off.T / bw
+    step = times.sum(axis=0) / pt.virtual + (m - 1 / pt.virtual) * times.max(axis=0) + syncs.max(axis=0)
+    fits = mem <= hw.die.memory_bytes
+    least_dram = float(dram[fits].min()) if fits.any() else float("inf")
+    fits &= dram <= hw.dram_capacity
+    best_t = float(step[fits].min()) if fits.any() else float("inf")
+    return best_t, float(mem.min()), least_dram
 
 
-LAMBDA_STEPS = 33  # multipliers tried per tier subset: a geometric sweep over 2^±16 of a scale
+LAMBDA_STEPS = 33  # on-die memory multipliers tried per tier subset: a geometric sweep over 2^±16 of a scale
+DRAM_MU_STEPS = 9  # DRAM capacity multipliers tried with each of them
 
 
 def _lagrangian_bound(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space: Space) -> float:
@@ -257,25 +263,41 @@ def _lagrangian_bound(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, 
     state = cost.zero_state_bytes(1.0, pt.dp, pt.zero_stage, space.fp32_grads, work.dtype_bytes)
     upd = cost.optimizer_update_time(1.0, pt.dp, pt.zero_stage, hw.die)
     bw = sum(p.bandwidth for p in hw.dram_ports) / max(pt.dies, 1)
-    flight = cost.micro_batches_in_flight(0, pp, m, v)
+    flight = cost.micro_batches_in_flight(0, pp, m, v, pt.layer_group)
+    dies_per_stage = pt.dp * pt.shape[0] * pt.shape[1]
+    held_layers = sum(L * cost.micro_batches_in_flight(s, pp, m, v, pt.layer_group) for s, L in enumerate(lps))
     cap = hw.die.memory_bytes
     best = float("inf")
     for off in space.offload_subsets(hw):
         mb_bytes = cost.dram_traffic_per_micro_batch(state["weights"] if "weights" in off else 0.0,
-                                                     state["grads"] if "grads" in off else 0.0, 0.0)
+                                                     state["grads"] if "grads" in off else 0.0, 0.0, pt.layer_group)
         step_bytes = cost.dram_traffic_per_step(*(state[c] if c in off else 0.0 for c in ("weights", "grads", "optimizer")))
         c_params = c_layer * mb_bytes / bw + lps[slow] * (upd + step_bytes / bw) if bw else lps[slow] * upd
-        c_act = c_layer * cost.dram_traffic_per_micro_batch(0, 0, 1) / bw if "activations" in off else 0.0
+        c_act = c_layer * cost.dram_traffic_per_micro_batch(0, 0, 1, pt.layer_group) / bw if "activations" in off else 0.0
         m_params = lps[0] * sum(v_ for c, v_ in state.items() if c not in off)
         m_act = 1.0 if "activations" in off else lps[0] * flight  # offloaded: one layer's working piece
         fixed = pr.params_pre * sum(v_ for c, v_ in state.items() if c not in off)
         base = c_layer * time_ + c_params * tab.params + c_act * tab.act
         mem = m_params * tab.params + m_act * tab.act + tab.buffer
-        scale = float(np.nanmax(np.where(np.isfinite(base), base, np.nan))) / max(float(mem.max()), 1.0)
-        lams = np.concatenate(([0.0], scale * np.exp2(np.linspace(-16, 16, LAMBDA_STEPS))))
-        vals = (base[None] + lams[:, None, None] * mem[None]).min(axis=2).sum(axis=1) - lams * (cap - fixed)
+        # the DRAM row: bytes all dies keep in DRAM (pre/post ops' share left out: the bound stays below)
+        d_params = dies_per_stage * sum(lps) * sum(v_ for c, v_ in state.items() if c in off)
+        d_act = dies_per_stage * held_layers if "activations" in off else 0.0
+        dram = d_params * tab.params + d_act * tab.act
+        top = float(np.nanmax(np.where(np.isfinite(base), base, np.nan)))
+        lams = _multipliers(top / max(float(mem.max()), 1.0), LAMBDA_STEPS)
+        most = float(np.where(np.isfinite(time_), dram, 0.0).max(axis=1).sum())  # the row cannot bind below
+        mus = _multipliers(top / float(dram.max()), DRAM_MU_STEPS) if most > hw.dram_capacity else np.zeros(1)
+        priced = (base[None, None] + lams[:, None, None, None] * mem[None, None] +
+                  mus[None, :, None, None] * dram[None, None])
+        vals = (priced.min(axis=3).sum(axis=2) - lams[:, None] * (cap - fixed) -
+                mus[None, :] * hw.dram_capacity)
         best = min(best, float(vals.max()) + const)
     return best
+
+
+def _multipliers(scale: float, steps: int) -> np.ndarray:
+    """0 and a geometric sweep of `steps` multipliers over 2^±16 of `scale`."""
+    return np.concatenate(([0.0], scale * np.exp2(np.linspace(-16, 16, steps))))
 
 
 def _machine_bound(work: Workload, hw: Hardware) -> float:
@@ -291,13 +313,15 @@ def _tables(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space: Spa
         return None
     base = pr.tables
     return Tables(base.graph, work, hw, pt.pp, pt.dp, pt.shape, pt.micro_batch, pt.zero_stage, pt.virtual,
-                  balanced_layers(work.model.layers, pt.pp), groups, base.allowed, space.fp32_grads)
+                  balanced_layers(work.model.layers, pt.pp), groups, base.allowed, space.fp32_grads, pt.layer_group,
+                  _ec=pr.edge_caches.setdefault(groups[0].origin, {}))
 
 
 def _mapping(pt: OuterPoint, tb: Tables, choices: dict, space: Space, offload: tuple[str, ...] = ()) -> Mapping:
     return Mapping(
         pp=pt.pp, dp=pt.dp, tp_shape=pt.shape, micro_batch=pt.micro_batch, zero_stage=pt.zero_stage,
-        schedule="interleaved" if pt.virtual > 1 else "1f1b", virtual_stages=pt.virtual,
+        schedule="layerwise" if pt.layer_group > 1 else "interleaved" if pt.virtual > 1 else "1f1b",
+        virtual_stages=pt.virtual, layer_group=pt.layer_group,
         layers_per_stage=tb.layers_per_stage,
         ops={k: OpChoice(split=v[0], recompute=v[1], overlap=v[2]) for k, v in choices.items()},
         groups=tb.groups, fp32_grad_accumulation=space.fp32_grads, offload=offload, name=f"{space.name} optimum",
@@ -489,17 +513,23 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
     least_mem = least_spill = float("inf")
     total = pruned_mem = 0
     enumeration_cut = False  # outer points left unenumerated (bounded by the machine-wide bound)
+    dead_family = None  # degrees whose layer-wise group no longer fits (space.layer_groups ascend)
     for pt, pr in probed_points(work, hw, sp):
         if total % 256 == 0 and time.perf_counter() - t0 > ENUMERATION_SHARE * time_limit_s:
             enumeration_cut = True
             break
         probes[(pt.shape, pt.micro_batch)] = pr
         total += 1
+        family = (pt.pp, pt.dp, pt.shape, pt.micro_batch, pt.zero_stage, pt.virtual, pt.recompute_policy)
+        if pt.layer_group > 1 and family == dead_family:  # a smaller group of these degrees did not fit
+            pruned_mem += 1
+            continue
         lb, mem, spill = _bounds(pt, pr, work, hw, sp)
         least_mem = min(least_mem, mem)
         least_spill = min(least_spill, spill)
         if lb == float("inf"):  # no choice of tiers fits this point
             pruned_mem += 1
+            dead_family = family if pt.layer_group > 1 else None  # larger groups only hold more
             continue
         time_lbs[total] = lb
         floors[total] = _energy_floor(pt, pr, work, hw) if objective != "time" else 0.0

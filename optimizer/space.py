@@ -1,7 +1,8 @@
 """The strategy space (operator-centric encoding) and its named restrictions.
 
 Outer degrees, enumerated: pipeline stages p, data-parallel replicas d, tensor group r×c, micro-
-batch b, ZeRO stage, schedule (1F1B or interleaved with v chunks). Inner, per operator of the
+batch b, ZeRO stage, schedule (1F1B, interleaved with v chunks, or layer-wise with one stage and
+tensor classes in DRAM). Inner, per operator of the
 block (the solver's variables): one partition option (sharding.options) and a recompute flag.
 
 Named restrictions reproduce what peers search:
@@ -11,7 +12,9 @@ Named restrictions reproduce what peers search:
   deepspeed  no tensor split; ZeRO 1–3 data parallelism; activation checkpointing on or off
   accpar     each linear picks AccPar's type I (batch), II (reduced dim) or III (output dim) on a
              1D group; no pipeline, no recompute
-  hecaton    2D weight-stationary partition of every linear on one r×c group spanning the grid
+  (only full and hecaton may pick the layer-wise schedule)
+  hecaton    2D weight-stationary partition of every linear on one r×c group spanning the grid,
+             1F1B or its layer-wise DRAM-saving schedule
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class OuterPoint:
     zero_stage: int
     virtual: int = 1
     recompute_policy: str | None = None  # fixed policy (megatron, deepspeed), None = solver's choice
+    layer_group: int = 1  # > 1: the layer-wise schedule (pp = 1), micro-batches each layer runs in turn
 
     @property
     def dies(self) -> int:
@@ -58,6 +62,7 @@ class Space:
     fp32_grads: bool = False
     whole_grid: bool = False
     offload: bool = True  # may tensor classes live in DRAM behind the ports (when the machine has them)
+    layerwise: bool = True  # may one-stage points run the layer-wise schedule (when classes may go to DRAM)
     free_ops: frozenset[str] | None = None  # if set, every other op is fixed: replicated, stored
     points: tuple[OuterPoint, ...] | None = None  # if set, exactly these outer points
 
@@ -84,8 +89,13 @@ class Space:
     def outer_points(self, work: Workload, hw: Hardware) -> Iterator[OuterPoint]:
         L, B = work.model.layers, work.global_batch
         if self.points is not None:  # explicit points, those the batch and the model admit
-            yield from (p for p in self.points if B % (p.dp * p.micro_batch) == 0 and p.pp <= L)
+            yield from (p for p in self.points if B % (p.dp * p.micro_batch) == 0 and p.pp <= L
+                        and not (p.layer_group > 1 and (p.pp > 1 or p.virtual > 1
+                                                        or B % (p.dp * p.micro_batch * p.layer_group))))
             return
+        # the layer-wise schedule only pays where DRAM holds weights or gradients (else it only keeps
+        # more activations), and only with more than one micro-batch per step
+        layerwise = self.layerwise and bool(self.offload_classes(hw))
         for shape in self.shapes(hw):
             tiles = (hw.rows // shape[0]) * (hw.cols // shape[1])
             for pp in (range(1, min(L, tiles) + 1) if self.pipeline else (1,)):
@@ -103,6 +113,9 @@ class Space:
                                     continue
                                 for pol in self.recompute_policies:
                                     yield OuterPoint(pp, dp, shape, mb, z, v, pol)
+                                    if layerwise and pp == 1 and v == 1:
+                                        for k in layer_groups(B // (dp * mb)):
+                                            yield OuterPoint(pp, dp, shape, mb, z, v, pol, layer_group=k)
 
     def offload_classes(self, hw: Hardware) -> tuple[str, ...]:
         """Tensor classes the solver may place in DRAM on this machine."""
@@ -159,18 +172,27 @@ class Space:
         return {o.name: (o.name in rec,) for o in graph.block}
 
 
+def layer_groups(m: int) -> list[int]:
+    """Group sizes of the layer-wise schedule tried for m micro-batches per step: the powers of two
+    from 2 that divide m (m itself if it is not one)."""
+    out = [k for k in (2 ** i for i in range(1, m.bit_length())) if m % k == 0]
+    return out + ([m] if m > 1 and m not in out else [])
+
+
 def get_space(name: "str | Space") -> Space:
     if isinstance(name, Space):
         return name
     if name == "full":
         return Space("full")
     if name == "megatron":
-        return Space("megatron", zero_stages=(0,), recompute_policies=("none", "selective", "full"), fp32_grads=True)
+        return Space("megatron", zero_stages=(0,), recompute_policies=("none", "selective", "full"), fp32_grads=True,
+                     layerwise=False)
     if name == "deepspeed":
         return Space("deepspeed", zero_stages=(1, 2, 3), virtual=(1,), pipeline=False, tensor=False,
-                     recompute_policies=("none", "full"))
+                     recompute_policies=("none", "full"), layerwise=False)
     if name == "accpar":
-        return Space("accpar", zero_stages=(0,), virtual=(1,), pipeline=False, recompute_policies=("none",))
+        return Space("accpar", zero_stages=(0,), virtual=(1,), pipeline=False, recompute_policies=("none",),
+                     layerwise=False)
     if name == "hecaton":
         return Space("hecaton", zero_stages=(0,), virtual=(1,), pipeline=False, whole_grid=True)
     raise ConfigError(f"unknown space {name!r}; allowed: {', '.join(SPACES)}")

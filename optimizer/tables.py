@@ -101,6 +101,7 @@ class Tables:
     groups: tuple[StageGroup, ...]
     allowed: dict[str, list[Option]]
     fp32_grads: bool = False
+    layer_group: int = 1  # micro-batches per group of the layer-wise schedule (pp = 1); 1 = 1F1B
     _oc: dict = field(default_factory=dict)
     _ec: dict = field(default_factory=dict)
 
@@ -202,7 +203,7 @@ class Tables:
         return list(kinds.values())
 
     def in_flight(self, stage: int) -> float:
-        return cost.micro_batches_in_flight(stage, self.pp, self.m, self.virtual)
+        return cost.micro_batches_in_flight(stage, self.pp, self.m, self.virtual, self.layer_group)
 
     # ---- ops ------------------------------------------------------------------------------
     def option_cost(self, op: Op, opt: Option) -> OptionCost:
@@ -322,8 +323,7 @@ class Tables:
                 k = self.group_ring(st.axis)
                 reduce_s += self.group_collective(st.axis, "reduce_scatter", st.nbytes).time_s
                 ring = max(ring, k)
-                saving += (overlap.reduce_scatter_bytes(k, st.nbytes, False) -
-                           overlap.reduce_scatter_bytes(k, st.nbytes, True))
+                saving += overlap.near_memory_saving_bytes(k, st.nbytes)
         return Conversion(comm, nbytes, reduce_s, ring, saving)
 
     # ---- overlap of a producer GEMM with the reduction of what it produces ------------------
@@ -536,7 +536,8 @@ def tables_for(mapping: Mapping, work: Workload, hw: Hardware, allowed: dict[str
         allowed = {o.name: enumerate_options(o, graph.sizes, mapping.tp_shape, graph.tensors)
                    for o in graph.block + graph.pre + graph.post}
     return Tables(graph, work, hw, mapping.pp, mapping.dp, mapping.tp_shape, mapping.micro_batch,
-                  mapping.zero_stage, mapping.virtual_stages, lps, groups, allowed, mapping.fp32_grad_accumulation)
+                  mapping.zero_stage, mapping.virtual_stages, lps, groups, allowed, mapping.fp32_grad_accumulation,
+                  mapping.layer_group)
 
 
 __all__ = ["Tables", "OptionCost", "EdgeCost", "Conversion", "Edge", "OVERLAP_MODES", "StageKind", "tables_for",

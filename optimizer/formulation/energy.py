@@ -24,8 +24,9 @@ nearest unit: at most half a unit per chosen variable.
 
 from __future__ import annotations
 
+from .. import cost
 from ..tables import Tables
-from .inner import GB, PER_MICRO_BATCH, PER_STEP, Inner
+from .inner import GB, Inner
 from .model import add_expr
 
 MAX_UNITS = 1e18  # CP-SAT: the energy's upper bound in integer units, at most (int64 holds 9.2e18)
@@ -115,10 +116,11 @@ def energy_expression(inner: Inner, tb: Tables) -> tuple[dict[int, float], float
             for i, w in ex.items():
                 put(i, w * c)
     # DRAM port traffic (DRAM variables in GB; activations hold every micro-batch in flight)
+    per_micro_batch, per_step = cost.dram_rates(tb.layer_group)
     for _kind, count, in_flight, dram in inner.dram:
         for c, i in dram.items():
-            per_mb = PER_MICRO_BATCH.get(c, 0.0) / (in_flight if c == "activations" else 1.0)
-            put(i, count * per_stage * GB * dram_j * (m * per_mb + PER_STEP.get(c, 0.0)))
+            per_mb = per_micro_batch.get(c, 0.0) / (in_flight if c == "activations" else 1.0)
+            put(i, count * per_stage * GB * dram_j * (m * per_mb + per_step.get(c, 0.0)))
     # static power over the step
     if static:
         for i, c in inner.time_objective.items():

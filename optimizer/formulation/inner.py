@@ -27,12 +27,6 @@ from .model import LinearModel, add_expr
 GB = 1e9  # memory rows are written in GB for numerical balance
 KB_PER_GB = 1e6  # CP-SAT counts bytes kept on or off the die in KB
 FINE = 1e12  # CP-SAT: rows mixing DRAM bytes and seconds are counted in picoseconds
-# DRAM bytes moved per byte a class keeps in DRAM (cost.dram_traffic_* are linear in each class)
-PER_MICRO_BATCH = {"weights": cost.dram_traffic_per_micro_batch(1, 0, 0),
-                   "grads": cost.dram_traffic_per_micro_batch(0, 1, 0),
-                   "activations": cost.dram_traffic_per_micro_batch(0, 0, 1)}
-PER_STEP = {"weights": cost.dram_traffic_per_step(1, 0, 0), "grads": cost.dram_traffic_per_step(0, 1, 0),
-            "optimizer": cost.dram_traffic_per_step(0, 0, 1)}
 
 
 @dataclass
@@ -321,6 +315,7 @@ def build_inner(tb: Tables, rec_allowed: dict[str, tuple[bool, ...]], capacity: 
         key = (L, s == 0, s == tb.pp - 1)
         counts[key] = counts.get(key, 0) + 1
     bw = tb.dram_bandwidth
+    per_mb_rate, per_step_rate = cost.dram_rates(tb.layer_group)
     kinds = []
     for kind in tb.stage_kinds:
         L, first, last = kind.layers, kind.first, kind.last
@@ -361,9 +356,9 @@ def build_inner(tb: Tables, rec_allowed: dict[str, tuple[bool, ...]], capacity: 
         _k, _key, _t, par, _w, _s, act, _p = kind
         pmax = upper(par)
         if per_mb:
-            return (sum(PER_MICRO_BATCH[c] * state[c] for c in ("weights", "grads")) * pmax +
-                    PER_MICRO_BATCH["activations"] * upper(act) * GB) / bw
-        return sum(PER_STEP[c] * state[c] for c in PER_STEP) * pmax / bw
+            return (sum(per_mb_rate[c] * state[c] for c in ("weights", "grads")) * pmax +
+                    per_mb_rate["activations"] * upper(act) * GB) / bw
+        return sum(per_step_rate[c] * state[c] for c in state) * pmax / bw
 
     big_t = max(upper(k[2]) + upper(k[7]) + dram_s(k, True) for k in kinds) * 1.01 + 1.0
     big_d = max(upper(k[5]) + upper({i: c * dp_slope.time_s for i, c in k[3].items()}) + dram_s(k, False)
@@ -405,8 +400,8 @@ def build_inner(tb: Tables, rec_allowed: dict[str, tuple[bool, ...]], capacity: 
         # each); TMAX ≥ busy + the transfers' exposed part (steady state, overlap.exposed_time)
         busy = dict(time)
         for c, v in dram.items():  # activations in DRAM are held for every micro-batch in flight
-            if c in PER_MICRO_BATCH:
-                busy[v] = PER_MICRO_BATCH[c] / (in_flight if c == "activations" else 1.0) * GB / bw
+            if per_mb_rate[c]:
+                busy[v] = per_mb_rate[c] / (in_flight if c == "activations" else 1.0) * GB / bw
         label = ','.join(str(int(x)) for x in key)
         t = lm.continuous(f"T[{label}]", big_t, scale=tscale)
         row = {t: 1.0}
@@ -426,8 +421,8 @@ def build_inner(tb: Tables, rec_allowed: dict[str, tuple[bool, ...]], capacity: 
         row = {dmax: 1.0}
         add_expr(row, sync, -1.0)
         for c, v in dram.items():
-            if c in PER_STEP:
-                row[v] = -PER_STEP[c] * GB / bw
+            if per_step_rate[c]:
+                row[v] = -per_step_rate[c] * GB / bw
         rhs = 0.0
         if tb.dp > 1:
             beta = min(overlap.DP_BUCKET_LAYERS, kind.layers) / kind.layers
