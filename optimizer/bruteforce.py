@@ -14,9 +14,9 @@ from models.schema import Workload
 from . import cost
 from .evaluate import assemble, finish_stages, in_dram_bytes, score_stage
 from .mapping import OpChoice
-from .formulation.placement import place_groups
 from .solve import OBJECTIVES, _mapping, _tables, probed_points
 from .space import OuterPoint, Space, get_space
+from .tables import default_groups
 
 
 @dataclass
@@ -57,11 +57,14 @@ class _Counter:
     tables), times the DRAM tier subsets; 0 if the point's groups cannot be placed."""
 
     def __init__(self, sp: Space, hw: Hardware):
-        self.sp, self.hw, self.cache = sp, hw, {}
+        self.sp, self.hw, self.cache, self.placeable = sp, hw, {}, {}
         self.offloads = len(sp.offload_subsets(hw))
 
     def __call__(self, pt: OuterPoint, pr) -> int:
-        if place_groups(self.hw, pt.pp, pt.dp, pt.shape) is None:
+        where = (pt.pp, pt.dp, pt.shape)
+        if where not in self.placeable:
+            self.placeable[where] = default_groups(self.hw, *where) is not None  # place_groups's fallback
+        if not self.placeable[where]:
             return 0
         key = (pt.shape, pt.micro_batch, pt.recompute_policy)
         if key not in self.cache:

@@ -296,20 +296,35 @@ class Tables:
     def edge_cost(self, e: Edge, o_p: Option, o_c: Option) -> EdgeCost:
         key = (e, o_p, o_c)
         if key not in self._ec:
+            fwd_steps, grad_steps = self._edge_steps(e, o_p, o_c)
+            fwd, grad = self._convert(fwd_steps), self._convert(grad_steps)
+            self._ec[key] = EdgeCost(fwd.comm, grad.comm, fwd, grad)
+        return self._ec[key]
+
+    def _edge_steps(self, e: Edge, o_p: Option, o_c: Option) -> tuple[tuple, tuple]:
+        """The collective steps (sharding.conversion) of edge e's forward and gradient conversions."""
+        key = ("steps", e, o_p, o_c)
+        if key not in self._ec:
             g = self.graph
             prod, cons = g.op(e.producer), g.op(e.consumer)
-            p_operand = next(x for x in prod.outputs if x.tensor in (e.tensor, g.block_output) and
-                             (x.tensor == e.tensor or e.where == "wrap"))
-            c_operand = next(x for x in cons.inputs if x.tensor in (e.tensor, g.block_input))
+            p_operand, c_operand = self._edge_operands(e)
             src = output_layout(prod, o_p, p_operand, g.tensors)
             dst = input_layout(cons, o_c, c_operand, g.tensors)
             nbytes = g.tensors[p_operand.tensor].nbytes(g.sizes)
-            fwd = self._convert(conversion(src, dst, self.shape, nbytes))
             gsrc = input_grad_layout(cons, o_c, c_operand, g.tensors)
             gdst = needed_grad_layout(src)
-            grad = self._convert(conversion(gsrc, gdst, self.shape, nbytes))
-            self._ec[key] = EdgeCost(fwd.comm, grad.comm, fwd, grad)
+            self._ec[key] = (tuple(conversion(src, dst, self.shape, nbytes)),
+                             tuple(conversion(gsrc, gdst, self.shape, nbytes)))
         return self._ec[key]
+
+    def _edge_operands(self, e: Edge) -> tuple:
+        """(the producer's output operand, the consumer's input operand) that edge e joins."""
+        g = self.graph
+        prod, cons = g.op(e.producer), g.op(e.consumer)
+        p_operand = next(x for x in prod.outputs if x.tensor in (e.tensor, g.block_output) and
+                         (x.tensor == e.tensor or e.where == "wrap"))
+        c_operand = next(x for x in cons.inputs if x.tensor in (e.tensor, g.block_input))
+        return p_operand, c_operand
 
     def _steps(self, steps) -> CommCost:
         return self._convert(steps).comm
@@ -361,12 +376,12 @@ class Tables:
             found = False
             if self.overlaps(op):
                 for e in self.edges:
+                    # inputs and needed output gradients are never partial: a conversion sums
+                    # partial results exactly when its source layout holds them
                     if e.producer == op.name:
-                        found = any(self.edge_cost(e, opt, x).fwd_conv.reduce_s > 0
-                                    for x in self.options(g.op(e.consumer)))
+                        found = PARTIAL in output_layout(op, opt, self._edge_operands(e)[0], g.tensors)
                     elif e.consumer == op.name:
-                        found = any(self.edge_cost(e, x, opt).grad_conv.reduce_s > 0
-                                    for x in self.options(g.op(e.producer)))
+                        found = PARTIAL in input_grad_layout(op, opt, self._edge_operands(e)[1], g.tensors)
                     if found:
                         break
             self._oc[key] = found
