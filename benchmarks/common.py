@@ -66,6 +66,17 @@ def claim(name: str, paper: float, ours: float, unit: str) -> dict[str, Any]:
     return {"name": name, "paper": paper, "ours": ours, "unit": unit}
 
 
+def save_figure(fig: Any, path: Path, dpi: int = 110) -> Path:
+    """Lay out, write (creating the results folder) and close a matplotlib figure; return path."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def write_result(name: str, rows: Iterable[Mapping[str, Any]], claims: Iterable[Mapping[str, Any]],
                  extra: Mapping[str, Any] | None = None) -> Path:
     """Write benchmarks/results/<name>.json and return its path."""

@@ -54,7 +54,7 @@ if str(HERE) not in sys.path:  # `common` sits next to this file, whether run or
 
 import hw  # noqa: E402
 import models  # noqa: E402
-from common import RESULTS_DIR, claim, write_result  # noqa: E402
+from common import RESULTS_DIR, claim, save_figure, write_result  # noqa: E402
 from reproduce_tmac import (BACKEND, OFF_BY, REL, THREADS, TIME_LIMIT_S, drivers, fmt, heuristic_row,  # noqa: E402
                             ratios, solve_row)
 
@@ -290,11 +290,7 @@ def plot(rows: list[dict[str, Any]], info: dict[str, Any], path: Path) -> Path:
     fig.suptitle(f"Hecaton vs Megatron TP on {HARDWARE} (x: no mapping). Llama2-70B [{c.get('basis')}]: "
                  f"speedup {fmt(c.get('speedup'), '.3g')}x (paper 4.98x), energy {fmt(c.get('energy_reduction'), '.3g')}x "
                  f"(paper 2.35x)", fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def run(time_limit_s: float = TIME_LIMIT_S, threads: int = THREADS) -> list[dict[str, Any]]:

@@ -56,7 +56,7 @@ if str(HERE) not in sys.path:  # `common` sits next to this file, whether run or
 
 import hw  # noqa: E402
 import models  # noqa: E402
-from common import RESULTS_DIR, claim, write_result  # noqa: E402
+from common import RESULTS_DIR, claim, save_figure, write_result  # noqa: E402
 from hw.schema import DTYPE_BYTES  # noqa: E402
 from optimizer import overlap  # noqa: E402
 
@@ -326,10 +326,7 @@ def plot(rows: list[dict], path: Path) -> Path:
     ax2.legend(fontsize=8)
     ax2.set_xticks(x)
     ax2.set_xticklabels(names, rotation=35, ha="right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def main() -> None:

@@ -54,7 +54,7 @@ if str(HERE) not in sys.path:  # `common` sits next to this file, whether run or
 import hw  # noqa: E402
 import models  # noqa: E402
 import optimizer  # noqa: E402
-from common import RESULTS_DIR, claim, write_result  # noqa: E402
+from common import RESULTS_DIR, claim, save_figure, write_result  # noqa: E402
 from optimizer import baselines  # noqa: E402
 
 HARDWARE = ("tmac-wafer", "wse2")  # claims from the first; the second is reported beside them
@@ -423,11 +423,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
     axm.set_xticks(range(len(cases)), [f"{m}\n{h}" for h, m in cases], fontsize=8)
     for a in (ax, axm):
         a.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def settings(hardware: tuple[str, ...]) -> dict[str, Any]:

@@ -75,7 +75,7 @@ if str(HERE) not in sys.path:  # `common` sits next to this file, whether run or
 import hw  # noqa: E402
 import models  # noqa: E402
 import optimizer  # noqa: E402
-from common import RESULTS_DIR, claim, write_result  # noqa: E402
+from common import RESULTS_DIR, claim, save_figure, write_result  # noqa: E402
 from hw.topology import fold, ring_profile  # noqa: E402
 from models.graph import build_graph  # noqa: E402
 from optimizer.mapping import Mapping, OpChoice  # noqa: E402
@@ -400,11 +400,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
         a.legend(fontsize=8)
     fig.suptitle(f"Weak scaling on {HARDWARE}: hidden = {HIDDEN_PER_SIDE}·n, seq_len = {SEQ_LEN_PER_SIDE}·n, "
                  f"{TOKENS_PER_STEP} tokens per step", fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:

@@ -540,8 +540,9 @@ def _layerwise(mapping: Mapping, work: Workload, hw: Hardware, extend: bool = Tr
     fallback = None if _fits(mapping, work, hw) else mapping  # a mapping that does not fit anyway
     for off in sets:
         for k in reversed(layer_groups(m)):
-            cand = _named(mapping.model_copy(update={"schedule": "layerwise", "layer_group": k, "offload": off}))
-            cand = cand.model_copy(update={"name": cand.name.replace(" offload=", f" layerwise k={k} offload=", 1)})
+            name = f"{mapping.name.split(' offload=')[0]} layerwise k={k}"
+            cand = _named(mapping.model_copy(update={"schedule": "layerwise", "layer_group": k, "offload": off,
+                                                     "name": name}))
             rep = evaluate(cand, work, hw)
             if rep.fits:
                 return cand

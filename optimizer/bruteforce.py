@@ -98,16 +98,15 @@ def brute_force(work: Workload, hw: Hardware, space: str | Space = "full", limit
     count = _Counter(sp, hw)
     scored: float | None = None
     for pt, pr in probed_points(work, hw, sp):
+        size += count(pt, pr)
         if limit is not None and n >= limit:  # the sample is done: only count the rest
             if scored is None:
                 scored = time.perf_counter() - t0
-            size += count(pt, pr)
             continue
         tb = _tables(pt, pr, work, hw, sp)
         if tb is None:
             continue
         names, lists = zip(*_choices(tb, sp, pt))
-        size += prod(len(x) for x in lists) * len(offloads)
         for off in offloads:
             for combo in itertools.product(*lists):
                 if limit is not None and n >= limit:

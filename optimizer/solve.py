@@ -204,10 +204,11 @@ def _bounds(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space: Spa
     params = lps * pr.params_layer + first * pr.params_pre + last * pr.params_post
     per_param = cost.zero_state_bytes(1.0, pt.dp, pt.zero_stage, space.fp32_grads, work.dtype_bytes)
     flight = np.array([cost.micro_batches_in_flight(s, pt.pp, m, pt.virtual, pt.layer_group) for s in range(pt.pp)])
-    classes = ("weights", "grads", "optimizer", "activations")
+    classes = cost.OFFLOAD_CLASSES  # weights, grads, optimizer, activations: the columns below
     act_mb = lps * pr.act_layer  # saved activations of one micro-batch
-    held = np.column_stack([params * per_param[c] for c in classes[:3]] + [act_mb * flight])
-    moved = np.column_stack([params * per_param[c] for c in classes[:3]] + [act_mb])  # bytes a traffic rate applies to
+    model_state = [params * per_param[c] for c in classes[:3]]
+    held = np.column_stack(model_state + [act_mb * flight])
+    moved = np.column_stack(model_state + [act_mb])  # bytes a traffic rate applies to
     working = cost.offload_working_bytes(pr.params_op, pt.dp, pt.zero_stage, space.fp32_grads, work.dtype_bytes)
     work_piece = np.array([working[c] for c in classes[:3]] + [pr.act_layer])
     subsets = space.offload_subsets(hw)

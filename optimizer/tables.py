@@ -296,25 +296,17 @@ class Tables:
     def edge_cost(self, e: Edge, o_p: Option, o_c: Option) -> EdgeCost:
         key = (e, o_p, o_c)
         if key not in self._ec:
-            fwd_steps, grad_steps = self._edge_steps(e, o_p, o_c)
-            fwd, grad = self._convert(fwd_steps), self._convert(grad_steps)
-            self._ec[key] = EdgeCost(fwd.comm, grad.comm, fwd, grad)
-        return self._ec[key]
-
-    def _edge_steps(self, e: Edge, o_p: Option, o_c: Option) -> tuple[tuple, tuple]:
-        """The collective steps (sharding.conversion) of edge e's forward and gradient conversions."""
-        key = ("steps", e, o_p, o_c)
-        if key not in self._ec:
             g = self.graph
             prod, cons = g.op(e.producer), g.op(e.consumer)
             p_operand, c_operand = self._edge_operands(e)
             src = output_layout(prod, o_p, p_operand, g.tensors)
             dst = input_layout(cons, o_c, c_operand, g.tensors)
             nbytes = g.tensors[p_operand.tensor].nbytes(g.sizes)
+            fwd = self._convert(conversion(src, dst, self.shape, nbytes))
             gsrc = input_grad_layout(cons, o_c, c_operand, g.tensors)
             gdst = needed_grad_layout(src)
-            self._ec[key] = (tuple(conversion(src, dst, self.shape, nbytes)),
-                             tuple(conversion(gsrc, gdst, self.shape, nbytes)))
+            grad = self._convert(conversion(gsrc, gdst, self.shape, nbytes))
+            self._ec[key] = EdgeCost(fwd.comm, grad.comm, fwd, grad)
         return self._ec[key]
 
     def _edge_operands(self, e: Edge) -> tuple:
