@@ -12,7 +12,9 @@ For each model on the hecaton-chiplet preset, five mappings are scored by optimi
   hecaton (space)     optimizer.solve(space="hecaton"): the best 2D weight-stationary mapping on one
                       group spanning the package;
   hecaton (heuristic) optimizer.baselines.hecaton(work, hw): Hecaton's method with its own rule, the
-                      least set of tensor classes in the edge DRAM that fits (offload=True, its default);
+                      least set of tensor classes in the edge DRAM that fits (offload=True, its default),
+                      the recomputation policy (none/selective/full, an assumption: the paper's was not
+                      available) that fits with the fewest classes in DRAM, then runs fastest;
   megatron (space)    optimizer.solve(space="megatron"): the best Megatron-LM mapping (1D tensor
                       parallelism, pipeline and data parallelism);
   megatron (heuristic) optimizer.baselines.heuristic("megatron", work, hw, offload=True): Megatron-LM's

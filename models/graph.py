@@ -248,6 +248,9 @@ def stored_tensors(graph: Graph, recomputed: set[str]) -> set[str]:
     return {t for t in need if t == graph.block_input or prod.get(t) not in recomputed}
 
 
+RECOMPUTE_POLICIES = ("none", "selective", "full")  # Megatron-LM's activation recomputation policies
+
+
 def recompute_set(graph: Graph, recompute: str) -> set[str]:
     """Ops recomputed under Megatron's policies: none, selective (attention core), full (all)."""
     names = {o.name for o in graph.block}

@@ -36,7 +36,7 @@ from typing import Any, Iterable, Literal, Union
 from hw.loader import ConfigError
 from hw.schema import Hardware
 from hw.topology import usable_tiles
-from models.graph import SELECTIVE_RECOMPUTE, build_graph
+from models.graph import RECOMPUTE_POLICIES, SELECTIVE_RECOMPUTE, build_graph, recompute_set
 from models.schema import Workload
 
 from . import cost
@@ -79,7 +79,7 @@ def megatron_ops(work: Workload, tp: int, recompute: str, sequence_parallel: boo
     """Megatron-LM's 1D tensor parallelism: heads for attention, column/row pairs for the linears,
     vocab-parallel embedding, head and loss; norms, dropouts and residuals replicated or, with
     sequence parallelism, split on the sequence."""
-    if recompute not in ("none", "selective", "full"):
+    if recompute not in RECOMPUTE_POLICIES:
         raise ConfigError(f"recompute must be one of none, selective, full; got {recompute!r}")
     model = work.model
     t = tp > 1
@@ -470,21 +470,28 @@ def accpar(work: Workload, hw: Hardware, offload: Offload = False) -> Mapping:
 
 
 # ---- Hecaton ---------------------------------------------------------------------------------
-def hecaton(work: Workload, hw: Hardware, offload: Offload = True) -> Mapping:
+def hecaton(work: Workload, hw: Hardware, offload: Offload = True, recompute: str | None = None) -> Mapping:
     """Hecaton (Huang et al., "Hecaton", arXiv 2407.05784): one r×c tensor group spanning every
     die of the grid, every linear (and the embedding) partitioned 2D and weight-stationary (its
     weight split on both grid axes, each die keeping one block; activations move along rows and
     columns, so per-die network traffic falls as the grid grows), every activation spread over
-    both axes (never replicated along one); no pipeline, no data parallelism, no recomputation.
-    Which weight dim goes on which axis, and which dims the activations between the linears are
-    split on, are chosen to minimise the step time (best_options). The DRAM tier is used as
-    Hecaton does (offload=True, the default): the tensor classes that do not fit on die live in
-    DRAM — the smallest set of Mapping.offload classes with which evaluate() says the mapping fits
-    (with_least_offload, at each micro-batch) — and the micro-batch is the largest with that
-    smallest set. If none fits, everything goes to DRAM at micro-batch 1 and evaluate() says
-    fits=False. offload=False or a tuple: nothing / exactly those classes in DRAM, the largest
-    micro-batch that fits (else micro-batch 1). With weights or gradients in DRAM it runs Hecaton's
-    DRAM-saving layer-wise schedule (_layerwise).
+    both axes (never replicated along one); no pipeline, no data parallelism. Which weight dim goes
+    on which axis, and which dims the activations between the linears are split on, are chosen to
+    minimise the step time (best_options). The DRAM tier is used as Hecaton does (offload=True,
+    the default): the tensor classes that do not fit on die live in DRAM — the smallest set of
+    Mapping.offload classes with which evaluate() says the mapping fits (with_least_offload, at
+    each micro-batch) — and the micro-batch is the largest with that smallest set. If none fits,
+    everything goes to DRAM at micro-batch 1 and evaluate() says fits=False. offload=False or a
+    tuple: nothing / exactly those classes in DRAM, the largest micro-batch that fits (else
+    micro-batch 1). With weights or gradients in DRAM it runs Hecaton's DRAM-saving layer-wise
+    schedule (_layerwise).
+
+    recompute: one of Megatron's policies (none, selective, full; models.graph.recompute_set).
+    The paper's recomputation setting was not available here (assumption): by default each policy
+    is tried and the mapping kept that fits, then has the fewest classes in DRAM, then the least
+    step time -- so with ample memory nothing is recomputed, and where the layer-wise schedule's
+    group is capped by the activations it holds, recomputing lets the group (and the weight
+    traffic it saves) grow.
     """
     _check_inputs(work, hw)
     _check_offload(offload, hw)
@@ -494,10 +501,21 @@ def hecaton(work: Workload, hw: Hardware, offload: Offload = True) -> Mapping:
     if hw.rows < 2 or hw.cols < 2:
         raise ConfigError(f"rows x cols: Hecaton's 2D method needs a grid of at least 2 x 2, {hw.name} is "
                           f"{hw.rows} x {hw.cols}")
+    if recompute is not None and recompute not in RECOMPUTE_POLICIES:
+        raise ConfigError(f"recompute: {recompute!r} is not a policy; allowed: {', '.join(RECOMPUTE_POLICIES)}")
+    cands = [_hecaton(work, hw, offload, pol) for pol in ((recompute,) if recompute else RECOMPUTE_POLICIES)]
+    reports = [evaluate(c, work, hw) for c in cands]
+    best = min(range(len(cands)), key=lambda i: (not reports[i].fits, len(cands[i].offload), reports[i].step_time_s))
+    return cands[best]
+
+
+def _hecaton(work: Workload, hw: Hardware, offload: Offload, recompute: str) -> Mapping:
+    """hecaton() with one recomputation policy."""
     shape = (hw.rows, hw.cols)
     classes = get_space("hecaton").offload_classes(hw)
     mbs = [b for b in sorted(MICRO_BATCHES, reverse=True) if work.global_batch % b == 0]
     skeletons: dict[int, Mapping] = {}
+    label = f"hecaton {shape[0]}x{shape[1]}" + (f" recompute={recompute}" if recompute != "none" else "")
 
     def skeleton(mb: int) -> Mapping:
         if mb not in skeletons:
@@ -506,11 +524,13 @@ def hecaton(work: Workload, hw: Hardware, offload: Offload = True) -> Mapping:
                 w = tb.graph.op(name).weight if name in LINEARS + ("embedding",) else None
                 keep = [o for o in opts if None not in o and (w is None or (o[0] in w and o[1] in w))]
                 allowed[name] = keep or opts
-            skeletons[mb] = skel.model_copy(update={"ops": _ops(best_options(tb, allowed))})
+            rec = recompute_set(tb.graph, recompute)
+            ops = {k: OpChoice(split=v, recompute=k in rec) for k, v in best_options(tb, allowed).items()}
+            skeletons[mb] = skel.model_copy(update={"ops": ops})
         return skeletons[mb]
 
     def build(mb: int, off: tuple[str, ...]) -> Mapping:
-        return _named(skeleton(mb).model_copy(update={"offload": off, "name": f"hecaton {shape[0]}x{shape[1]} mb={mb}"}))
+        return _named(skeleton(mb).model_copy(update={"offload": off, "name": f"{label} mb={mb}"}))
 
     if offload is not True:
         off = tuple(offload or ())

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from hw import loader as hw_loader
 from hw.loader import ConfigError
 from hw.schema import Hardware
+from models.graph import RECOMPUTE_POLICIES
 from models.schema import Workload
 
 from . import baselines
@@ -26,7 +27,6 @@ from .mapping import Mapping, Report
 from .solve import Progress, solve
 from .space import Space
 
-RECOMPUTE = ("none", "selective", "full")
 DESCRIPTION_KEYS = ("tp", "pp", "dp", "micro_batch", "recompute", "sequence_parallel", "virtual_stages")
 REL_TOL = 1e-9
 
@@ -79,8 +79,8 @@ def from_description(desc: dict, work: Workload, hw: Hardware) -> Mapping:
     else:
         dp = _positive_int("dp", desc["dp"])
     recompute = desc.get("recompute", "full")
-    if recompute not in RECOMPUTE:
-        raise ConfigError(f"mapping.recompute must be one of {', '.join(RECOMPUTE)}; got {recompute!r}")
+    if recompute not in RECOMPUTE_POLICIES:
+        raise ConfigError(f"mapping.recompute must be one of {', '.join(RECOMPUTE_POLICIES)}; got {recompute!r}")
     sp = desc.get("sequence_parallel", False)
     if not isinstance(sp, bool):
         raise ConfigError(f"mapping.sequence_parallel must be true or false, got {sp!r}")

@@ -25,6 +25,7 @@ from typer.core import TyperGroup
 
 import hw
 import models
+from models.graph import RECOMPUTE_POLICIES
 
 from . import baselines
 from .evaluate import evaluate as evaluate_mapping
@@ -49,7 +50,6 @@ def _click_exception(name: str) -> type:
 ClickException = _click_exception("ClickException")
 ClickUsageError = _click_exception("UsageError")
 NoArgsIsHelpError = getattr(sys.modules[ClickUsageError.__module__], "NoArgsIsHelpError", ())
-RECOMPUTE = ("none", "selective", "full")
 
 
 class OneLineErrors(TyperGroup):
@@ -617,8 +617,8 @@ def _mapping_and_workload(plan: Optional[Path], model: Optional[str], hardware: 
                           ) -> tuple[Mapping, models.Workload, hw.Hardware]:
     """The mapping to score — a plan file, or Megatron-LM's built from --tp/--pp/--dp/… — with its
     workload and hardware (`evaluate` and `check`)."""
-    if recompute is not None and recompute not in RECOMPUTE:
-        raise UsageError(f"--recompute must be one of {', '.join(RECOMPUTE)}; got {recompute!r}")
+    if recompute is not None and recompute not in RECOMPUTE_POLICIES:
+        raise UsageError(f"--recompute must be one of {', '.join(RECOMPUTE_POLICIES)}; got {recompute!r}")
     megatron_flags = {"--tp": tp, "--pp": pp, "--dp": dp, "--micro-batch": micro_batch, "--recompute": recompute}
     given = [k for k, v in megatron_flags.items() if v is not None] + (["--sequence-parallel"] if sequence_parallel else [])
     if plan is not None and given:

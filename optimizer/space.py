@@ -24,7 +24,7 @@ from typing import Iterator
 
 from hw.loader import ConfigError
 from hw.schema import Hardware
-from models.graph import Graph, recompute_set
+from models.graph import RECOMPUTE_POLICIES, Graph, recompute_set
 from models.schema import Workload
 
 from .cost import OFFLOAD_CLASSES
@@ -185,7 +185,7 @@ def get_space(name: "str | Space") -> Space:
     if name == "full":
         return Space("full")
     if name == "megatron":
-        return Space("megatron", zero_stages=(0,), recompute_policies=("none", "selective", "full"), fp32_grads=True,
+        return Space("megatron", zero_stages=(0,), recompute_policies=RECOMPUTE_POLICIES, fp32_grads=True,
                      layerwise=False)
     if name == "deepspeed":
         return Space("deepspeed", zero_stages=(1, 2, 3), virtual=(1,), pipeline=False, tensor=False,

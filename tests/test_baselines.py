@@ -10,7 +10,7 @@ import hw
 import models
 import optimizer
 from hw.loader import ConfigError
-from models.graph import build_graph
+from models.graph import RECOMPUTE_POLICIES, build_graph, recompute_set
 from optimizer import OpChoice, baselines, evaluate
 from optimizer.space import LINEARS, get_space
 
@@ -146,6 +146,28 @@ def test_hecaton():
         fewer = tuple(c for c in m.offload if c != cls)
         assert not evaluate(m.model_copy(update={"offload": fewer}), w, h).fits
 
+
+
+def test_hecaton_picks_its_recompute_policy():
+    """Each policy tried; kept: fits, then fewest classes in DRAM, then least step time. Here the
+    layer-wise group is capped by the activations it holds, so recomputing the attention core wins."""
+    w = models.Workload(model=models.load("llama2-7b"), global_batch=64, seq_len=4096)
+    h = hw.load("hecaton-chiplet", rows=4, cols=4, sram_bytes=2e8)
+
+    def key(m):
+        rep = evaluate(m, w, h)
+        return (not rep.fits, len(m.offload), rep.step_time_s)
+
+    single = {p: baselines.hecaton(w, h, recompute=p) for p in RECOMPUTE_POLICIES}
+    chosen = baselines.hecaton(w, h)
+    assert key(chosen) == min(key(m) for m in single.values())
+    g = build_graph(w.model, 1, w.seq_len)
+    for p, m in single.items():
+        assert {n for n, c in m.ops.items() if c.recompute} == recompute_set(g, p)
+    assert evaluate(chosen, w, h).fits and chosen.name == single["selective"].name
+    assert key(single["selective"]) < key(single["none"])
+    with pytest.raises(ConfigError, match="recompute.*none, selective, full"):
+        baselines.hecaton(w, h, recompute="some")
 
 SMALL = dict(rows=2, cols=2, sram_bytes=40e9)
 
