@@ -187,9 +187,11 @@ def probed_points(work: Workload, hw: Hardware, sp: Space):
             yield pt, probes[key]
 
 
-def _bounds(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space: Space) -> tuple[float, float, float]:
-    """(step-time lower bound, least memory per die, least bytes any fitting choice keeps in DRAM)
-    of an outer point. Every subset of the tensor classes the space may move to DRAM is tried: a
+def _bounds(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware,
+            space: Space) -> tuple[float, float, float, list[tuple[float, tuple[str, ...]]]]:
+    """(step-time lower bound, least memory per die, least bytes any fitting choice keeps in DRAM,
+    the subsets of tensor classes in DRAM that can fit, each with its bound, ascending) of an outer
+    point. Every subset of the tensor classes the space may move to DRAM is tried: a
     class in DRAM leaves the die but for its working piece (the largest op's weights or gradients,
     one layer's activations, no Adam state) and costs its least port traffic. The time bound is
     the least over the subsets that fit (inf if none does). Arrays: stages × classes, × subsets."""
@@ -228,14 +230,16 @@ def _bounds(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space: Spa
     least_dram = float(dram[fits].min()) if fits.any() else float("inf")
     fits &= dram <= hw.dram_capacity
     best_t = float(step[fits].min()) if fits.any() else float("inf")
-    return best_t, float(mem.min()), least_dram
+    tiers = sorted((float(step[i]), subsets[i]) for i in np.flatnonzero(fits))
+    return best_t, float(mem.min()), least_dram, tiers
 
 
 LAMBDA_STEPS = 33  # on-die memory multipliers tried per tier subset: a geometric sweep over 2^±16 of a scale
 DRAM_MU_STEPS = 9  # DRAM capacity multipliers tried with each of them
 
 
-def _lagrangian_bound(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space: Space) -> float:
+def _lagrangian_bound(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space: Space,
+                      tiers: list[tuple[float, tuple[str, ...]]]) -> float:
     """A lower bound on the step time of an outer point that couples time and memory: relax the
     memory row of the stage holding the most micro-batches (stage 0) with a multiplier λ ≥ 0, so
     each block op picks, independently, the (option, recompute) minimizing
@@ -247,7 +251,10 @@ def _lagrangian_bound(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, 
     Σ min − λ·(capacity − fixed bytes) bounds the inner optimum for every λ; the best λ of a
     sweep is kept, for every subset of tiers the least. Ignored (so the bound stays below):
     resharding, ZeRO and weight-gradient collectives, pre/post ops beyond their least cost,
-    Checkmate's extra kept inputs and the working pieces of weights and gradients in DRAM."""
+    Checkmate's extra kept inputs and the working pieces of weights and gradients in DRAM.
+    `tiers`: the subsets that can fit with their cheap bounds (_bounds), ascending; each subset's
+    bound is the larger of the two, and a subset whose cheap bound already reaches the least so far
+    is skipped."""
     tab = pr.ops
     if tab is None:
         return 0.0
@@ -269,7 +276,9 @@ def _lagrangian_bound(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, 
     held_layers = sum(L * cost.micro_batches_in_flight(s, pp, m, v, pt.layer_group) for s, L in enumerate(lps))
     cap = hw.die.memory_bytes
     best = float("inf")
-    for off in space.offload_subsets(hw):
+    for cheap, off in tiers:
+        if cheap >= best:
+            break
         mb_bytes = cost.dram_traffic_per_micro_batch(state["weights"] if "weights" in off else 0.0,
                                                      state["grads"] if "grads" in off else 0.0, 0.0, pt.layer_group)
         step_bytes = cost.dram_traffic_per_step(*(state[c] if c in off else 0.0 for c in ("weights", "grads", "optimizer")))
@@ -292,7 +301,7 @@ def _lagrangian_bound(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, 
                   mus[None, :, None, None] * dram[None, None])
         vals = (priced.min(axis=3).sum(axis=2) - lams[:, None] * (cap - fixed) -
                 mus[None, :] * hw.dram_capacity)
-        best = min(best, float(vals.max()) + const)
+        best = min(best, max(cheap, float(vals.max()) + const))
     return best
 
 
@@ -511,6 +520,7 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
     heap: list = []
     time_lbs: dict[int, float] = {}  # point key -> its step-time lower bound
     floors: dict[int, float] = {}  # point key -> its energy floor (objectives other than time)
+    tiers: dict[int, list] = {}  # point key -> the DRAM subsets that can fit, with their cheap bounds
     least_mem = least_spill = float("inf")
     total = pruned_mem = 0
     enumeration_cut = False  # outer points left unenumerated (bounded by the machine-wide bound)
@@ -525,7 +535,7 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
         if pt.layer_group > 1 and family == dead_family:  # a smaller group of these degrees did not fit
             pruned_mem += 1
             continue
-        lb, mem, spill = _bounds(pt, pr, work, hw, sp)
+        lb, mem, spill, fitting = _bounds(pt, pr, work, hw, sp)
         least_mem = min(least_mem, mem)
         least_spill = min(least_spill, spill)
         if lb == float("inf"):  # no choice of tiers fits this point
@@ -533,6 +543,7 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
             dead_family = family if pt.layer_group > 1 else None  # larger groups only hold more
             continue
         time_lbs[total] = lb
+        tiers[total] = fitting
         floors[total] = _energy_floor(pt, pr, work, hw) if objective != "time" else 0.0
         heapq.heappush(heap, (_point_bound(objective, lb, floors[total], static_w * pt.dies), total, pt))
 
@@ -553,7 +564,7 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
         pr = probes[(pt.shape, pt.micro_batch)]
         if key not in refined:  # tighten lazily, only for points that reach the front
             refined.add(key)
-            time_lbs[key] = max(time_lbs[key], _lagrangian_bound(pt, pr, work, hw, sp))
+            time_lbs[key] = max(time_lbs[key], _lagrangian_bound(pt, pr, work, hw, sp, tiers.pop(key)))
             heapq.heappush(heap, (_point_bound(objective, time_lbs[key], floors[key], static_w * pt.dies), key, pt))
             continue
         tb = _tables(pt, pr, work, hw, sp)

@@ -13,7 +13,7 @@ from hw.topology import collective, ring_order
 from optimizer.bruteforce import _choices, brute_force, score
 from optimizer.formulation.backends import BACKENDS
 from optimizer.solve import _probe, _tables
-from optimizer.space import OuterPoint, Space
+from optimizer.space import OuterPoint, Space, get_space
 from optimizer.tables import tables_for
 
 REL = 1e-6
@@ -200,9 +200,37 @@ def test_point_bounds_never_exceed_the_point_optimum():
         h = hw.load("tmac-wafer", rows=1, cols=2, sram_bytes=sram)
         sp = Space("full", zero_stages=(0, 1), virtual=(1,), free_ops=frozenset({"qk", "softmax", "fc2"}))
         for pt, pr in probed_points(w, h, sp):
-            cheap, lagrangian = _bounds(pt, pr, w, h, sp)[0], _lagrangian_bound(pt, pr, w, h, sp)
+            cheap, _, _, tiers = _bounds(pt, pr, w, h, sp)
+            lagrangian = _lagrangian_bound(pt, pr, w, h, sp, tiers)
             tightened += lagrangian > cheap
             best = brute_force(w, h, dataclasses.replace(sp, points=(pt,))).best_s
             if best is not None:
                 assert max(cheap, lagrangian) <= best * (1 + 1e-9), (pt, cheap, lagrangian, best)
     assert tightened > 0
+
+
+def test_backends_agree_where_cpsat_presolve_misproved():
+    """An inner model on which OR-Tools 9.15's CP-SAT presolve certified a wrong optimum (84.989 s
+    where 84.953 s exists; backends.cpsat_solver switches that presolve step off): CP-SAT and HiGHS
+    now return the same optimum, and evaluate() scores CP-SAT's mapping at its objective."""
+    from optimizer.formulation.backends import solve_model
+    from optimizer.formulation.inner import build_inner
+    from optimizer.solve import _mapping, _tables, probed_points
+
+    w = models.Workload(model=models.load("llama2-70b"), global_batch=512, seq_len=4096)
+    h, sp = hw.load("tmac-wafer"), get_space("full")
+    pt, pr = next((pt, pr) for pt, pr in probed_points(w, h, sp)
+                  if (pt.pp, pt.dp, pt.shape, pt.micro_batch, pt.zero_stage, pt.layer_group) == (1, 8, (2, 4), 1, 3, 8))
+    tb = _tables(pt, pr, w, h, sp)
+    values = {}
+    for backend in ("cpsat", "highs"):
+        inner = build_inner(tb, sp.recompute_allowed(tb.graph, pt.recompute_policy), h.die.memory_bytes,
+                            sp.offload_classes(h))
+        res = solve_model(inner.model, backend, 120, 2)
+        assert res.status == "optimal"
+        values[backend] = res.objective
+        if backend == "cpsat":
+            mp = _mapping(pt, tb, inner.choices(res.values), sp, inner.offload(res.values))
+            assert optimizer.evaluate(mp, w, h).step_time_s == pytest.approx(res.objective, rel=1e-6)
+    assert values["cpsat"] == pytest.approx(values["highs"], rel=1e-6)
+    assert values["cpsat"] < 84.96

@@ -58,7 +58,7 @@ def _cpsat(model: LinearModel, time_limit_s: float, threads: int) -> Result:
     for i, val in model.hint.items():
         var = model.vars[i]
         m.AddHint(xs[i], int(round(val if var.integer else val * var.scale)))
-    s = cp_model.CpSolver()
+    s = cpsat_solver()
     s.parameters.max_time_in_seconds = max(time_limit_s, 0.01)
     s.parameters.num_workers = max(1, threads)
     s.parameters.relative_gap_limit = 0.0
@@ -74,6 +74,21 @@ def _cpsat(model: LinearModel, time_limit_s: float, threads: int) -> Result:
     objective = s.ObjectiveValue() / model.objective_scale + model.objective_const
     bound = s.BestObjectiveBound() / model.objective_scale + model.objective_const
     return Result("optimal" if st == cp_model.OPTIMAL else "feasible", vals, objective, bound, wall)
+
+
+def cpsat_solver():
+    """A CP-SAT solver with the presolve step that can certify a wrong optimum switched off.
+
+    OR-Tools 9.15's inclusion detection in presolve (ProcessAtMostOneAndLinear; google/or-tools
+    issue 5293) proved an inner model "optimal" at 84.989 s where a 84.953 s solution exists
+    (Llama2-70B on tmac-wafer, dp 8, 2×4 group, ZeRO-3, layer-wise k = 8; HiGHS and CP-SAT with
+    that step off agree on 84.953 s, test_backends_agree_where_cpsat_presolve_misproved).
+    presolve_inclusion_work_limit = 0 skips only that step; the rest of presolve stays on."""
+    from ortools.sat.python import cp_model
+
+    s = cp_model.CpSolver()
+    s.parameters.presolve_inclusion_work_limit = 0
+    return s
 
 
 def _integer_row(model: LinearModel, row, bounds: list[int]) -> tuple[dict[int, int], float]:

@@ -19,6 +19,7 @@ from hw.topology import usable_tiles
 
 from ..mapping import StageGroup
 from ..tables import default_groups
+from .backends import cpsat_solver
 
 Tile = tuple[int, int]
 Placement = dict[tuple[int, int], Tile]  # (stage, replica) -> tile origin
@@ -124,7 +125,7 @@ def _cpsat_placement(hw: Hardware, pp: int, dp: int, tiles: list[Tile], hint: Pl
     for g, t in hint.items():
         for u in tiles:
             m.AddHint(A[(g, u)], 1 if u == t else 0)
-    solver = cp_model.CpSolver()
+    solver = cpsat_solver()
     solver.parameters.num_workers = 1
     solver.parameters.max_deterministic_time = MAX_DETERMINISTIC_TIME
     status = solver.Solve(m)
