@@ -5,6 +5,8 @@ No solver imports. Formulas and sources are listed in docs/cost-model.md.
 
 from __future__ import annotations
 
+import numpy as np
+
 from hw.schema import Die, Energy
 
 ADAM_STATE_BYTES = 12  # fp32 master weights + two fp32 moments per parameter (ZeRO paper: K = 12)
@@ -49,17 +51,17 @@ def zero_state_bytes(params: float, dp: int, stage: int, fp32_grads: bool = Fals
     raise ValueError(f"zero_stage must be 0, 1, 2 or 3, got {stage}")
 
 
-def micro_batches_in_flight(stage: int, pp: int, m: int, virtual: int = 1, group: int = 1) -> float:
+def micro_batches_in_flight(stage, pp: int, m: int, virtual: int = 1, group: int = 1):
     """Micro-batches whose activations stage `stage` holds at its peak under 1F1B: min(pp − stage, m);
     the interleaved schedule holds (1 + (pp − 1)/(pp·v)) times more (Korthikanti et al. 2022); the
     layer-wise schedule (pp = 1) runs the forward of a group of `group` micro-batches before their
-    backward, so it holds the whole group."""
+    backward, so it holds the whole group. `stage` may be an array of stages (then an array)."""
     if group > 1:
         return float(group)
-    base = min(pp - stage, m)
+    base = np.minimum(pp - np.asarray(stage), m) * 1.0
     if virtual > 1:
-        return base * (1 + (pp - 1) / (pp * virtual))
-    return float(base)
+        base = base * (1 + (pp - 1) / (pp * virtual))
+    return float(base) if base.ndim == 0 else base
 
 
 def pipeline_time(stage_times: list[float], m: int, virtual: int = 1) -> float:

@@ -187,25 +187,46 @@ def probed_points(work: Workload, hw: Hardware, sp: Space):
             yield pt, probes[key]
 
 
-def _bounds(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware,
-            space: Space) -> tuple[float, float, float, list[tuple[float, tuple[str, ...]]]]:
+@dataclass
+class _Tiers:
+    """What every outer point's bounds share: the subsets of tensor classes the space may move to
+    DRAM (rows of `off`, one column per cost.OFFLOAD_CLASSES entry), the ports' bandwidth (B/s)
+    and the capacities (bytes) of a die and of the DRAM."""
+
+    subsets: list[tuple[str, ...]]
+    off: np.ndarray
+    port_bandwidth: float
+    die_bytes: float
+    dram_bytes: float
+
+    @classmethod
+    def of(cls, space: Space, hw: Hardware) -> "_Tiers":
+        subsets = space.offload_subsets(hw)
+        off = np.array([[c in sub for c in cost.OFFLOAD_CLASSES] for sub in subsets], dtype=float)
+        return cls(subsets, off, sum(p.bandwidth for p in hw.dram_ports), hw.die.memory_bytes, hw.dram_capacity)
+
+
+def _bounds(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space: Space,
+            tiers: _Tiers | None = None) -> tuple[float, float, float, list[tuple[float, tuple[str, ...]]]]:
     """(step-time lower bound, least memory per die, least bytes any fitting choice keeps in DRAM,
     the subsets of tensor classes in DRAM that can fit, each with its bound, ascending) of an outer
     point. Every subset of the tensor classes the space may move to DRAM is tried: a
     class in DRAM leaves the die but for its working piece (the largest op's weights or gradients,
     one layer's activations, no Adam state) and costs its least port traffic. The time bound is
-    the least over the subsets that fit (inf if none does). Arrays: stages × classes, × subsets."""
+    the least over the subsets that fit (inf if none does). Arrays: stages × classes, × subsets.
+    `tiers`: _Tiers.of(space, hw), passed in by callers that bound many points."""
+    tiers = tiers or _Tiers.of(space, hw)
     lps = np.array(balanced_layers(work.model.layers, pt.pp), dtype=float)
     m = work.global_batch // (pt.dp * pt.micro_batch)
     dies_per_stage = pt.dp * pt.shape[0] * pt.shape[1]
-    bw = sum(p.bandwidth for p in hw.dram_ports) / (pt.pp * dies_per_stage)
+    bw = tiers.port_bandwidth / (pt.pp * dies_per_stage)
     first = np.zeros(pt.pp)
     first[0] = 1.0
     last = np.zeros(pt.pp)
     last[-1] = 1.0
     params = lps * pr.params_layer + first * pr.params_pre + last * pr.params_post
     per_param = cost.zero_state_bytes(1.0, pt.dp, pt.zero_stage, space.fp32_grads, work.dtype_bytes)
-    flight = np.array([cost.micro_batches_in_flight(s, pt.pp, m, pt.virtual, pt.layer_group) for s in range(pt.pp)])
+    flight = cost.micro_batches_in_flight(np.arange(pt.pp), pt.pp, m, pt.virtual, pt.layer_group)
     classes = cost.OFFLOAD_CLASSES  # weights, grads, optimizer, activations: the columns below
     act_mb = lps * pr.act_layer  # saved activations of one micro-batch
     model_state = [params * per_param[c] for c in classes[:3]]
@@ -213,8 +234,7 @@ def _bounds(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware,
     moved = np.column_stack(model_state + [act_mb])  # bytes a traffic rate applies to
     working = cost.offload_working_bytes(pr.params_op, pt.dp, pt.zero_stage, space.fp32_grads, work.dtype_bytes)
     work_piece = np.array([working[c] for c in classes[:3]] + [pr.act_layer])
-    subsets = space.offload_subsets(hw)
-    off = np.array([[c in sub for c in classes] for sub in subsets], dtype=float)  # subsets × classes
+    subsets, off = tiers.subsets, tiers.off  # subsets × classes
     on_die = held @ (1.0 - off).T + (off @ work_piece)[None, :]  # stages × subsets
     mem = on_die.max(axis=0)
     dram = (held @ off.T).sum(axis=0) * dies_per_stage
@@ -226,9 +246,9 @@ def _bounds(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware,
         times = times + (moved * np.array([per_mb[c] for c in classes])) @ off.T / bw
         syncs = syncs + (moved * np.array([per_step[c] for c in classes])) @ off.T / bw
     step = times.sum(axis=0) / pt.virtual + (m - 1 / pt.virtual) * times.max(axis=0) + syncs.max(axis=0)
-    fits = mem <= hw.die.memory_bytes
+    fits = mem <= tiers.die_bytes
     least_dram = float(dram[fits].min()) if fits.any() else float("inf")
-    fits &= dram <= hw.dram_capacity
+    fits &= dram <= tiers.dram_bytes
     best_t = float(step[fits].min()) if fits.any() else float("inf")
     tiers = sorted((float(step[i]), subsets[i]) for i in np.flatnonzero(fits))
     return best_t, float(mem.min()), least_dram, tiers
@@ -521,6 +541,7 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
     time_lbs: dict[int, float] = {}  # point key -> its step-time lower bound
     floors: dict[int, float] = {}  # point key -> its energy floor (objectives other than time)
     tiers: dict[int, list] = {}  # point key -> the DRAM subsets that can fit, with their cheap bounds
+    shared = _Tiers.of(sp, hw)
     least_mem = least_spill = float("inf")
     total = pruned_mem = 0
     enumeration_cut = False  # outer points left unenumerated (bounded by the machine-wide bound)
@@ -535,7 +556,7 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
         if pt.layer_group > 1 and family == dead_family:  # a smaller group of these degrees did not fit
             pruned_mem += 1
             continue
-        lb, mem, spill, fitting = _bounds(pt, pr, work, hw, sp)
+        lb, mem, spill, fitting = _bounds(pt, pr, work, hw, sp, shared)
         least_mem = min(least_mem, mem)
         least_spill = min(least_spill, spill)
         if lb == float("inf"):  # no choice of tiers fits this point
