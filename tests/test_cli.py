@@ -329,3 +329,13 @@ def test_reproduce_lists_every_benchmark_script():
     assert len(listed) == 8
     for path in listed:
         assert (root / path).is_file(), path
+
+
+def test_solve_json_stays_clean_with_highs():
+    """HiGHS writes its banner from C++ straight to the process's stdout unless told not to; a
+    --json answer must still be exactly one JSON object."""
+    proc = subprocess.run([_console_script(), "solve", *SMALL, "--backend", "highs", "--json"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["backend"] == "highs" and data["status"] == "optimal"

@@ -150,6 +150,9 @@ def _mpsolver(model: LinearModel, backend: str, time_limit_s: float, threads: in
     if s is None:
         raise RuntimeError(f"OR-Tools was built without the {backend} solver")
     s.SuppressOutput()
+    if backend == "highs":  # HiGHS prints its banner and warnings itself (a --json answer must stay clean), and
+        # by default drops coefficients under 1e-9, which rows in seconds have (0.1 ns terms)
+        s.SetSolverSpecificParametersAsString("output_flag=false\nsmall_matrix_value=1e-12\n")
     inf = s.infinity()
     xs = [s.IntVar(v.lb, v.ub, v.name) if v.integer else s.NumVar(v.lb, v.ub if v.ub < 1e30 else inf, v.name)
           for v in model.vars]
