@@ -293,7 +293,7 @@ def _lagrangian_bound(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, 
     bw = sum(p.bandwidth for p in hw.dram_ports) / max(pt.dies, 1)
     flight = cost.micro_batches_in_flight(0, pp, m, v, pt.layer_group)
     dies_per_stage = pt.dp * pt.shape[0] * pt.shape[1]
-    held_layers = sum(L * cost.micro_batches_in_flight(s, pp, m, v, pt.layer_group) for s, L in enumerate(lps))
+    held_layers = float((np.asarray(lps) * cost.micro_batches_in_flight(np.arange(pp), pp, m, v, pt.layer_group)).sum())
     cap = hw.die.memory_bytes
     best = float("inf")
     for cheap, off in tiers:
