@@ -190,10 +190,27 @@ def run_case(work: models.Workload, hardware: hw.Hardware, peers: Iterable[str] 
     for r in rows:
         r.update(label)
         r.update(ratios(full, r))
-    for r in rows:  # full <= every restricted space when both are proven (the space is a subset)
-        if r["kind"] == "space" and r["status"] == full["status"] == "optimal":
-            r["full_le_space"] = full["step_time_s"] <= r["step_time_s"] * (1 + REL)
+    for r in rows:
+        if r["kind"] == "space":
+            r["full_le_space"] = full_le_space(full, r)
     return rows
+
+
+def full_le_space(full: dict[str, Any], space: dict[str, Any]) -> bool | None:
+    """Whether the full space's optimum is proven no slower than a restricted space's (which it
+    contains): True when the full space's mapping is no slower than the restricted space's proven
+    bound (its optimum, when solved), or when the restricted space is proven infeasible and the
+    full space found a mapping; False when the full space's bound exceeds the restricted space's
+    mapping (impossible for a subset: a bug); else None (not proven either way)."""
+    f_step, f_bound = full.get("step_time_s"), full.get("bound_s")
+    s_step, s_bound = space.get("step_time_s"), space.get("bound_s")
+    if space["status"] == "infeasible":
+        return True if f_step is not None else None
+    if f_step is not None and s_bound is not None and f_step <= s_bound * (1 + REL):
+        return True
+    if f_bound is not None and s_step is not None and f_bound > s_step * (1 + REL):
+        return False
+    return None
 
 
 def ratios(full: dict[str, Any], r: dict[str, Any]) -> dict[str, Any]:

@@ -164,3 +164,17 @@ def test_hecaton_rows_and_claims():
         meg = next(r for r in rows if (r["kind"], r["method"]) == (kind, "megatron"))
         assert c["speedup"] == pytest.approx(meg["step_time_s"] / hec["step_time_s"])
         assert c["energy_reduction"] == pytest.approx(meg["energy_j"] / hec["energy_j"])
+
+
+def test_full_le_space_needs_a_proof():
+    full = {"status": "timeout", "step_time_s": 84.95, "bound_s": 82.03}
+    assert reproduce_tmac.full_le_space(full, {"status": "infeasible", "step_time_s": None, "bound_s": None})
+    # the full space's mapping is faster than the restricted space's proven optimum: its optimum is too
+    assert reproduce_tmac.full_le_space(full, {"status": "optimal", "step_time_s": 358.2, "bound_s": 358.2})
+    # neither way proven: the restricted optimum lies between the full space's bound and its mapping
+    assert reproduce_tmac.full_le_space(full, {"status": "optimal", "step_time_s": 83.0, "bound_s": 83.0}) is None
+    assert reproduce_tmac.full_le_space({"status": "infeasible", "step_time_s": None, "bound_s": None},
+                                        {"status": "infeasible", "step_time_s": None, "bound_s": None}) is None
+    proven = {"status": "optimal", "step_time_s": 84.0, "bound_s": 84.0}
+    assert reproduce_tmac.full_le_space(proven, {"status": "optimal", "step_time_s": 84.0, "bound_s": 84.0}) is True
+    assert reproduce_tmac.full_le_space(proven, {"status": "optimal", "step_time_s": 83.0, "bound_s": 83.0}) is False
