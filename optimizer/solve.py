@@ -250,8 +250,8 @@ def _bounds(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space: Spa
     least_dram = float(dram[fits].min()) if fits.any() else float("inf")
     fits &= dram <= tiers.dram_bytes
     best_t = float(step[fits].min()) if fits.any() else float("inf")
-    tiers = sorted((float(step[i]), subsets[i]) for i in np.flatnonzero(fits))
-    return best_t, float(mem.min()), least_dram, tiers
+    fitting = sorted((float(step[i]), subsets[i]) for i in np.flatnonzero(fits))
+    return best_t, float(mem.min()), least_dram, fitting
 
 
 LAMBDA_STEPS = 33  # on-die memory multipliers tried per tier subset: a geometric sweep over 2^±16 of a scale
@@ -259,7 +259,7 @@ DRAM_MU_STEPS = 9  # DRAM capacity multipliers tried with each of them
 
 
 def _lagrangian_bound(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space: Space,
-                      tiers: list[tuple[float, tuple[str, ...]]]) -> float:
+                      fitting: list[tuple[float, tuple[str, ...]]]) -> float:
     """A lower bound on the step time of an outer point that couples time and memory: relax the
     memory row of the stage holding the most micro-batches (stage 0) with a multiplier λ ≥ 0, so
     each block op picks, independently, the (option, recompute) minimizing
@@ -272,7 +272,7 @@ def _lagrangian_bound(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, 
     sweep is kept, for every subset of tiers the least. Ignored (so the bound stays below):
     resharding, ZeRO and weight-gradient collectives, pre/post ops beyond their least cost,
     Checkmate's extra kept inputs and the working pieces of weights and gradients in DRAM.
-    `tiers`: the subsets that can fit with their cheap bounds (_bounds), ascending; each subset's
+    `fitting`: the subsets that can fit with their cheap bounds (_bounds), ascending; each subset's
     bound is the larger of the two, and a subset whose cheap bound already reaches the least so far
     is skipped."""
     tab = pr.ops
@@ -296,7 +296,7 @@ def _lagrangian_bound(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, 
     held_layers = float((np.asarray(lps) * cost.micro_batches_in_flight(np.arange(pp), pp, m, v, pt.layer_group)).sum())
     cap = hw.die.memory_bytes
     best = float("inf")
-    for cheap, off in tiers:
+    for cheap, off in fitting:
         if cheap >= best:
             break
         mb_bytes = cost.dram_traffic_per_micro_batch(state["weights"] if "weights" in off else 0.0,
@@ -540,8 +540,8 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
     heap: list = []
     time_lbs: dict[int, float] = {}  # point key -> its step-time lower bound
     floors: dict[int, float] = {}  # point key -> its energy floor (objectives other than time)
-    tiers: dict[int, list] = {}  # point key -> the DRAM subsets that can fit, with their cheap bounds
-    shared = _Tiers.of(sp, hw)
+    fitting_of: dict[int, list] = {}  # point key -> the DRAM subsets that can fit, with their cheap bounds
+    tiers = _Tiers.of(sp, hw)
     least_mem = least_spill = float("inf")
     total = pruned_mem = 0
     enumeration_cut = False  # outer points left unenumerated (bounded by the machine-wide bound)
@@ -556,7 +556,7 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
         if pt.layer_group > 1 and family == dead_family:  # a smaller group of these degrees did not fit
             pruned_mem += 1
             continue
-        lb, mem, spill, fitting = _bounds(pt, pr, work, hw, sp, shared)
+        lb, mem, spill, fitting = _bounds(pt, pr, work, hw, sp, tiers)
         least_mem = min(least_mem, mem)
         least_spill = min(least_spill, spill)
         if lb == float("inf"):  # no choice of tiers fits this point
@@ -564,7 +564,7 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
             dead_family = family if pt.layer_group > 1 else None  # larger groups only hold more
             continue
         time_lbs[total] = lb
-        tiers[total] = fitting
+        fitting_of[total] = fitting
         floors[total] = _energy_floor(pt, pr, work, hw) if objective != "time" else 0.0
         heapq.heappush(heap, (_point_bound(objective, lb, floors[total], static_w * pt.dies), total, pt))
 
@@ -585,7 +585,7 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
         pr = probes[(pt.shape, pt.micro_batch)]
         if key not in refined:  # tighten lazily, only for points that reach the front
             refined.add(key)
-            time_lbs[key] = max(time_lbs[key], _lagrangian_bound(pt, pr, work, hw, sp, tiers.pop(key)))
+            time_lbs[key] = max(time_lbs[key], _lagrangian_bound(pt, pr, work, hw, sp, fitting_of.pop(key)))
             heapq.heappush(heap, (_point_bound(objective, time_lbs[key], floors[key], static_w * pt.dies), key, pt))
             continue
         tb = _tables(pt, pr, work, hw, sp)
