@@ -27,7 +27,7 @@ from hw.schema import Hardware
 from models.graph import build_graph, step_flops
 from models.schema import Workload
 
-from . import cost
+from . import cost, minsum, overlap
 from .evaluate import evaluate
 from .formulation.backends import BACKENDS, solve_model
 from .formulation.energy import minimize_energy, modeled
@@ -125,6 +125,7 @@ class _Probe:
     # edge costs depend only on the graph, the group shape and the first group's rings: outer points
     # of this probe whose first group sits at the same origin share one cache (Tables._ec)
     edge_caches: dict = field(default_factory=dict)
+    pair_tables: dict = field(default_factory=dict)  # group origin -> _pair_tables of the block ops
 
 
 def _probe(work: Workload, hw: Hardware, space: Space, shape: tuple[int, int], mb: int) -> _Probe | None:
@@ -256,32 +257,46 @@ def _bounds(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space: Spa
 
 LAMBDA_STEPS = 33  # on-die memory multipliers tried per tier subset: a geometric sweep over 2^±16 of a scale
 DRAM_MU_STEPS = 9  # DRAM capacity multipliers tried with each of them
+COARSE_EVERY = 4  # the resharding bound tries every 4th multiplier, then the neighbours of the best
 
 
-def _lagrangian_bound(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space: Space,
-                      fitting: list[tuple[float, tuple[str, ...]]]) -> float:
-    """A lower bound on the step time of an outer point that couples time and memory: relax the
-    memory row of the stage holding the most micro-batches (stage 0) with a multiplier λ ≥ 0, so
-    each block op picks, independently, the (option, recompute) minimizing
-        C_t·time + C_p·params + C_a·act + λ·(M_p·params + M_a·act),
-    where C_t weighs a layer's time in the pipeline objective (every stage over v, the slowest
-    m − 1/v more times), C_p and C_a price DRAM traffic of offloaded classes and the Adam update,
-    and M_p, M_a are the stage's bytes per parameter and per kept activation byte (one layer's
-    when activations live in DRAM), plus a recomputation's working buffer. By weak duality
-    Σ min − λ·(capacity − fixed bytes) bounds the inner optimum for every λ; the best λ of a
-    sweep is kept, for every subset of tiers the least. Ignored (so the bound stays below):
-    resharding, ZeRO and weight-gradient collectives, pre/post ops beyond their least cost,
-    Checkmate's extra kept inputs and the working pieces of weights and gradients in DRAM.
-    `fitting`: the subsets that can fit with their cheap bounds (_bounds), ascending; each subset's
-    bound is the larger of the two, and a subset whose cheap bound already reaches the least so far
-    is skipped."""
+@dataclass
+class _Relaxed:
+    """One DRAM subset of an outer point with its memory row kept and all else separable per block
+    op: choosing (option, recompute) j of op i costs base[i, j] seconds of objective, takes
+    mem[i, j] bytes of stage 0's die (budget: what the die has left for them) and dram[i, j] bytes
+    of DRAM (capacity dram_cap). The die also holds piece·params of whichever op is streamed
+    from DRAM: the op `holder` (the one with most parameters at its least) gives a valid row.
+    const: objective seconds outside the block ops; cheap: the subset's bound from _bounds;
+    c_layer, c_wrap: objective seconds per second of one layer's ops / of its edge to the next."""
+
+    cheap: float
+    base: np.ndarray
+    mem: np.ndarray
+    dram: np.ndarray
+    params: np.ndarray
+    budget: float
+    dram_cap: float
+    piece: float
+    holder: int | None
+    const: float
+    c_layer: float
+    c_wrap: float
+
+
+def _relaxations(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space: Space,
+                 fitting: list[tuple[float, tuple[str, ...]]]) -> list[_Relaxed]:
+    """The separable relaxation of an outer point for each DRAM subset that can fit (see
+    _lagrangian_bound for what it prices and what it leaves out), in the order of `fitting`."""
     tab = pr.ops
     if tab is None:
-        return 0.0
+        return []
     lps = balanced_layers(work.model.layers, pt.pp)
     m, v, pp = work.global_batch // (pt.dp * pt.micro_batch), pt.virtual, pt.pp
     slow = max(range(pp), key=lambda s: lps[s])
     c_layer = sum(lps) / v + (m - 1 / v) * lps[slow]  # seconds of objective per second of one layer
+    # a wrap edge joins a layer to the next one: each stage runs it once less than its layers
+    c_wrap = (sum(lps) - 1) / v + (m - 1 / v) * (lps[slow] - (1 if slow == 0 else 0))
     const = (pr.pre_s + pr.post_s) / v + (m - 1 / v) * ((pr.pre_s if slow == 0 else 0.0) +
                                                       (pr.post_s if slow == pp - 1 else 0.0))
     allowed = space.recompute_allowed(pr.tables.graph, pt.recompute_policy)
@@ -289,16 +304,17 @@ def _lagrangian_bound(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, 
                       for n, rec_row in zip(tab.names, tab.recompute)])
     time_ = np.where(valid, tab.time, np.inf)
     state = cost.zero_state_bytes(1.0, pt.dp, pt.zero_stage, space.fp32_grads, work.dtype_bytes)
+    working = cost.offload_working_bytes(1.0, pt.dp, pt.zero_stage, space.fp32_grads, work.dtype_bytes)
     upd = cost.optimizer_update_time(1.0, pt.dp, pt.zero_stage, hw.die)
     bw = sum(p.bandwidth for p in hw.dram_ports) / max(pt.dies, 1)
     flight = cost.micro_batches_in_flight(0, pp, m, v, pt.layer_group)
     dies_per_stage = pt.dp * pt.shape[0] * pt.shape[1]
     held_layers = float((np.asarray(lps) * cost.micro_batches_in_flight(np.arange(pp), pp, m, v, pt.layer_group)).sum())
-    cap = hw.die.memory_bytes
-    best = float("inf")
+    params = np.where(np.isfinite(time_), tab.params, 0.0)
+    least_params = np.where(np.isfinite(time_), tab.params, np.inf).min(axis=1)
+    holder = int(np.argmax(least_params)) if least_params.max() > 0 else None
+    out = []
     for cheap, off in fitting:
-        if cheap >= best:
-            break
         mb_bytes = cost.dram_traffic_per_micro_batch(state["weights"] if "weights" in off else 0.0,
                                                      state["grads"] if "grads" in off else 0.0, 0.0, pt.layer_group)
         step_bytes = cost.dram_traffic_per_step(*(state[c] if c in off else 0.0 for c in ("weights", "grads", "optimizer")))
@@ -307,22 +323,167 @@ def _lagrangian_bound(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, 
         m_params = lps[0] * sum(v_ for c, v_ in state.items() if c not in off)
         m_act = 1.0 if "activations" in off else lps[0] * flight  # offloaded: one layer's working piece
         fixed = pr.params_pre * sum(v_ for c, v_ in state.items() if c not in off)
-        base = c_layer * time_ + c_params * tab.params + c_act * tab.act
-        mem = m_params * tab.params + m_act * tab.act + tab.buffer
         # the DRAM row: bytes all dies keep in DRAM (pre/post ops' share left out: the bound stays below)
         d_params = dies_per_stage * sum(lps) * sum(v_ for c, v_ in state.items() if c in off)
         d_act = dies_per_stage * held_layers if "activations" in off else 0.0
-        dram = d_params * tab.params + d_act * tab.act
+        out.append(_Relaxed(cheap, c_layer * time_ + c_params * tab.params + c_act * tab.act,
+                            m_params * tab.params + m_act * tab.act + tab.buffer,
+                            d_params * tab.params + d_act * tab.act, params, hw.die.memory_bytes - fixed,
+                            hw.dram_capacity, sum(working.get(c, 0.0) for c in off), holder, const,
+                            c_layer, c_wrap))
+    return out
+
+
+def _with_piece(r: _Relaxed) -> np.ndarray:
+    """r.mem with the streamed piece of the holder op added (r.mem itself if none is streamed)."""
+    if r.piece <= 0 or r.holder is None:
+        return r.mem
+    mem = r.mem.copy()
+    mem[r.holder] += r.piece * r.params[r.holder]
+    return mem
+
+
+def _lagrangian_bound(relaxed: list[_Relaxed]) -> float:
+    """A lower bound on the step time of an outer point that couples time and memory: relax the
+    memory row of the stage holding the most micro-batches (stage 0) with a multiplier λ ≥ 0, so
+    each block op picks, independently, the (option, recompute) minimizing
+        C_t·time + C_p·params + C_a·act + λ·(M_p·params + M_a·act),
+    where C_t weighs a layer's compute time in the pipeline objective (every stage over v, the
+    slowest m − 1/v more times), C_p and C_a price DRAM traffic of offloaded classes and the Adam
+    update, and M_p, M_a are the stage's bytes per parameter and per kept activation byte (one
+    layer's when activations live in DRAM), plus a recomputation's working buffer and the streamed
+    piece of the largest op of a class in DRAM. By weak duality Σ min − λ·(capacity − fixed
+    bytes) bounds the inner optimum for every λ; the best λ of a sweep is kept, for every subset
+    of tiers the least. Ignored (so the bound stays below): every collective and resharding
+    (_resharding_bound prices them), pre/post ops beyond their least cost and Checkmate's extra
+    kept inputs. `relaxed`: _relaxations, ascending by cheap bound; each subset's bound is the
+    larger of the two, and a subset whose cheap bound already reaches the least so far is skipped."""
+    best = float("inf")
+    for r in relaxed:
+        if r.cheap >= best:
+            break
+        base, mem, dram = r.base, _with_piece(r), r.dram
         top = float(np.nanmax(np.where(np.isfinite(base), base, np.nan)))
         lams = _multipliers(top / max(float(mem.max()), 1.0), LAMBDA_STEPS)
-        most = float(np.where(np.isfinite(time_), dram, 0.0).max(axis=1).sum())  # the row cannot bind below
-        mus = _multipliers(top / float(dram.max()), DRAM_MU_STEPS) if most > hw.dram_capacity else np.zeros(1)
+        most = float(np.where(np.isfinite(base), dram, 0.0).max(axis=1).sum())  # the row cannot bind below
+        mus = _multipliers(top / float(dram.max()), DRAM_MU_STEPS) if most > r.dram_cap else np.zeros(1)
         priced = (base[None, None] + lams[:, None, None, None] * mem[None, None] +
                   mus[None, :, None, None] * dram[None, None])
-        vals = (priced.min(axis=3).sum(axis=2) - lams[:, None] * (cap - fixed) -
-                mus[None, :] * hw.dram_capacity)
-        best = min(best, max(cheap, float(vals.max()) + const))
+        vals = priced.min(axis=3).sum(axis=2) - lams[:, None] * r.budget - mus[None, :] * r.dram_cap
+        best = min(best, max(r.cheap, float(vals.max()) + r.const))
     return best
+
+
+@dataclass
+class _BlockComm:
+    """The block's collectives at one outer point, in _op_table's layout: `unary` (ops × choices)
+    seconds per layer no overlap mode hides (_unhidden_comm); `inside` and `wrap` map (producer
+    row, consumer row) to per-choice-pair seconds of one use of a resharding edge within a layer
+    and from a layer to the next (_pair_tables)."""
+
+    unary: np.ndarray
+    inside: dict
+    wrap: dict
+
+
+def _block_comm(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space: Space) -> _BlockComm | None:
+    """_BlockComm of an outer point from its own tables (None where its groups cannot be placed).
+    Pair tables depend on the probe and the first group's origin only, so points share them."""
+    tb = _tables(pt, pr, work, hw, space)
+    if tb is None or pr.ops is None:
+        return None
+    origin = tb.groups[0].origin
+    if origin not in pr.pair_tables:
+        pr.pair_tables[origin] = _pair_tables(tb, pr.ops)
+    return _BlockComm(_unhidden_comm(tb, pr.ops), *pr.pair_tables[origin])
+
+
+def _resharding_bound(relaxed: list[_Relaxed], comm: _BlockComm, target: float) -> float:
+    """_lagrangian_bound with the block's collectives priced: for each multiplier λ on stage 0's
+    memory row, the least Σ_ops (base + λ·mem) + Σ_edges pair cost over joint choices of the
+    block ops — unhidden collectives in base, resharding (less what overlap can hide) on the
+    edges — solved exactly by min-sum variable elimination (optimizer.minsum), less λ·budget.
+    The DRAM capacity row is dropped. Multipliers: every COARSE_EVERY-th of the sweep, then the
+    neighbours of the best (any λ gives a valid bound). Once the next subset's cheap bound
+    reaches `target` (or the least so far), that cheap bound stands for it and the rest."""
+    best = float("inf")
+    widths = [int(np.flatnonzero(np.isfinite(row))[-1]) + 1 for row in comm.unary]
+    for r in relaxed:
+        if r.cheap >= min(best, target):
+            best = min(best, r.cheap)
+            break
+        base = r.base + r.c_layer * comm.unary
+        mem = _with_piece(r)
+        pairs = {k: (r.c_layer * comm.inside.get(k, 0.0) + r.c_wrap * comm.wrap.get(k, 0.0))[None, :widths[k[0]], :widths[k[1]]]
+                 for k in comm.inside.keys() | comm.wrap.keys()}
+        top = float(np.nanmax(np.where(np.isfinite(base), base, np.nan)))
+        lams = _multipliers(top / max(float(mem.max()), 1.0), LAMBDA_STEPS)
+
+        def dual(idx: np.ndarray) -> np.ndarray:
+            unary = [base[i, None, :w] + lams[idx, None] * mem[i, None, :w] for i, w in enumerate(widths)]
+            return minsum.min_sum(unary, pairs) - lams[idx] * r.budget
+
+        coarse = np.arange(0, len(lams), COARSE_EVERY)
+        vals = dual(coarse)
+        k = int(coarse[int(np.argmax(vals))])
+        near = np.array([i for i in range(k - COARSE_EVERY + 1, k + COARSE_EVERY) if 0 <= i < len(lams) and i != k])
+        value = max(float(vals.max()), float(dual(near).max()) if len(near) else float("-inf"))
+        best = min(best, max(r.cheap, value + r.const))
+    return best
+
+
+def _unhidden_comm(tb: Tables, tab: _OpTable) -> np.ndarray:
+    """Per (op, choice) of _op_table, seconds of collectives per layer that no overlap mode hides:
+    the split-reduction all-reduces (forward, backward, and again when recomputed) and, under
+    ZeRO-3 with data parallelism, the part σm·(1 − 1/σc) of the prefetched weight gathers that
+    stays exposed whatever compute runs beside them (overlap.exposed_pieces, first piece)."""
+    out = np.zeros_like(tab.time)
+    po = tb.overlap_params
+    (a1, _b1), _ = overlap.exposed_pieces(po.compute_slowdown, po.comm_slowdown)
+    gathers = tb.zero_stage == 3 and tb.dp > 1
+    for i, o in enumerate(tb.graph.block):
+        for a, opt in enumerate(tb.options(o)):
+            c = tb.option_cost(o, opt)
+            per_pass = c.stats.time_s + (a1 * c.gather.time_s if gathers else 0.0)
+            out[i, 2 * a] = 2 * per_pass  # kept: forward and backward
+            out[i, 2 * a + 1] = 3 * per_pass  # recomputed: once more
+    return out
+
+
+def _pair_tables(tb: Tables, tab: _OpTable) -> tuple[dict, dict]:
+    """Seconds of one use of the block's resharding edges per pair of _op_table choices, keyed by
+    (producer row, consumer row): ({inside a layer}, {from a layer to the next}). A pair costs
+    what the inner model charges it: the forward conversion (again in backward when the consumer
+    saves its input, or when a recomputed consumer needs it anew), the gradient conversion, less
+    the most any overlap mode of the producer's (forward) or the consumer's (backward) GEMM saves
+    on it, each edge free to take its best mode, so the sum stays below the inner model's."""
+    g = tb.graph
+    row = {o.name: i for i, o in enumerate(g.block)}
+    inside: dict = {}
+    wrap: dict = {}
+    width = tab.time.shape[1]
+    for e in tb.edges:
+        if e.where not in ("block", "wrap"):
+            continue
+        saved = tb.saved_by(e)
+        table = np.full((width, width), np.inf)
+        for a, o_p in enumerate(tb.options(g.op(e.producer))):
+            for b, o_c in enumerate(tb.options(g.op(e.consumer))):
+                ec = tb.edge_cost(e, o_p, o_c)
+                fwd, grad = ec.fwd.time_s, ec.grad.time_s
+                d_fwd = d_bwd = 0.0
+                if e.where == "block":  # the inner model lets overlap modes act inside a layer only
+                    d_fwd = min([0.0] + [tb.overlap_delta(e, o_p, o_c, "fwd", md) for md in tb.modes[1:]])
+                    d_bwd = min([0.0] + [tb.overlap_delta(e, o_p, o_c, "bwd", md) for md in tb.modes[1:]])
+                for r_p in (0, 1):
+                    for r_c in (0, 1):
+                        again = fwd if (saved or r_c) else 0.0
+                        twice = 2.0 if (saved and r_p) else 1.0  # a recomputed producer's output converted anew
+                        table[2 * a + r_p, 2 * b + r_c] = fwd + grad + again + twice * d_fwd + d_bwd
+        into = inside if e.where == "block" else wrap
+        key = (row[e.producer], row[e.consumer])
+        into[key] = into.get(key, 0.0) + table
+    return inside, wrap
 
 
 def _multipliers(scale: float, steps: int) -> np.ndarray:
@@ -572,7 +733,8 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
     solved = 0
     open_bounds: list[float] = []  # bounds of points whose inner solve did not finish
     timed_out = False
-    refined: set[int] = set()  # points whose bound already includes the Lagrangian one
+    stage: dict[int, int] = {}  # point key -> bounds applied so far (1: Lagrangian, 2: with resharding)
+    relaxed_of: dict[int, list[_Relaxed]] = {}
     while heap:
         lb, key, pt = heap[0]
         if best is not None and lb >= best[0] * (1 - REL_TOL):
@@ -583,9 +745,20 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
             break
         heapq.heappop(heap)
         pr = probes[(pt.shape, pt.micro_batch)]
-        if key not in refined:  # tighten lazily, only for points that reach the front
-            refined.add(key)
-            time_lbs[key] = max(time_lbs[key], _lagrangian_bound(pt, pr, work, hw, sp, fitting_of.pop(key)))
+        # tighten lazily, only for points that reach the front: first the separable Lagrangian
+        # bound, then (if the point comes back to the front) the one that prices resharding
+        # (the second only once an incumbent exists: until then the first inner solve matters more)
+        done = stage.get(key, 0)
+        if done < (1 if best is None else 2):
+            stage[key] = done + 1
+            if done == 0:
+                relaxed_of[key] = _relaxations(pt, pr, work, hw, sp, fitting_of.pop(key))
+                refined = _lagrangian_bound(relaxed_of[key])
+            else:
+                comm = _block_comm(pt, pr, work, hw, sp)
+                refined = (float("inf") if comm is None else  # its groups cannot be placed
+                           _resharding_bound(relaxed_of.pop(key), comm, best[0]))
+            time_lbs[key] = max(time_lbs[key], refined)
             heapq.heappush(heap, (_point_bound(objective, time_lbs[key], floors[key], static_w * pt.dies), key, pt))
             continue
         tb = _tables(pt, pr, work, hw, sp)

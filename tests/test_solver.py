@@ -188,25 +188,32 @@ def test_bad_solve_arguments(kwargs, field):
 
 
 def test_point_bounds_never_exceed_the_point_optimum():
-    """The bounds that order and prune outer points — the cheap one and the Lagrangian memory
-    relaxation — stay below the brute-force optimum of every point, memory tight or not."""
+    """The bounds that order and prune outer points — the cheap one, the Lagrangian memory
+    relaxation and the one that adds the block's collectives and resharding — stay below the
+    brute-force optimum of every point, memory tight or not, on a line and on a 2×2 grid."""
     import dataclasses
 
-    from optimizer.solve import _bounds, _lagrangian_bound, probed_points
+    from optimizer.solve import _block_comm, _bounds, _lagrangian_bound, _relaxations, _resharding_bound, probed_points
 
     w = models.Workload(model=models.load("megatron-1.7b"), global_batch=4, seq_len=512)
-    tightened = 0
-    for sram in (2e9, 0.9e9):
-        h = hw.load("tmac-wafer", rows=1, cols=2, sram_bytes=sram)
-        sp = Space("full", zero_stages=(0, 1), virtual=(1,), free_ops=frozenset({"qk", "softmax", "fc2"}))
+    tightened = {"lagrangian": 0, "resharding": 0}
+    cases = [((1, 2), sram, frozenset({"qk", "softmax", "fc2"})) for sram in (2e9, 0.9e9)]
+    cases.append(((2, 2), 0.6e9, frozenset({"fc2"})))
+    for (rows, cols), sram, free in cases:
+        h = hw.load("tmac-wafer", rows=rows, cols=cols, sram_bytes=sram)
+        sp = Space("full", zero_stages=(0, 1), virtual=(1,), free_ops=free)
         for pt, pr in probed_points(w, h, sp):
-            cheap, _, _, tiers = _bounds(pt, pr, w, h, sp)
-            lagrangian = _lagrangian_bound(pt, pr, w, h, sp, tiers)
-            tightened += lagrangian > cheap
+            cheap, _, _, fitting = _bounds(pt, pr, w, h, sp)
+            relaxed = _relaxations(pt, pr, w, h, sp, fitting)
+            lagrangian = _lagrangian_bound(relaxed)
+            comm = _block_comm(pt, pr, w, h, sp)
+            resharding = _resharding_bound(relaxed, comm, float("inf")) if comm else float("inf")
+            tightened["lagrangian"] += lagrangian > cheap
+            tightened["resharding"] += resharding > max(cheap, lagrangian) * (1 + 1e-9)
             best = brute_force(w, h, dataclasses.replace(sp, points=(pt,))).best_s
             if best is not None:
-                assert max(cheap, lagrangian) <= best * (1 + 1e-9), (pt, cheap, lagrangian, best)
-    assert tightened > 0
+                assert max(cheap, lagrangian, resharding) <= best * (1 + 1e-9), (pt, cheap, lagrangian, resharding, best)
+    assert min(tightened.values()) > 0, tightened
 
 
 def test_backends_agree_where_cpsat_presolve_misproved():
