@@ -195,6 +195,19 @@ def switched_collective(kind: str, group: tuple[Die, ...], nbytes: float, hw: Ha
     return ring(kind, local, nbytes, lo) + cross
 
 
+def least_collective_s(kind: str, k: int, nbytes: float, hw: Hardware) -> float:
+    """Seconds below collective(kind, rings, nbytes, hw) for rings of k members placed anywhere:
+    on a mesh or torus every ring edge loads some directed link with at least half its volume (a
+    ring of two: its two edges share their route, so the whole volume) and crosses at least one
+    hop (mesh_collective); on a switched cluster 0 (not bounded here)."""
+    if k < 2 or nbytes <= 0 or hw.topology.kind == "switched":
+        return 0.0
+    link = hw.topology.link
+    assert link is not None
+    load = 1.0 if k == 2 else 0.5
+    return VOLUME[kind](k) * nbytes * load / link.bandwidth + STEPS[kind](k) * link.latency_s
+
+
 def collective(kind: str, rings: tuple[Ring, ...], nbytes: float, hw: Hardware) -> CommCost:
     """Cost of one collective run at once on every ring of `rings` (each assembling `nbytes`)."""
     if hw.topology.kind == "switched":

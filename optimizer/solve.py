@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict
 
 from hw import loader as hw_loader
 from hw.loader import ConfigError
+from hw.topology import least_collective_s
 from hw.schema import Hardware
 from models.graph import build_graph, step_flops
 from models.schema import Workload
@@ -125,7 +126,7 @@ class _Probe:
     # edge costs depend only on the graph, the group shape and the first group's rings: outer points
     # of this probe whose first group sits at the same origin share one cache (Tables._ec)
     edge_caches: dict = field(default_factory=dict)
-    pair_tables: dict = field(default_factory=dict)  # group origin -> _pair_tables of the block ops
+    pair_tables: tuple[dict, dict] | None = None  # _pair_tables of the block ops, once needed
 
 
 def _probe(work: Workload, hw: Hardware, space: Space, shape: tuple[int, int], mb: int) -> _Probe | None:
@@ -386,16 +387,17 @@ class _BlockComm:
     wrap: dict
 
 
-def _block_comm(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space: Space) -> _BlockComm | None:
-    """_BlockComm of an outer point from its own tables (None where its groups cannot be placed).
-    Pair tables depend on the probe and the first group's origin only, so points share them."""
-    tb = _tables(pt, pr, work, hw, space)
-    if tb is None or pr.ops is None:
+def _block_comm(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware) -> _BlockComm | None:
+    """_BlockComm of an outer point, from its probe's tables: the tensor group's collectives cost
+    the same on every tile of a mesh or torus (uniform links; XY routes stay inside the tile), so
+    the probe's group stands for the point's wherever placement puts it, and points of a probe
+    share its pair tables. ZeRO-3 gathers run over the data-parallel rings, which placement does
+    decide: they enter at the least any placement gives (hw.topology.least_collective_s)."""
+    if pr.ops is None:
         return None
-    origin = tb.groups[0].origin
-    if origin not in pr.pair_tables:
-        pr.pair_tables[origin] = _pair_tables(tb, pr.ops)
-    return _BlockComm(_unhidden_comm(tb, pr.ops), *pr.pair_tables[origin])
+    if pr.pair_tables is None:
+        pr.pair_tables = _pair_tables(pr.tables, pr.ops)
+    return _BlockComm(_unhidden_comm(pr.tables, pr.ops, pt, work, hw), *pr.pair_tables)
 
 
 def _resharding_bound(relaxed: list[_Relaxed], comm: _BlockComm, target: float) -> float:
@@ -432,19 +434,21 @@ def _resharding_bound(relaxed: list[_Relaxed], comm: _BlockComm, target: float) 
     return best
 
 
-def _unhidden_comm(tb: Tables, tab: _OpTable) -> np.ndarray:
+def _unhidden_comm(tb: Tables, tab: _OpTable, pt: OuterPoint, work: Workload, hw: Hardware) -> np.ndarray:
     """Per (op, choice) of _op_table, seconds of collectives per layer that no overlap mode hides:
     the split-reduction all-reduces (forward, backward, and again when recomputed) and, under
     ZeRO-3 with data parallelism, the part σm·(1 − 1/σc) of the prefetched weight gathers that
-    stays exposed whatever compute runs beside them (overlap.exposed_pieces, first piece)."""
+    stays exposed whatever compute runs beside them (overlap.exposed_pieces, first piece), each
+    gather at the least any placement of the pt.dp replicas gives. `tb`: the probe's tables."""
     out = np.zeros_like(tab.time)
     po = tb.overlap_params
     (a1, _b1), _ = overlap.exposed_pieces(po.compute_slowdown, po.comm_slowdown)
-    gathers = tb.zero_stage == 3 and tb.dp > 1
+    gathers = pt.zero_stage == 3 and pt.dp > 1
     for i, o in enumerate(tb.graph.block):
         for a, opt in enumerate(tb.options(o)):
             c = tb.option_cost(o, opt)
-            per_pass = c.stats.time_s + (a1 * c.gather.time_s if gathers else 0.0)
+            gather = least_collective_s("all_gather", pt.dp, c.params * work.dtype_bytes, hw) if gathers else 0.0
+            per_pass = c.stats.time_s + a1 * gather
             out[i, 2 * a] = 2 * per_pass  # kept: forward and backward
             out[i, 2 * a + 1] = 3 * per_pass  # recomputed: once more
     return out
@@ -755,9 +759,9 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
                 relaxed_of[key] = _relaxations(pt, pr, work, hw, sp, fitting_of.pop(key))
                 refined = _lagrangian_bound(relaxed_of[key])
             else:
-                comm = _block_comm(pt, pr, work, hw, sp)
-                refined = (float("inf") if comm is None else  # its groups cannot be placed
-                           _resharding_bound(relaxed_of.pop(key), comm, best[0]))
+                comm = _block_comm(pt, pr, work, hw)
+                relaxed = relaxed_of.pop(key)
+                refined = _resharding_bound(relaxed, comm, best[0]) if comm else time_lbs[key]
             time_lbs[key] = max(time_lbs[key], refined)
             heapq.heappush(heap, (_point_bound(objective, time_lbs[key], floors[key], static_w * pt.dies), key, pt))
             continue

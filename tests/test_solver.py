@@ -206,7 +206,7 @@ def test_point_bounds_never_exceed_the_point_optimum():
             cheap, _, _, fitting = _bounds(pt, pr, w, h, sp)
             relaxed = _relaxations(pt, pr, w, h, sp, fitting)
             lagrangian = _lagrangian_bound(relaxed)
-            comm = _block_comm(pt, pr, w, h, sp)
+            comm = _block_comm(pt, pr, w, h)
             resharding = _resharding_bound(relaxed, comm, float("inf")) if comm else float("inf")
             tightened["lagrangian"] += lagrangian > cheap
             tightened["resharding"] += resharding > max(cheap, lagrangian) * (1 + 1e-9)
@@ -241,3 +241,32 @@ def test_backends_agree_where_cpsat_presolve_misproved():
             assert optimizer.evaluate(mp, w, h).step_time_s == pytest.approx(res.objective, rel=1e-6)
     assert values["cpsat"] == pytest.approx(values["highs"], rel=1e-6)
     assert values["cpsat"] < 84.96
+
+
+def test_tensor_group_costs_do_not_depend_on_the_tile():
+    """_block_comm prices a point's resharding and split reductions with its probe's group: on a
+    mesh the same collectives cost the same on every tile, so the pair tables and the unhidden
+    collectives of each group of a placed point equal the probe's."""
+    import dataclasses
+
+    import numpy as np
+
+    from optimizer.solve import _pair_tables, _tables, _unhidden_comm, probed_points
+
+    w = models.Workload(model=models.load("megatron-1.7b"), global_batch=8, seq_len=512)
+    h, sp = hw.load("tmac-wafer", rows=4, cols=4), get_space("full")
+    pt, pr = next((pt, pr) for pt, pr in probed_points(w, h, sp)
+                  if (pt.pp, pt.dp, pt.shape, pt.zero_stage) == (2, 2, (2, 2), 0))
+    tb = _tables(pt, pr, w, h, sp)
+    origins = {g.origin for g in tb.groups}
+    assert len(origins) == 4
+    probe_inside, probe_wrap = _pair_tables(pr.tables, pr.ops)
+    for g in tb.groups:
+        at = dataclasses.replace(tb, groups=(g,), _oc={}, _ec={})
+        inside, wrap = _pair_tables(at, pr.ops)
+        for mine, theirs in ((inside, probe_inside), (wrap, probe_wrap)):
+            assert mine.keys() == theirs.keys()
+            for k in mine:
+                np.testing.assert_allclose(mine[k], theirs[k], rtol=1e-12)
+        np.testing.assert_allclose(_unhidden_comm(at, pr.ops, pt, w, h), _unhidden_comm(pr.tables, pr.ops, pt, w, h),
+                                   rtol=1e-12)

@@ -160,3 +160,26 @@ def test_dgx_a100_p2p():
     nv, ib = dgx.topology.levels[0], dgx.topology.levels[-1]
     assert transfer((((0, 0), (0, 1)),), N, dgx).time_s == pytest.approx(N / nv.bandwidth + nv.latency_s)
     assert transfer((((0, 0), (1, 0)),), N, dgx).time_s == pytest.approx(N / ib.bandwidth + ib.latency_s)
+
+
+@pytest.mark.parametrize("kind", ["all_gather", "all_reduce", "reduce_scatter"])
+@pytest.mark.parametrize("torus", [False, True])
+def test_least_collective_is_below_every_placement(kind, torus):
+    """least_collective_s bounds the collective of k members on any tiles: every ring of 2 to 6
+    members drawn from a 6×6 grid (1,000 random draws) costs at least that much."""
+    import random
+
+    from hw.topology import least_collective_s
+
+    topo = "torus" if torus else "mesh"
+    h = hw.load("tmac-wafer", rows=6, cols=6)
+    if torus:
+        h = h.model_copy(update={"topology": h.topology.model_copy(update={"kind": "torus2d"})})
+    rng = random.Random(0)
+    dies = [(r, c) for r in range(6) for c in range(6)]
+    for _ in range(1000):
+        k = rng.randint(2, 6)
+        ring = tuple(rng.sample(dies, k))
+        assert collective(kind, (ring,), 1e6, h).time_s >= least_collective_s(kind, k, 1e6, h) * (1 - 1e-12), (topo, ring)
+    # the bound is met by two neighbouring dies (a ring of two loads its link with the whole volume)
+    assert collective(kind, (((0, 0), (0, 1)),), 1e6, h).time_s == pytest.approx(least_collective_s(kind, 2, 1e6, h))
