@@ -4,8 +4,10 @@ Every outer point gets a cheap lower bound (each op at its fastest option, no co
 recompute, the pipeline formula applied to that) and a memory lower bound (each term at its
 least). Points are taken best bound first. A point reaching the front of the queue first has its
 bound tightened by a Lagrangian relaxation of its memory row (_lagrangian_bound) and goes back in
-the queue; when it comes out again its inner model is solved with the incumbent as a cutoff, so
-"infeasible" proves it cannot do better. Once the next bound is no better than the incumbent the
+the queue; once an incumbent exists, the next time it reaches the front the relaxation also
+prices the block's collectives and resharding (_resharding_bound) and it goes back again; when it
+comes out after that its inner model is solved with the incumbent as a cutoff, so "infeasible"
+proves it cannot do better. Once the next bound is no better than the incumbent the
 search stops, and the incumbent is proven optimal. The reported bound is the least of the bounds
 of points left unsolved and of the inner solvers' own bounds, so it is honest under a time limit.
 """
@@ -93,7 +95,8 @@ class _OpTable:
     """Per block op of a probe, one column per (option, recompute) choice, for the Lagrangian
     bound: per-layer compute time (no overlap mode hides compute), parameters on one die,
     activation bytes kept for backward; `recompute` flags the choices that recompute (masked out
-    when a policy forbids them)."""
+    when a policy forbids them). Option a of Tables.options(op) is column 2a kept, 2a + 1
+    recomputed; columns past an op's options are padding (time inf)."""
 
     time: np.ndarray  # (ops, choices) seconds, inf where an op has fewer choices
     params: np.ndarray  # (ops, choices)
