@@ -140,7 +140,9 @@ def _probe(work: Workload, hw: Hardware, space: Space, shape: tuple[int, int], m
     if groups is None:
         return None
     allowed = space.allowed_options(graph, shape)
-    tb = Tables(graph, work, hw, 1, 1, shape, mb, 0, 1, (work.model.layers,), groups, allowed, space.fp32_grads)
+    caches: dict = {}  # the probe's edge costs serve the points whose first group sits where its does
+    tb = Tables(graph, work, hw, 1, 1, shape, mb, 0, 1, (work.model.layers,), groups, allowed, space.fp32_grads,
+                _ec=caches.setdefault(groups[0].origin, {}))
 
     def least(ops, fn) -> float:
         return sum(min(fn(tb.option_cost(o, opt)) for opt in tb.options(o)) for o in ops)
@@ -153,7 +155,8 @@ def _probe(work: Workload, hw: Hardware, space: Space, shape: tuple[int, int], m
                   least(graph.pre, lambda c: c.params), least(graph.post, lambda c: c.params), params_op, x_bytes,
                   _op_table(tb), least(graph.block, lambda c: c.flops), least(graph.pre, lambda c: c.flops),
                   least(graph.post, lambda c: c.flops), least(graph.block, lambda c: c.mem_bytes),
-                  least(graph.pre, lambda c: c.mem_bytes), least(graph.post, lambda c: c.mem_bytes))
+                  least(graph.pre, lambda c: c.mem_bytes), least(graph.post, lambda c: c.mem_bytes),
+                  edge_caches=caches)
 
 
 def _op_table(tb: Tables) -> _OpTable:
@@ -767,11 +770,12 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
                 refined = _lagrangian_bound(relaxed_of[key])
             else:
                 comm = _block_comm(pt, pr, work, hw)
-                relaxed = relaxed_of.pop(key)
-                refined = _resharding_bound(relaxed, comm, best[0]) if comm else time_lbs[key]
+                target = best[0] if objective == "time" else float("inf")  # an early stop in seconds
+                refined = _resharding_bound(relaxed_of.pop(key), comm, target) if comm else time_lbs[key]
             time_lbs[key] = max(time_lbs[key], refined)
             heapq.heappush(heap, (_point_bound(objective, time_lbs[key], floors[key], static_w * pt.dies), key, pt))
             continue
+        relaxed_of.pop(key, None)  # solved without the resharding bound
         tb = _tables(pt, pr, work, hw, sp)
         if tb is None:
             continue
