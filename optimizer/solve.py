@@ -372,8 +372,7 @@ def _lagrangian_bound(relaxed: list[_Relaxed]) -> float:
         if r.cheap >= best:
             break
         base, mem, dram = r.base, _with_piece(r), r.dram
-        top = float(np.nanmax(np.where(np.isfinite(base), base, np.nan)))
-        lams = _multipliers(top / max(float(mem.max()), 1.0), LAMBDA_STEPS)
+        top, lams = _memory_multipliers(base, mem)
         most = float(np.where(np.isfinite(base), dram, 0.0).max(axis=1).sum())  # the row cannot bind below
         mus = _multipliers(top / float(dram.max()), DRAM_MU_STEPS) if most > r.dram_cap else np.zeros(1)
         priced = (base[None, None] + lams[:, None, None, None] * mem[None, None] +
@@ -418,16 +417,16 @@ def _resharding_bound(relaxed: list[_Relaxed], comm: _BlockComm, target: float) 
     reaches `target` (or the least so far), that cheap bound stands for it and the rest."""
     best = float("inf")
     widths = [int(np.flatnonzero(np.isfinite(row))[-1]) + 1 for row in comm.unary]
+    pairs: dict = {}  # the edges' objective seconds: the same weights for every subset
     for r in relaxed:
         if r.cheap >= min(best, target):
             best = min(best, r.cheap)
             break
         base = r.base + r.c_layer * comm.unary
         mem = _with_piece(r)
-        pairs = {k: (r.c_layer * comm.inside.get(k, 0.0) + r.c_wrap * comm.wrap.get(k, 0.0))[None, :widths[k[0]], :widths[k[1]]]
-                 for k in comm.inside.keys() | comm.wrap.keys()}
-        top = float(np.nanmax(np.where(np.isfinite(base), base, np.nan)))
-        lams = _multipliers(top / max(float(mem.max()), 1.0), LAMBDA_STEPS)
+        pairs = pairs or {k: (r.c_layer * comm.inside.get(k, 0.0) + r.c_wrap * comm.wrap.get(k, 0.0))
+                          [None, :widths[k[0]], :widths[k[1]]] for k in comm.inside.keys() | comm.wrap.keys()}
+        _top, lams = _memory_multipliers(base, mem)
 
         def dual(idx: np.ndarray) -> np.ndarray:
             unary = [base[i, None, :w] + lams[idx, None] * mem[i, None, :w] for i, w in enumerate(widths)]
@@ -496,6 +495,12 @@ def _pair_tables(tb: Tables, tab: _OpTable) -> tuple[dict, dict]:
         key = (row[e.producer], row[e.consumer])
         into[key] = into.get(key, 0.0) + table
     return inside, wrap
+
+
+def _memory_multipliers(base: np.ndarray, mem: np.ndarray) -> tuple[float, np.ndarray]:
+    """(the largest finite cost of a choice, the sweep of memory multipliers λ scaled to it)."""
+    top = float(np.nanmax(np.where(np.isfinite(base), base, np.nan)))
+    return top, _multipliers(top / max(float(mem.max()), 1.0), LAMBDA_STEPS)
 
 
 def _multipliers(scale: float, steps: int) -> np.ndarray:
