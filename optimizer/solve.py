@@ -3,9 +3,10 @@
 Every outer point gets a cheap lower bound (each op at its fastest option, no communication, no
 recompute, the pipeline formula applied to that) and a memory lower bound (each term at its
 least). Points are taken best bound first. A point reaching the front of the queue first has its
-bound tightened by a Lagrangian relaxation of its memory row (_lagrangian_bound) and goes back in
-the queue; once an incumbent exists, the next time it reaches the front the relaxation also
-prices the block's collectives and resharding (_resharding_bound) and it goes back again; when it
+bound tightened by a Lagrangian relaxation of its memory row (_lagrangian_bound, with split
+reductions and the ZeRO-3 gathers at their least) and goes back in the queue; once an incumbent
+exists, the next time it reaches the front its placement is solved, the relaxation is redone with
+the gathers on it and also prices resharding (_resharding_bound), and it goes back again; when it
 comes out after that its inner model is solved with the incumbent as a cutoff, so "infeasible"
 proves it cannot do better. Once the next bound is no better than the incumbent the
 search stops, and the incumbent is proven optimal. The reported bound is the least of the bounds
@@ -44,7 +45,7 @@ OBJECTIVES = ("time", "energy", "edp")
 EDP_MAX_SOLVES = 24  # inner solves per outer point in the EDP walk, at most (then its bound stays open)
 EDP_STEP = 1e-6  # each EDP step asks for a step time this much (relative) below the previous one
 REL_TOL = 1e-9
-RESHARDING_REACH = 0.02  # the resharding bound is tried on points at most 2% below the incumbent
+RESHARDING_REACH = 0.02  # the resharding bound is tried on points its Lagrangian leaves ≤ 2% below the incumbent
 # (assumption, from measurement: it lifted GPT-3 175B's points on tmac-wafer by 0.2-1%)
 ENUMERATION_SHARE = 0.5  # of the time limit, at most, spent enumerating and bounding outer points
 
@@ -101,6 +102,8 @@ class _OpTable:
     recomputed; columns past an op's options are padding (time inf)."""
 
     time: np.ndarray  # (ops, choices) seconds, inf where an op has fewer choices
+    fwd: np.ndarray  # (ops, choices) seconds of one forward pass (0 in padding)
+    stats: np.ndarray  # (ops, choices) seconds of one pass's split-reduction all-reduces (0 in padding)
     params: np.ndarray  # (ops, choices)
     act: np.ndarray  # (ops, choices) bytes
     buffer: np.ndarray  # (ops, choices) bytes: the working set of a recomputation
@@ -131,7 +134,7 @@ class _Probe:
     # edge costs depend only on the graph, the group shape and the first group's rings: outer points
     # of this probe whose first group sits at the same origin share one cache (Tables._ec)
     edge_caches: dict = field(default_factory=dict)
-    pair_tables: tuple[dict, dict] | None = None  # _pair_tables of the block ops, once needed
+    pair_tables: tuple[dict, dict, dict] | None = None  # _pair_tables of the block ops, once needed
 
 
 def _probe(work: Workload, hw: Hardware, space: Space, shape: tuple[int, int], mb: int) -> _Probe | None:
@@ -171,17 +174,18 @@ def _op_table(tb: Tables) -> _OpTable:
             fwd, bwd = c.fwd_s, c.bwd_s  # collectives may hide under other ops' compute; compute never does
             kept = sum(v for t, v in c.out_bytes.items() if t in need and t != g.block_output)
             always = c.out_bytes.get(g.block_output, 0.0)  # the block input is always kept
-            row.append((fwd + bwd, c.params, kept + always, 0.0, False))
-            row.append((2 * fwd + bwd, c.params, always, tb.recompute_buffer(o, opt), True))
+            stats = c.stats.time_s
+            row.append((fwd + bwd, fwd, stats, c.params, kept + always, 0.0, False))
+            row.append((2 * fwd + bwd, fwd, stats, c.params, always, tb.recompute_buffer(o, opt), True))
         rows.append(row)
     width = max(len(r) for r in rows)
     shape = (len(rows), width)
-    time_, params, act, buf = np.full(shape, np.inf), np.zeros(shape), np.zeros(shape), np.zeros(shape)
-    rec = np.zeros(shape, dtype=bool)
+    cols = [np.full(shape, np.inf)] + [np.zeros(shape) for _ in range(5)] + [np.zeros(shape, dtype=bool)]
     for i, row in enumerate(rows):
-        for j, (t, p, a, b, r) in enumerate(row):
-            time_[i, j], params[i, j], act[i, j], buf[i, j], rec[i, j] = t, p, a, b, r
-    return _OpTable(time_, params, act, buf, rec, tuple(o.name for o in g.block))
+        for j, values in enumerate(row):
+            for col, v in zip(cols, values):
+                col[i, j] = v
+    return _OpTable(*cols, tuple(o.name for o in g.block))
 
 
 def probed_points(work: Workload, hw: Hardware, sp: Space):
@@ -267,12 +271,17 @@ def _bounds(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space: Spa
 LAMBDA_STEPS = 33  # on-die memory multipliers tried per tier subset: a geometric sweep over 2^±16 of a scale
 DRAM_MU_STEPS = 9  # DRAM capacity multipliers tried with each of them
 COARSE_EVERY = 4  # the resharding bound tries every 4th multiplier, then the neighbours of the best
+# weights θ on the first of the two linear pieces of a pass's exposed ZeRO-3 gathers (the second gets
+# 1 − θ): max(piece 1, piece 2) ≥ θ·piece 1 + (1 − θ)·piece 2 for each, forward and backward
+THETAS = (0.0, 0.5, 1.0)
 
 
 @dataclass
 class _Relaxed:
     """One DRAM subset of an outer point with its memory row kept and all else separable per block
-    op: choosing (option, recompute) j of op i costs base[i, j] seconds of objective, takes
+    op: choosing (option, recompute) j of op i costs base[k, i, j] seconds of objective (k: one
+    weighting of the exposed ZeRO-3 gathers, _layer_comm; theta: the one the Lagrangian bound
+    found best, once it ran), takes
     mem[i, j] bytes of stage 0's die (budget: what the die has left for them) and dram[i, j] bytes
     of DRAM (capacity dram_cap). The die also holds piece·params of whichever op is streamed
     from DRAM: the op `holder` (the one with most parameters at its least) gives a valid row.
@@ -291,12 +300,16 @@ class _Relaxed:
     const: float
     c_layer: float
     c_wrap: float
+    act_cost: float  # objective seconds per byte of one layer's kept activations (DRAM traffic)
+    act_mem: float  # stage 0's bytes per byte of one layer's kept activations
+    theta: int | None = None
 
 
 def _relaxations(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space: Space,
-                 fitting: list[tuple[float, tuple[str, ...]]]) -> list[_Relaxed]:
+                 fitting: list[tuple[float, tuple[str, ...]]], comm: np.ndarray) -> list[_Relaxed]:
     """The separable relaxation of an outer point for each DRAM subset that can fit (see
-    _lagrangian_bound for what it prices and what it leaves out), in the order of `fitting`."""
+    _lagrangian_bound for what it prices and what it leaves out), in the order of `fitting`.
+    comm: _layer_comm of the point."""
     tab = pr.ops
     if tab is None:
         return []
@@ -335,11 +348,11 @@ def _relaxations(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space
         # the DRAM row: bytes all dies keep in DRAM (pre/post ops' share left out: the bound stays below)
         d_params = dies_per_stage * sum(lps) * sum(v_ for c, v_ in state.items() if c in off)
         d_act = dies_per_stage * held_layers if "activations" in off else 0.0
-        out.append(_Relaxed(cheap, c_layer * time_ + c_params * tab.params + c_act * tab.act,
+        out.append(_Relaxed(cheap, c_layer * (time_ + comm) + c_params * tab.params + c_act * tab.act,
                             m_params * tab.params + m_act * tab.act + tab.buffer,
                             d_params * tab.params + d_act * tab.act, params, hw.die.memory_bytes - fixed,
                             hw.dram_capacity, sum(working.get(c, 0.0) for c in off), holder, const,
-                            c_layer, c_wrap))
+                            c_layer, c_wrap, c_act, m_act))
     return out
 
 
@@ -356,80 +369,87 @@ def _lagrangian_bound(relaxed: list[_Relaxed]) -> float:
     """A lower bound on the step time of an outer point that couples time and memory: relax the
     memory row of the stage holding the most micro-batches (stage 0) with a multiplier λ ≥ 0, so
     each block op picks, independently, the (option, recompute) minimizing
-        C_t·time + C_p·params + C_a·act + λ·(M_p·params + M_a·act),
-    where C_t weighs a layer's compute time in the pipeline objective (every stage over v, the
-    slowest m − 1/v more times), C_p and C_a price DRAM traffic of offloaded classes and the Adam
-    update, and M_p, M_a are the stage's bytes per parameter and per kept activation byte (one
-    layer's when activations live in DRAM), plus a recomputation's working buffer and the streamed
-    piece of the largest op of a class in DRAM. By weak duality Σ min − λ·(capacity − fixed
-    bytes) bounds the inner optimum for every λ; the best λ of a sweep is kept, for every subset
-    of tiers the least. Ignored (so the bound stays below): every collective and resharding
-    (_resharding_bound prices them), pre/post ops beyond their least cost and Checkmate's extra
-    kept inputs. `relaxed`: _relaxations, ascending by cheap bound; each subset's bound is the
-    larger of the two, and a subset whose cheap bound already reaches the least so far is skipped."""
+        C_t·(time + comm) + C_p·params + C_a·act + λ·(M_p·params + M_a·act),
+    where C_t weighs a layer's seconds in the pipeline objective (every stage over v, the slowest
+    m − 1/v more times), comm is _layer_comm (split reductions, a weighting of the exposed ZeRO-3
+    gathers), C_p and C_a price DRAM traffic of offloaded classes and the Adam update, and M_p,
+    M_a are the stage's bytes per parameter and per kept activation byte (one layer's when
+    activations live in DRAM), plus a recomputation's working buffer and the streamed piece of the
+    largest op of a class in DRAM. By weak duality Σ min − λ·(capacity − fixed bytes) bounds the
+    inner optimum for every λ (and every weighting of the gathers' pieces); the best of a sweep is
+    kept (its weighting in r.theta), for every subset of tiers the least. Ignored (so the bound
+    stays below): resharding and Checkmate's extra kept inputs (_resharding_bound prices both)
+    and pre/post ops beyond their least cost. `relaxed`: _relaxations, ascending by cheap bound; each
+    subset's bound is the larger of the two, and a subset whose cheap bound already reaches the
+    least so far is skipped."""
     best = float("inf")
     for r in relaxed:
         if r.cheap >= best:
             break
         base, mem, dram = r.base, _with_piece(r), r.dram
         top, lams = _memory_multipliers(base, mem)
-        most = float(np.where(np.isfinite(base), dram, 0.0).max(axis=1).sum())  # the row cannot bind below
+        most = float(np.where(np.isfinite(base[0]), dram, 0.0).max(axis=1).sum())  # the row cannot bind below
         mus = _multipliers(top / float(dram.max()), DRAM_MU_STEPS) if most > r.dram_cap else np.zeros(1)
-        priced = (base[None, None] + lams[:, None, None, None] * mem[None, None] +
-                  mus[None, :, None, None] * dram[None, None])
-        vals = priced.min(axis=3).sum(axis=2) - lams[:, None] * r.budget - mus[None, :] * r.dram_cap
+        priced = (base[None, None] + lams[:, None, None, None, None] * mem[None, None, None] +
+                  mus[None, :, None, None, None] * dram[None, None, None])
+        vals = (priced.min(axis=4).sum(axis=3) - lams[:, None, None] * r.budget -
+                mus[None, :, None] * r.dram_cap)  # λ × μ × weighting
+        r.theta = int(np.unravel_index(int(np.argmax(vals)), vals.shape)[2])
         best = min(best, max(r.cheap, float(vals.max()) + r.const))
     return best
 
 
 @dataclass
 class _BlockComm:
-    """The block's collectives at one outer point, in _op_table's layout: `unary` (ops × choices)
-    seconds per layer no overlap mode hides (_unhidden_comm); `inside` and `wrap` map (producer
+    """The block's resharding at one outer point (_pair_tables): `inside` and `wrap` map (producer
     row, consumer row) to per-choice-pair seconds of one use of a resharding edge within a layer
-    and from a layer to the next (_pair_tables)."""
+    and from a layer to the next, `keep` to activation bytes kept for a recomputed consumer, in
+    _op_table's layout."""
 
-    unary: np.ndarray
     inside: dict
     wrap: dict
+    keep: dict
 
 
-def _block_comm(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware) -> _BlockComm | None:
-    """_BlockComm of an outer point, from its probe's tables: the tensor group's collectives cost
-    the same on every tile of a mesh or torus (uniform links; XY routes stay inside the tile), so
-    the probe's group stands for the point's wherever placement puts it, and points of a probe
-    share its pair tables. ZeRO-3 gathers run over the data-parallel rings, which placement does
-    decide: they enter at the least any placement gives (hw.topology.least_collective_s)."""
+def _block_comm(pr: _Probe) -> _BlockComm | None:
+    """_BlockComm of the outer points of a probe, from its tables: the tensor group's collectives
+    cost the same on every tile of a mesh or torus (uniform links; XY routes stay inside the
+    tile), so the probe's group stands for a point's wherever placement puts it."""
     if pr.ops is None:
         return None
     if pr.pair_tables is None:
         pr.pair_tables = _pair_tables(pr.tables, pr.ops)
-    return _BlockComm(_unhidden_comm(pr.tables, pr.ops, pt, work, hw), *pr.pair_tables)
+    return _BlockComm(*pr.pair_tables)
 
 
 def _resharding_bound(relaxed: list[_Relaxed], comm: _BlockComm, target: float) -> float:
-    """_lagrangian_bound with the block's collectives priced: for each multiplier λ on stage 0's
-    memory row, the least Σ_ops (base + λ·mem) + Σ_edges pair cost over joint choices of the
-    block ops — unhidden collectives in base, resharding (less what overlap can hide) on the
-    edges — solved exactly by min-sum variable elimination (optimizer.minsum), less λ·budget.
-    The DRAM capacity row is dropped. Multipliers: every COARSE_EVERY-th of the sweep, then the
-    neighbours of the best (any λ gives a valid bound). Once the next subset's cheap bound
-    reaches `target` (or the least so far), that cheap bound stands for it and the rest."""
+    """_lagrangian_bound with resharding priced: for each multiplier λ on stage 0's memory row, the
+    least Σ_ops (base + λ·mem) + Σ_edges pair cost over joint choices of the block ops —
+    resharding (less what overlap can hide) on the edges, and the activations kept only for a
+    recomputed consumer, priced like any kept activation — solved exactly by min-sum variable
+    elimination (optimizer.minsum), less λ·budget. The DRAM capacity row is dropped; the gathers'
+    weighting is the one the Lagrangian bound found best (r.theta; the last if it did not run).
+    Multipliers: every COARSE_EVERY-th of the sweep, then the neighbours of the best (any λ
+    gives a valid bound). Once the next subset's cheap bound reaches `target` (or the least so
+    far), that cheap bound stands for it and the rest."""
     best = float("inf")
-    widths = [int(np.flatnonzero(np.isfinite(row))[-1]) + 1 for row in comm.unary]
-    pairs: dict = {}  # the edges' objective seconds: the same weights for every subset
+    widths = [int(np.flatnonzero(np.isfinite(row))[-1]) + 1 for row in relaxed[0].base[0]] if relaxed else []
     for r in relaxed:
         if r.cheap >= min(best, target):
             best = min(best, r.cheap)
             break
-        base = r.base + r.c_layer * comm.unary
+        base = r.base[r.theta if r.theta is not None else -1]
         mem = _with_piece(r)
-        pairs = pairs or {k: (r.c_layer * comm.inside.get(k, 0.0) + r.c_wrap * comm.wrap.get(k, 0.0))
-                          [None, :widths[k[0]], :widths[k[1]]] for k in comm.inside.keys() | comm.wrap.keys()}
+        keys = comm.inside.keys() | comm.wrap.keys() | comm.keep.keys()
+        cut = {k: (slice(None, widths[k[0]]), slice(None, widths[k[1]])) for k in keys}
+        seconds = {k: (r.c_layer * comm.inside.get(k, 0.0) + r.c_wrap * comm.wrap.get(k, 0.0) +
+                       r.act_cost * comm.keep.get(k, 0.0))[cut[k]] for k in keys}
+        kept = {k: r.act_mem * comm.keep[k][cut[k]] for k in comm.keep}
         _top, lams = _memory_multipliers(base, mem)
 
         def dual(idx: np.ndarray) -> np.ndarray:
             unary = [base[i, None, :w] + lams[idx, None] * mem[i, None, :w] for i, w in enumerate(widths)]
+            pairs = {k: seconds[k][None] + (lams[idx, None, None] * kept[k][None] if k in kept else 0.0) for k in keys}
             return minsum.min_sum(unary, pairs) - lams[idx] * r.budget
 
         coarse = np.arange(0, len(lams), COARSE_EVERY)
@@ -441,29 +461,61 @@ def _resharding_bound(relaxed: list[_Relaxed], comm: _BlockComm, target: float) 
     return best
 
 
-def _unhidden_comm(tb: Tables, tab: _OpTable, pt: OuterPoint, work: Workload, hw: Hardware) -> np.ndarray:
-    """Per (op, choice) of _op_table, seconds of collectives per layer that no overlap mode hides:
-    the split-reduction all-reduces (forward, backward, and again when recomputed) and, under
-    ZeRO-3 with data parallelism, the part σm·(1 − 1/σc) of the prefetched weight gathers that
-    stays exposed whatever compute runs beside them (overlap.exposed_pieces, first piece), each
-    gather at the least any placement of the pt.dp replicas gives. `tb`: the probe's tables."""
-    out = np.zeros_like(tab.time)
-    po = tb.overlap_params
-    (a1, _b1), _ = overlap.exposed_pieces(po.compute_slowdown, po.comm_slowdown)
-    gathers = pt.zero_stage == 3 and pt.dp > 1
-    for i, o in enumerate(tb.graph.block):
-        for a, opt in enumerate(tb.options(o)):
-            c = tb.option_cost(o, opt)
-            gather = least_collective_s("all_gather", pt.dp, c.params * work.dtype_bytes, hw) if gathers else 0.0
-            per_pass = c.stats.time_s + a1 * gather
-            out[i, 2 * a] = 2 * per_pass  # kept: forward and backward
-            out[i, 2 * a + 1] = 3 * per_pass  # recomputed: once more
+def _gathers(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space: Space, placed: bool) -> np.ndarray:
+    """Per (op, choice) of _op_table, seconds of one pass's ZeRO-3 weight all-gather over the
+    point's pt.dp replicas (zeros without ZeRO-3 or data parallelism): on the rings of the point's
+    own placement (placed; what its inner model charges), else at the least any placement gives
+    (hw.topology.least_collective_s; no placement solved)."""
+    tab = pr.ops
+    out = np.zeros_like(tab.params)
+    if pt.zero_stage != 3 or pt.dp < 2:
+        return out
+    tb = _tables(pt, pr, work, hw, space) if placed else None
+    if placed and tb is None:
+        return out
+    seconds: dict[float, float] = {}
+    for (i, j), p in np.ndenumerate(tab.params):
+        if p > 0 and np.isfinite(tab.time[i, j]) and p not in seconds:
+            nbytes = p * work.dtype_bytes
+            seconds[p] = (tb.dp_collective("all_gather", nbytes).time_s if tb is not None
+                          else least_collective_s("all_gather", pt.dp, nbytes, hw))
+        out[i, j] = seconds.get(p, 0.0)
     return out
 
 
-def _pair_tables(tb: Tables, tab: _OpTable) -> tuple[dict, dict]:
+def _layer_comm(pr: _Probe, gathers: np.ndarray) -> np.ndarray:
+    """(weightings, ops, choices): seconds of collectives per layer below what the inner model
+    charges each (op, choice): its split-reduction all-reduces (forward, backward, and again when
+    recomputed; no overlap mode hides them) and its share of the exposed ZeRO-3 gathers. A
+    layer's gathers (gathers: one pass each; twice in backward when recomputed) are prefetched
+    beside its compute; their exposed seconds per pass are max(a1·z + b1·c, a2·z + b2·c) of the
+    pass's gather seconds z and compute c (overlap.exposed_pieces), which is at least
+    θ·(a1·z + b1·c) + (1 − θ)·(a2·z + b2·c), a sum over ops, for each θ in THETAS: one row per
+    (θ forward, θ backward)."""
+    tab = pr.ops
+    po = pr.tables.overlap_params
+    (a1, b1), (a2, b2) = overlap.exposed_pieces(po.compute_slowdown, po.comm_slowdown)
+    finite = np.isfinite(tab.time)
+    rec = tab.recompute.astype(float)
+    stats = tab.stats * (2.0 + rec)
+    if not gathers.any():
+        return stats[None]
+    cf = tab.fwd
+    cb = np.where(finite, tab.time, 0.0) - cf
+    zf, zb = gathers, gathers * (1.0 + rec)
+    rows = []
+    for tf in THETAS:
+        fwd = tf * (a1 * zf + b1 * cf) + (1 - tf) * (a2 * zf + b2 * cf)
+        for tb_ in THETAS:
+            rows.append(stats + fwd + tb_ * (a1 * zb + b1 * cb) + (1 - tb_) * (a2 * zb + b2 * cb))
+    return np.stack(rows)
+
+
+def _pair_tables(tb: Tables, tab: _OpTable) -> tuple[dict, dict, dict]:
     """Seconds of one use of the block's resharding edges per pair of _op_table choices, keyed by
-    (producer row, consumer row): ({inside a layer}, {from a layer to the next}). A pair costs
+    (producer row, consumer row): ({inside a layer}, {from a layer to the next}, {bytes kept}).
+    Bytes kept: a tensor no backward pass saves is kept all the same when its producer is kept and
+    a consumer is recomputed (the inner model's KEEP); charged on one such consumer's pair. A pair costs
     what the inner model charges it: the forward conversion (again in backward when the consumer
     saves its input, or when a recomputed consumer needs it anew), the gradient conversion, less
     the most any overlap mode of the producer's (forward) or the consumer's (backward) GEMM saves
@@ -472,6 +524,9 @@ def _pair_tables(tb: Tables, tab: _OpTable) -> tuple[dict, dict]:
     row = {o.name: i for i, o in enumerate(g.block)}
     inside: dict = {}
     wrap: dict = {}
+    keep: dict = {}
+    need = {t for o in g.block for t in o.saved} | {g.block_output}
+    charged: set = set()
     width = tab.time.shape[1]
     for e in tb.edges:
         if e.where not in ("block", "wrap"):
@@ -494,7 +549,13 @@ def _pair_tables(tb: Tables, tab: _OpTable) -> tuple[dict, dict]:
         into = inside if e.where == "block" else wrap
         key = (row[e.producer], row[e.consumer])
         into[key] = into.get(key, 0.0) + table
-    return inside, wrap
+        if e.where == "block" and e.tensor not in need and e.tensor not in charged:
+            charged.add(e.tensor)
+            kept = np.zeros((width, width))
+            for a, o_p in enumerate(tb.options(g.op(e.producer))):
+                kept[2 * a, 1::2] = tb.option_cost(g.op(e.producer), o_p).out_bytes[e.tensor]
+            keep[key] = keep.get(key, 0.0) + kept
+    return inside, wrap, keep
 
 
 def _memory_multipliers(base: np.ndarray, mem: np.ndarray) -> tuple[float, np.ndarray]:
@@ -750,8 +811,7 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
     solved = 0
     open_bounds: list[float] = []  # bounds of points whose inner solve did not finish
     timed_out = False
-    stage: dict[int, int] = {}  # point key -> bounds applied so far (1: Lagrangian, 2: with resharding)
-    relaxed_of: dict[int, list[_Relaxed]] = {}
+    stage: dict[int, int] = {}  # point key -> bounds applied so far (1: Lagrangian, 2: placed, with resharding)
     while heap:
         lb, key, pt = heap[0]
         if best is not None and lb >= best[0] * (1 - REL_TOL):
@@ -763,24 +823,29 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
         heapq.heappop(heap)
         pr = probes[(pt.shape, pt.micro_batch)]
         # tighten lazily, only for points that reach the front: first the separable Lagrangian
-        # bound, then (if the point comes back to the front) the one that prices resharding
-        # (the second only once an incumbent exists, and only for points within RESHARDING_REACH of
-        # it: until then, or further below, solving the point is worth more than its ~0.3 s)
+        # bound, then (if the point comes back to the front) the same on the point's placement
+        # and, before any incumbent or for points it leaves within RESHARDING_REACH of the
+        # incumbent, the one that prices resharding (further below, solving the point is worth more)
         done = stage.get(key, 0)
-        near = best is not None and lb >= best[0] * (1 - RESHARDING_REACH)
-        if done < (2 if near else 1):
+        if done < 2:
             stage[key] = done + 1
-            if done == 0:
-                relaxed_of[key] = _relaxations(pt, pr, work, hw, sp, fitting_of.pop(key))
-                refined = _lagrangian_bound(relaxed_of[key])
-            else:
-                comm = _block_comm(pt, pr, work, hw)
-                target = best[0] if objective == "time" else float("inf")  # an early stop in seconds
-                refined = _resharding_bound(relaxed_of.pop(key), comm, target) if comm else time_lbs[key]
+            if done == 0:  # gathers at their least: no placement solved yet
+                comm = _layer_comm(pr, _gathers(pt, pr, work, hw, sp, placed=False))
+                refined = _lagrangian_bound(_relaxations(pt, pr, work, hw, sp, fitting_of[key], comm))
+            else:  # on the point's own placement, then with resharding
+                comm = _layer_comm(pr, _gathers(pt, pr, work, hw, sp, placed=True))
+                relaxed = _relaxations(pt, pr, work, hw, sp, fitting_of.pop(key), comm)
+                refined = _lagrangian_bound(relaxed)
+                block = _block_comm(pr)
+                target = best[0] if best is not None and objective == "time" else float("inf")  # seconds
+                reach = refined if objective == "time" else lb  # each in the incumbent's units
+                near = best is None or reach >= best[0] * (1 - RESHARDING_REACH)
+                if block is not None and near and refined < target:
+                    refined = max(refined, _resharding_bound(relaxed, block, target))
             time_lbs[key] = max(time_lbs[key], refined)
             heapq.heappush(heap, (_point_bound(objective, time_lbs[key], floors[key], static_w * pt.dies), key, pt))
             continue
-        relaxed_of.pop(key, None)  # solved without the resharding bound
+        fitting_of.pop(key, None)  # solved without the last bound
         tb = _tables(pt, pr, work, hw, sp)
         if tb is None:
             continue

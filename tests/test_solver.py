@@ -189,26 +189,32 @@ def test_bad_solve_arguments(kwargs, field):
 
 def test_point_bounds_never_exceed_the_point_optimum():
     """The bounds that order and prune outer points — the cheap one, the Lagrangian memory
-    relaxation and the one that adds the block's collectives and resharding — stay below the
-    brute-force optimum of every point, memory tight or not, on a line and on a 2×2 grid."""
+    relaxation (split reductions and exposed ZeRO-3 gathers at their least, then on the point's
+    placement) and the one that adds resharding — stay below the brute-force optimum of every
+    point, memory tight or not, on a line and on a 2×2 grid, with and without ZeRO-3."""
     import dataclasses
 
-    from optimizer.solve import _block_comm, _bounds, _lagrangian_bound, _relaxations, _resharding_bound, probed_points
+    from optimizer.solve import (_block_comm, _bounds, _gathers, _lagrangian_bound, _layer_comm, _relaxations,
+                                  _resharding_bound, probed_points)
 
     w = models.Workload(model=models.load("megatron-1.7b"), global_batch=4, seq_len=512)
-    tightened = {"lagrangian": 0, "resharding": 0}
-    cases = [((1, 2), sram, frozenset({"qk", "softmax", "fc2"})) for sram in (2e9, 0.9e9)]
-    cases.append(((2, 2), 0.6e9, frozenset({"fc2"})))
-    for (rows, cols), sram, free in cases:
+    tightened = {"lagrangian": 0, "resharding": 0, "placed gathers": 0}
+    cases = [((1, 2), sram, frozenset({"qk", "softmax", "fc2"}), (0, 1)) for sram in (2e9, 0.9e9)]
+    cases.append(((2, 2), 0.6e9, frozenset({"fc2"}), (0, 1)))
+    cases.append(((2, 2), 2e9, frozenset({"fc1", "fc2"}), (3,)))  # exposed ZeRO-3 gathers on placed rings
+    for (rows, cols), sram, free, zero in cases:
         h = hw.load("tmac-wafer", rows=rows, cols=cols, sram_bytes=sram)
-        sp = Space("full", zero_stages=(0, 1), virtual=(1,), free_ops=free)
+        sp = Space("full", zero_stages=zero, virtual=(1,), free_ops=free)
         for pt, pr in probed_points(w, h, sp):
             cheap, _, _, fitting = _bounds(pt, pr, w, h, sp)
-            relaxed = _relaxations(pt, pr, w, h, sp, fitting)
-            lagrangian = _lagrangian_bound(relaxed)
-            comm = _block_comm(pt, pr, w, h)
+            least = _lagrangian_bound(_relaxations(pt, pr, w, h, sp, fitting,
+                                                   _layer_comm(pr, _gathers(pt, pr, w, h, sp, placed=False))))
+            relaxed = _relaxations(pt, pr, w, h, sp, fitting, _layer_comm(pr, _gathers(pt, pr, w, h, sp, placed=True)))
+            lagrangian = max(least, _lagrangian_bound(relaxed))
+            comm = _block_comm(pr)
             resharding = _resharding_bound(relaxed, comm, float("inf")) if comm else float("inf")
             tightened["lagrangian"] += lagrangian > cheap
+            tightened["placed gathers"] += lagrangian > max(cheap, least) * (1 + 1e-9)
             tightened["resharding"] += resharding > max(cheap, lagrangian) * (1 + 1e-9)
             best = brute_force(w, h, dataclasses.replace(sp, points=(pt,))).best_s
             if best is not None:
@@ -244,14 +250,14 @@ def test_backends_agree_where_cpsat_presolve_misproved():
 
 
 def test_tensor_group_costs_do_not_depend_on_the_tile():
-    """_block_comm prices a point's resharding and split reductions with its probe's group: on a
+    """The bounds price a point's resharding and split reductions with its probe's group: on a
     mesh the same collectives cost the same on every tile, so the pair tables and the unhidden
-    collectives of each group of a placed point equal the probe's."""
+    reductions of each group of a placed point equal the probe's."""
     import dataclasses
 
     import numpy as np
 
-    from optimizer.solve import _pair_tables, _tables, _unhidden_comm, probed_points
+    from optimizer.solve import _op_table, _pair_tables, _tables, probed_points
 
     w = models.Workload(model=models.load("megatron-1.7b"), global_batch=8, seq_len=512)
     h, sp = hw.load("tmac-wafer", rows=4, cols=4), get_space("full")
@@ -260,13 +266,12 @@ def test_tensor_group_costs_do_not_depend_on_the_tile():
     tb = _tables(pt, pr, w, h, sp)
     origins = {g.origin for g in tb.groups}
     assert len(origins) == 4
-    probe_inside, probe_wrap = _pair_tables(pr.tables, pr.ops)
+    probe_inside, probe_wrap, probe_keep = _pair_tables(pr.tables, pr.ops)
     for g in tb.groups:
         at = dataclasses.replace(tb, groups=(g,), _oc={}, _ec={})
-        inside, wrap = _pair_tables(at, pr.ops)
-        for mine, theirs in ((inside, probe_inside), (wrap, probe_wrap)):
+        inside, wrap, keep = _pair_tables(at, pr.ops)
+        for mine, theirs in ((inside, probe_inside), (wrap, probe_wrap), (keep, probe_keep)):
             assert mine.keys() == theirs.keys()
             for k in mine:
                 np.testing.assert_allclose(mine[k], theirs[k], rtol=1e-12)
-        np.testing.assert_allclose(_unhidden_comm(at, pr.ops, pt, w, h), _unhidden_comm(pr.tables, pr.ops, pt, w, h),
-                                   rtol=1e-12)
+        np.testing.assert_allclose(_op_table(at).stats, pr.ops.stats, rtol=1e-12)
