@@ -79,8 +79,8 @@ def ring_order(origin: Die, shape: tuple[int, int], wraps: bool = False) -> Ring
     r0, c0 = origin
     if r >= 2 and c >= 2 and (r * c) % 2 == 0:
         if r % 2 == 1:  # transpose so the row count is even
-            return tuple((r0 + i, c0 + j) for (j, i) in _ham(c, r))
-        return tuple((r0 + i, c0 + j) for (i, j) in _ham(r, c))
+            return tuple((r0 + i, c0 + j) for (j, i) in grid_cycle(c, r))
+        return tuple((r0 + i, c0 + j) for (i, j) in grid_cycle(r, c))
     path = tuple((r0 + i, c0 + j) for (i, j) in snake(r, c))
     if (r == 1 or c == 1) and not wraps:
         return fold(path)
@@ -94,7 +94,7 @@ def fold(line: tuple[Die, ...]) -> Ring:
     return tuple(line[0::2]) + tuple(reversed(line[1::2]))
 
 
-def _ham(r: int, c: int) -> list[Die]:
+def grid_cycle(r: int, c: int) -> list[Die]:
     """Hamiltonian cycle of an r×c grid with r even: row 0 left to right, snake back through
     columns 1..c-1, then up column 0."""
     path = [(0, j) for j in range(c)]

@@ -45,7 +45,6 @@ OBJECTIVES = ("time", "energy", "edp")
 EDP_MAX_SOLVES = 24  # inner solves per outer point in the EDP walk, at most (then its bound stays open)
 EDP_STEP = 1e-6  # each EDP step asks for a step time this much (relative) below the previous one
 REL_TOL = 1e-9
-RESHARDING_REACH = 0.02  # the resharding bound is tried on points its Lagrangian leaves ≤ 2% below the incumbent
 # (assumption, from measurement: it lifted GPT-3 175B's points on tmac-wafer by 0.2-1%)
 ENUMERATION_SHARE = 0.5  # of the time limit, at most, spent enumerating and bounding outer points
 
@@ -824,8 +823,7 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
         pr = probes[(pt.shape, pt.micro_batch)]
         # tighten lazily, only for points that reach the front: first the separable Lagrangian
         # bound, then (if the point comes back to the front) the same on the point's placement
-        # and, before any incumbent or for points it leaves within RESHARDING_REACH of the
-        # incumbent, the one that prices resharding (further below, solving the point is worth more)
+        # and, unless that reaches the incumbent, the one that prices resharding
         done = stage.get(key, 0)
         if done < 2:
             stage[key] = done + 1
@@ -838,9 +836,7 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
                 refined = _lagrangian_bound(relaxed)
                 block = _block_comm(pr)
                 target = best[0] if best is not None and objective == "time" else float("inf")  # seconds
-                reach = refined if objective == "time" else lb  # each in the incumbent's units
-                near = best is None or reach >= best[0] * (1 - RESHARDING_REACH)
-                if block is not None and near and refined < target:
+                if block is not None and refined < target:
                     refined = max(refined, _resharding_bound(relaxed, block, target))
             time_lbs[key] = max(time_lbs[key], refined)
             heapq.heappush(heap, (_point_bound(objective, time_lbs[key], floors[key], static_w * pt.dies), key, pt))

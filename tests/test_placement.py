@@ -11,7 +11,8 @@ import hw
 import models
 import optimizer
 from hw.topology import hops
-from optimizer.formulation.placement import hop_profile, place_groups
+from hw.topology import usable_tiles
+from optimizer.formulation.placement import _cpsat_placement, hop_profile, place_groups
 from optimizer.mapping import StageGroup
 from optimizer.space import OuterPoint, Space
 from optimizer.tables import default_groups
@@ -76,6 +77,23 @@ def test_placement_without_defects_keeps_the_snake():
     for pp, dp in [(16, 1), (4, 4), (1, 16), (2, 2)]:
         assert place_groups(h, pp, dp, (2, 2) if pp * dp == 4 else (1, 1)) == \
             default_groups(h, pp, dp, (2, 2) if pp * dp == 4 else (1, 1))
+
+
+@pytest.mark.parametrize("shape", [(2, 4), (4, 2), (2, 1)])
+def test_one_stage_filling_the_mesh_rings_at_the_least_hops(shape):
+    """Replicas of one stage filling a defect-free 8×8 mesh take a comb-shaped cycle of the tile
+    grid, without a solver: its longest ring edge is max(r, c) hops (a ring crossing a row cut and
+    a column cut needs both), it makes only the 2·(n − 1) long moves across the n tile columns
+    (or rows) a cycle must, and CP-SAT started from the snake finds no better hop profile."""
+    h = hw.load("tmac-wafer", rows=8, cols=8)
+    r, c = shape
+    dp = 64 // (r * c)
+    placed = place_groups(h, 1, dp, shape)
+    profile = hop_profile({(g.stage, g.replica): g.origin for g in placed}, 1, dp, h)
+    across = (8 // c if c >= r else 8 // r) - 1
+    assert profile == (0, max(r, c), 2 * across * max(r, c) + (dp - 2 * across) * min(r, c))
+    snake = {(g.stage, g.replica): g.origin for g in default_groups(h, 1, dp, shape)}
+    assert hop_profile(_cpsat_placement(h, 1, dp, usable_tiles(h, shape), snake), 1, dp, h) >= profile
 
 
 POINTS = Space("full", points=tuple(
