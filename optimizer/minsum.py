@@ -29,6 +29,41 @@ def min_sum(unary: list[np.ndarray], pairs: dict[tuple[int, int], np.ndarray]) -
                            for lo in range(0, batch, chunk)])
 
 
+def argmin_sum(unary: list[np.ndarray], pairs: dict[tuple[int, int], np.ndarray]) -> tuple[float, list[int]]:
+    """min_sum of one cost set (batch axis of size 1 everywhere) and a minimizing assignment,
+    recovered by substituting back through the elimination in reverse order."""
+    order, _ = _elimination_order(len(unary), pairs.keys())
+    factors: list[tuple[tuple[int, ...], np.ndarray]] = [((i,), u) for i, u in enumerate(unary)]
+    factors += [((i, j), p) for (i, j), p in pairs.items()]
+    total = 0.0
+    steps: list[tuple[int, tuple[int, ...], np.ndarray]] = []  # (variable, the rest of its scope, argmin over it)
+    for v in order:
+        acc, scope, factors = _combine(v, factors)
+        axis = 1 + scope.index(v)
+        rest = tuple(x for x in scope if x != v)
+        steps.append((v, rest, acc.argmin(axis=axis)[0]))
+        reduced = acc.min(axis=axis)
+        if rest:
+            factors.append((rest, reduced))
+        else:
+            total = total + float(reduced[0])
+    x: dict[int, int] = {}
+    for v, rest, arg in reversed(steps):
+        x[v] = int(arg[tuple(x[r] for r in rest)])
+    return float(total), [x[i] for i in range(len(unary))]
+
+
+def _combine(v: int, factors: list) -> tuple[np.ndarray, tuple[int, ...], list]:
+    """The sum of the factors touching v over their joint scope, that scope, the other factors."""
+    touching = [f for f in factors if v in f[0]]
+    scope = tuple(sorted({x for vs, _t in touching for x in vs}))
+    acc = None
+    for vs, t in touching:
+        t = _expand(vs, t, scope)
+        acc = t if acc is None else acc + t
+    return acc, scope, [f for f in factors if v not in f[0]]
+
+
 def _elimination_order(n: int, edges) -> tuple[list[int], tuple[int, ...]]:
     """Greedy min-degree order of n variables joined by `edges`, and the largest clique it forms."""
     nb: dict[int, set[int]] = {v: set() for v in range(n)}
@@ -59,13 +94,7 @@ def _eliminate(unary: list[np.ndarray], pairs: dict, order: list[int]) -> np.nda
     factors += [((i, j), p) for (i, j), p in pairs.items()]
     total = 0.0
     for v in order:
-        touching = [f for f in factors if v in f[0]]
-        factors = [f for f in factors if v not in f[0]]
-        scope = tuple(sorted({x for vs, _t in touching for x in vs}))
-        acc = None
-        for vs, t in touching:
-            t = _expand(vs, t, scope)
-            acc = t if acc is None else acc + t
+        acc, scope, factors = _combine(v, factors)
         reduced = acc.min(axis=1 + scope.index(v))
         rest = tuple(x for x in scope if x != v)
         if rest:

@@ -273,6 +273,7 @@ COARSE_EVERY = 4  # the resharding bound tries every 4th multiplier, then the ne
 # weights θ on the first of the two linear pieces of a pass's exposed ZeRO-3 gathers (the second gets
 # 1 − θ): max(piece 1, piece 2) ≥ θ·piece 1 + (1 − θ)·piece 2 for each, forward and backward
 THETAS = (0.0, 0.5, 1.0)
+PRIMAL_SHARE = 0.05  # of the time left, at most, for one primal heuristic solve (_relaxed_mapping)
 
 
 @dataclass
@@ -302,6 +303,8 @@ class _Relaxed:
     act_cost: float  # objective seconds per byte of one layer's kept activations (DRAM traffic)
     act_mem: float  # stage 0's bytes per byte of one layer's kept activations
     theta: int | None = None
+    offload: tuple[str, ...] = ()  # the subset: tensor classes kept in DRAM
+    lam: float | None = None  # the memory multiplier _resharding_bound found best
 
 
 def _relaxations(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space: Space,
@@ -351,7 +354,7 @@ def _relaxations(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space
                             m_params * tab.params + m_act * tab.act + tab.buffer,
                             d_params * tab.params + d_act * tab.act, params, hw.die.memory_bytes - fixed,
                             hw.dram_capacity, sum(working.get(c, 0.0) for c in off), holder, const,
-                            c_layer, c_wrap, c_act, m_act))
+                            c_layer, c_wrap, c_act, m_act, offload=off))
     return out
 
 
@@ -455,9 +458,43 @@ def _resharding_bound(relaxed: list[_Relaxed], comm: _BlockComm, target: float) 
         vals = dual(coarse)
         k = int(coarse[int(np.argmax(vals))])
         near = np.array([i for i in range(k - COARSE_EVERY + 1, k + COARSE_EVERY) if 0 <= i < len(lams) and i != k])
-        value = max(float(vals.max()), float(dual(near).max()) if len(near) else float("-inf"))
-        best = min(best, max(r.cheap, value + r.const))
+        tried = np.concatenate((coarse, near)).astype(int)
+        vals = np.concatenate((vals, dual(near) if len(near) else []))
+        r.lam = float(lams[tried[int(np.argmax(vals))]])
+        best = min(best, max(r.cheap, float(vals.max()) + r.const))
     return best
+
+
+def _relaxed_mapping(pt: OuterPoint, pr: _Probe, relaxed: list[_Relaxed], comm: _BlockComm, work: Workload,
+                     hw: Hardware, space: Space, objective: str, incumbent: float | None, backend: str,
+                     time_limit_s: float, threads: int) -> _PointResult:
+    """A primal heuristic: the partition options of the block's ops that _resharding_bound's best
+    multiplier makes optimal (optimizer.minsum.argmin_sum, for the DRAM subset with the least
+    bound), fixed in the point's inner model, which then picks recomputation, overlap modes, the
+    DRAM tiers and the pre/post ops (a far smaller model than the point's). Its candidates are
+    feasible mappings of the point; its bound is not one of the point's, so none is kept.
+    objective: "time" or "energy" (an EDP search walks its own front, _solve_edp)."""
+    r = next((x for x in relaxed if x.lam is not None), None)
+    tb = _tables(pt, pr, work, hw, space)
+    if r is None or tb is None:
+        return _PointResult()
+    base = r.base[r.theta if r.theta is not None else -1] + r.lam * _with_piece(r)
+    widths = [int(np.flatnonzero(np.isfinite(row))[-1]) + 1 for row in base]
+    keys = comm.inside.keys() | comm.wrap.keys() | comm.keep.keys()
+    pairs = {k: (r.c_layer * comm.inside.get(k, 0.0) + r.c_wrap * comm.wrap.get(k, 0.0) +
+                 (r.act_cost + r.lam * r.act_mem) * comm.keep.get(k, 0.0))[None, :widths[k[0]], :widths[k[1]]]
+             for k in keys}
+    value, cols = minsum.argmin_sum([base[i, None, :w] for i, w in enumerate(widths)], pairs)
+    if not np.isfinite(value):
+        return _PointResult()
+    chosen = {o.name: tb.options(o)[c // 2] for o, c in zip(tb.graph.block, cols)}
+    inner = build_inner(tb, space.recompute_allowed(tb.graph, pt.recompute_policy), hw.die.memory_bytes,
+                        space.offload_classes(hw), energy=objective != "time")
+    for name, opt in chosen.items():
+        inner.model.add({i: 1.0 for (n, o, _r), i in inner.Y.items() if n == name and o == opt}, "==", 1.0,
+                        scale=1.0, name=f"fixed[{name}]")
+    res = _solve_time_or_energy(inner, tb, pt, space, objective, 0.0, incumbent, backend, time_limit_s, threads)
+    return _PointResult(candidates=res.candidates, solves=res.solves)
 
 
 def _gathers(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space: Space, placed: bool) -> np.ndarray:
@@ -838,6 +875,13 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
                 target = best[0] if best is not None and objective == "time" else float("inf")  # seconds
                 if block is not None and refined < target:
                     refined = max(refined, _resharding_bound(relaxed, block, target))
+                    if refined < target and objective != "edp":  # its options may give a better incumbent
+                        found = _relaxed_mapping(pt, pr, relaxed, block, work, hw, sp, objective,
+                                                 best[0] if best else None, backend,
+                                                 PRIMAL_SHARE * (deadline - time.perf_counter()), threads)
+                        for cand in found.candidates:
+                            if best is None or cand[0] < best[0]:
+                                best = cand
             time_lbs[key] = max(time_lbs[key], refined)
             heapq.heappush(heap, (_point_bound(objective, time_lbs[key], floors[key], static_w * pt.dies), key, pt))
             continue

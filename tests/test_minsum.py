@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from optimizer.minsum import min_sum
+from optimizer.minsum import argmin_sum, min_sum
 
 
 def brute(unary, pairs):
@@ -38,3 +38,17 @@ def test_min_sum_handles_isolated_variables_and_infeasibility():
     assert min_sum(unary, pairs)[0] == pytest.approx(5.5)
     blocked = {(0, 1): np.full((1, 2, 2), np.inf)}
     assert min_sum(unary, blocked)[0] == np.inf
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_argmin_sum_returns_an_assignment_of_the_minimum(seed):
+    rng = np.random.default_rng(10 + seed)
+    n = 6
+    sizes = rng.integers(1, 4, n)
+    unary = [rng.normal(size=(1, k)) for k in sizes]
+    edges = {(i, i + 1) for i in range(n - 1)} | {(n - 1, 0), (1, 3)}
+    pairs = {(i, j): rng.normal(size=(1, sizes[i], sizes[j])) for i, j in edges}
+    value, x = argmin_sum(unary, pairs)
+    assert value == pytest.approx(brute(unary, pairs)[0], rel=1e-12)
+    at_x = sum(u[0, x[i]] for i, u in enumerate(unary)) + sum(p[0, x[i], x[j]] for (i, j), p in pairs.items())
+    assert at_x == pytest.approx(value, rel=1e-12)

@@ -275,3 +275,31 @@ def test_tensor_group_costs_do_not_depend_on_the_tile():
             for k in mine:
                 np.testing.assert_allclose(mine[k], theirs[k], rtol=1e-12)
         np.testing.assert_allclose(_op_table(at).stats, pr.ops.stats, rtol=1e-12)
+
+
+def test_relaxed_options_give_feasible_mappings():
+    """The primal heuristic (the resharding bound's best joint options, fixed in the point's inner
+    model) returns mappings of its point that fit, scored by evaluate() at their objective and
+    never below the point's brute-force optimum."""
+    import dataclasses
+
+    from optimizer.solve import (_block_comm, _bounds, _gathers, _lagrangian_bound, _layer_comm, _relaxations,
+                                  _relaxed_mapping, _resharding_bound, probed_points)
+
+    w = models.Workload(model=models.load("megatron-1.7b"), global_batch=4, seq_len=512)
+    h = hw.load("tmac-wafer", rows=2, cols=2, sram_bytes=2e9)
+    sp = Space("full", zero_stages=(0, 3), virtual=(1,), free_ops=frozenset({"fc1", "fc2"}))
+    found = 0
+    for pt, pr in list(probed_points(w, h, sp))[:12]:
+        _cheap, _, _, fitting = _bounds(pt, pr, w, h, sp)
+        relaxed = _relaxations(pt, pr, w, h, sp, fitting, _layer_comm(pr, _gathers(pt, pr, w, h, sp, placed=True)))
+        _lagrangian_bound(relaxed)
+        _resharding_bound(relaxed, _block_comm(pr), float("inf"))
+        res = _relaxed_mapping(pt, pr, relaxed, _block_comm(pr), w, h, sp, "time", None, "cpsat", 30.0, 1)
+        best = brute_force(w, h, dataclasses.replace(sp, points=(pt,))).best_s
+        for value, mp, _t in res.candidates:
+            rep = optimizer.evaluate(mp, w, h)
+            assert rep.fits and rep.step_time_s == pytest.approx(value, rel=1e-6)
+            assert value >= best * (1 - 1e-6)
+            found += 1
+    assert found > 0
