@@ -104,6 +104,7 @@ class Tables:
     layer_group: int = 1  # micro-batches per group of the layer-wise schedule (pp = 1); 1 = 1F1B
     _oc: dict = field(default_factory=dict)
     _ec: dict = field(default_factory=dict)
+    _gc: dict = field(default_factory=dict)  # group_collective by (axis, kind, bytes): few distinct sizes
 
     # ---- geometry -------------------------------------------------------------------------
     @property
@@ -127,7 +128,10 @@ class Tables:
 
     def group_collective(self, axis, kind: str, nbytes: float) -> CommCost:
         """A collective on every ring of one tensor group along `axis`; byte-hops of the whole group."""
-        return self._on_rings(self._group_rings[axis], kind, nbytes)
+        key = (axis, kind, nbytes)
+        if key not in self._gc:
+            self._gc[key] = self._on_rings(self._group_rings[axis], kind, nbytes)
+        return self._gc[key]
 
     def group_ring(self, axis) -> int:
         """Members of one ring of the tensor group along `axis`."""

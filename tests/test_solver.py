@@ -268,7 +268,7 @@ def test_tensor_group_costs_do_not_depend_on_the_tile():
     assert len(origins) == 4
     probe_inside, probe_wrap, probe_keep = _pair_tables(pr.tables, pr.ops)
     for g in tb.groups:
-        at = dataclasses.replace(tb, groups=(g,), _oc={}, _ec={})
+        at = dataclasses.replace(tb, groups=(g,), _oc={}, _ec={}, _gc={})
         inside, wrap, keep = _pair_tables(at, pr.ops)
         for mine, theirs in ((inside, probe_inside), (wrap, probe_wrap), (keep, probe_keep)):
             assert mine.keys() == theirs.keys()
