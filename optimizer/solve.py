@@ -435,24 +435,18 @@ def _resharding_bound(relaxed: list[_Relaxed], comm: _BlockComm, target: float) 
     gives a valid bound). Once the next subset's cheap bound reaches `target` (or the least so
     far), that cheap bound stands for it and the rest."""
     best = float("inf")
-    widths = [int(np.flatnonzero(np.isfinite(row))[-1]) + 1 for row in relaxed[0].base[0]] if relaxed else []
+    widths = _widths(relaxed[0].base[0]) if relaxed else []
     for r in relaxed:
         if r.cheap >= min(best, target):
             best = min(best, r.cheap)
             break
         base = r.base[r.theta if r.theta is not None else -1]
         mem = _with_piece(r)
-        keys = comm.inside.keys() | comm.wrap.keys() | comm.keep.keys()
-        cut = {k: (slice(None, widths[k[0]]), slice(None, widths[k[1]])) for k in keys}
-        seconds = {k: (r.c_layer * comm.inside.get(k, 0.0) + r.c_wrap * comm.wrap.get(k, 0.0) +
-                       r.act_cost * comm.keep.get(k, 0.0))[cut[k]] for k in keys}
-        kept = {k: r.act_mem * comm.keep[k][cut[k]] for k in comm.keep}
         _top, lams = _memory_multipliers(base, mem)
 
         def dual(idx: np.ndarray) -> np.ndarray:
             unary = [base[i, None, :w] + lams[idx, None] * mem[i, None, :w] for i, w in enumerate(widths)]
-            pairs = {k: seconds[k][None] + (lams[idx, None, None] * kept[k][None] if k in kept else 0.0) for k in keys}
-            return minsum.min_sum(unary, pairs) - lams[idx] * r.budget
+            return minsum.min_sum(unary, _pair_costs(r, comm, widths, lams[idx])) - lams[idx] * r.budget
 
         coarse = np.arange(0, len(lams), COARSE_EVERY)
         vals = dual(coarse)
@@ -463,6 +457,24 @@ def _resharding_bound(relaxed: list[_Relaxed], comm: _BlockComm, target: float) 
         r.lam = float(lams[tried[int(np.argmax(vals))]])
         best = min(best, max(r.cheap, float(vals.max()) + r.const))
     return best
+
+
+def _widths(base: np.ndarray) -> list[int]:
+    """Per op (row of an (ops, choices) table), its choices: the columns up to its last finite one."""
+    return [int(np.flatnonzero(np.isfinite(row))[-1]) + 1 for row in base]
+
+
+def _pair_costs(r: _Relaxed, comm: _BlockComm, widths: list[int], lams: np.ndarray) -> dict:
+    """min-sum pair tables of subset r, one per multiplier in `lams`: each edge's resharding
+    seconds and the inputs kept for a recomputed consumer, priced like kept activations
+    (C_a + λ·M_a per byte), cut to the ops' widths."""
+    out = {}
+    for k in comm.inside.keys() | comm.wrap.keys() | comm.keep.keys():
+        cut = (slice(None, widths[k[0]]), slice(None, widths[k[1]]))
+        seconds = (r.c_layer * comm.inside.get(k, 0.0) + r.c_wrap * comm.wrap.get(k, 0.0) +
+                   r.act_cost * comm.keep.get(k, 0.0))[cut][None]
+        out[k] = seconds + lams[:, None, None] * (r.act_mem * comm.keep[k][cut])[None] if k in comm.keep else seconds
+    return out
 
 
 def _relaxed_mapping(pt: OuterPoint, pr: _Probe, relaxed: list[_Relaxed], comm: _BlockComm, work: Workload,
@@ -479,12 +491,9 @@ def _relaxed_mapping(pt: OuterPoint, pr: _Probe, relaxed: list[_Relaxed], comm: 
     if r is None or tb is None:
         return _PointResult()
     base = r.base[r.theta if r.theta is not None else -1] + r.lam * _with_piece(r)
-    widths = [int(np.flatnonzero(np.isfinite(row))[-1]) + 1 for row in base]
-    keys = comm.inside.keys() | comm.wrap.keys() | comm.keep.keys()
-    pairs = {k: (r.c_layer * comm.inside.get(k, 0.0) + r.c_wrap * comm.wrap.get(k, 0.0) +
-                 (r.act_cost + r.lam * r.act_mem) * comm.keep.get(k, 0.0))[None, :widths[k[0]], :widths[k[1]]]
-             for k in keys}
-    value, cols = minsum.argmin_sum([base[i, None, :w] for i, w in enumerate(widths)], pairs)
+    widths = _widths(base)
+    value, cols = minsum.argmin_sum([base[i, None, :w] for i, w in enumerate(widths)],
+                                    _pair_costs(r, comm, widths, np.array([r.lam])))
     if not np.isfinite(value):
         return _PointResult()
     chosen = {o.name: tb.options(o)[c // 2] for o, c in zip(tb.graph.block, cols)}
