@@ -4,12 +4,13 @@ Every outer point gets a cheap lower bound (each op at its fastest option, no co
 recompute, the pipeline formula applied to that) and a memory lower bound (each term at its
 least). Points are taken best bound first. A point reaching the front of the queue first has its
 bound tightened by a Lagrangian relaxation of its memory row (_lagrangian_bound, with split
-reductions and the ZeRO-3 gathers at their least) and goes back in the queue; once an incumbent
-exists, the next time it reaches the front its placement is solved, the relaxation is redone with
-the gathers on it and also prices resharding (_resharding_bound), and it goes back again; when it
-comes out after that its inner model is solved with the incumbent as a cutoff, so "infeasible"
-proves it cannot do better. Once the next bound is no better than the incumbent the
-search stops, and the incumbent is proven optimal. The reported bound is the least of the bounds
+reductions and the ZeRO-3 gathers at their least) and goes back in the queue; the next time it
+reaches the front its placement is solved and the relaxation redone with the gathers on it; if
+that leaves it below the incumbent (or none exists), the relaxation also prices resharding
+(_resharding_bound) and its best joint choice seeds a primal heuristic (_relaxed_mapping), and
+the point goes back again; when it comes out after that its inner model is solved with the
+incumbent as a cutoff, so "infeasible" proves it cannot do better. Once the next bound is no
+better than the incumbent the search stops, and the incumbent is proven optimal. The reported bound is the least of the bounds
 of points left unsolved and of the inner solvers' own bounds, so it is honest under a time limit.
 """
 
