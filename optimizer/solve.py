@@ -478,52 +478,49 @@ def _pair_costs(r: _Relaxed, comm: _BlockComm, widths: list[int], lams: np.ndarr
     return out
 
 
-def _relaxed_mapping(pt: OuterPoint, pr: _Probe, relaxed: list[_Relaxed], comm: _BlockComm, work: Workload,
-                     hw: Hardware, space: Space, objective: str, incumbent: float | None, backend: str,
-                     time_limit_s: float, threads: int) -> _PointResult:
+def _relaxed_mapping(pt: OuterPoint, tb: Tables, relaxed: list[_Relaxed], comm: _BlockComm, hw: Hardware,
+                     space: Space, objective: str, incumbent: float | None, backend: str, time_limit_s: float,
+                     threads: int) -> list:
     """A primal heuristic: the partition options of the block's ops that _resharding_bound's best
     multiplier makes optimal (optimizer.minsum.argmin_sum, for the DRAM subset with the least
     bound), fixed in the point's inner model, which then picks recomputation, overlap modes, the
     DRAM tiers and the pre/post ops (a far smaller model than the point's). Its candidates are
-    feasible mappings of the point; its bound is not one of the point's, so none is kept.
-    objective: "time" or "energy" (an EDP search walks its own front, _solve_edp)."""
+    feasible mappings of the point (_PointResult.candidates); its bound is not one of the point's,
+    so none is kept. tb: the point's tables; objective: "time" or "energy" (an EDP search walks
+    its own front, _solve_edp)."""
     r = next((x for x in relaxed if x.lam is not None), None)
-    tb = _tables(pt, pr, work, hw, space)
-    if r is None or tb is None:
-        return _PointResult()
+    if r is None:
+        return []
     base = r.base[r.theta if r.theta is not None else -1] + r.lam * _with_piece(r)
     widths = _widths(base)
     value, cols = minsum.argmin_sum([base[i, None, :w] for i, w in enumerate(widths)],
                                     _pair_costs(r, comm, widths, np.array([r.lam])))
     if not np.isfinite(value):
-        return _PointResult()
+        return []
     chosen = {o.name: tb.options(o)[c // 2] for o, c in zip(tb.graph.block, cols)}
     inner = build_inner(tb, space.recompute_allowed(tb.graph, pt.recompute_policy), hw.die.memory_bytes,
                         space.offload_classes(hw), energy=objective != "time")
     for name, opt in chosen.items():
         inner.model.add({i: 1.0 for (n, o, _r), i in inner.Y.items() if n == name and o == opt}, "==", 1.0,
                         scale=1.0, name=f"fixed[{name}]")
-    res = _solve_time_or_energy(inner, tb, pt, space, objective, 0.0, incumbent, backend, time_limit_s, threads)
-    return _PointResult(candidates=res.candidates, solves=res.solves)
+    return _solve_time_or_energy(inner, tb, pt, space, objective, 0.0, incumbent, backend, time_limit_s,
+                                 threads).candidates
 
 
-def _gathers(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space: Space, placed: bool) -> np.ndarray:
+def _gathers(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, placed: Tables | None) -> np.ndarray:
     """Per (op, choice) of _op_table, seconds of one pass's ZeRO-3 weight all-gather over the
-    point's pt.dp replicas (zeros without ZeRO-3 or data parallelism): on the rings of the point's
-    own placement (placed; what its inner model charges), else at the least any placement gives
-    (hw.topology.least_collective_s; no placement solved)."""
+    point's pt.dp replicas (zeros without ZeRO-3 or data parallelism): on the rings of `placed`,
+    the point's own tables (what its inner model charges), else (None) at the least any placement
+    gives (hw.topology.least_collective_s; no placement solved)."""
     tab = pr.ops
     out = np.zeros_like(tab.params)
     if pt.zero_stage != 3 or pt.dp < 2:
-        return out
-    tb = _tables(pt, pr, work, hw, space) if placed else None
-    if placed and tb is None:
         return out
     seconds: dict[float, float] = {}
     for (i, j), p in np.ndenumerate(tab.params):
         if p > 0 and np.isfinite(tab.time[i, j]) and p not in seconds:
             nbytes = p * work.dtype_bytes
-            seconds[p] = (tb.dp_collective("all_gather", nbytes).time_s if tb is not None
+            seconds[p] = (placed.dp_collective("all_gather", nbytes).time_s if placed is not None
                           else least_collective_s("all_gather", pt.dp, nbytes, hw))
         out[i, j] = seconds.get(p, 0.0)
     return out
@@ -875,10 +872,14 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
         if done < 2:
             stage[key] = done + 1
             if done == 0:  # gathers at their least: no placement solved yet
-                comm = _layer_comm(pr, _gathers(pt, pr, work, hw, sp, placed=False))
+                comm = _layer_comm(pr, _gathers(pt, pr, work, hw, None))
                 refined = _lagrangian_bound(_relaxations(pt, pr, work, hw, sp, fitting_of[key], comm))
             else:  # on the point's own placement, then with resharding
-                comm = _layer_comm(pr, _gathers(pt, pr, work, hw, sp, placed=True))
+                tb = _tables(pt, pr, work, hw, sp)
+                if tb is None:  # no placement: the point cannot be solved
+                    fitting_of.pop(key)
+                    continue
+                comm = _layer_comm(pr, _gathers(pt, pr, work, hw, tb))
                 relaxed = _relaxations(pt, pr, work, hw, sp, fitting_of.pop(key), comm)
                 refined = _lagrangian_bound(relaxed)
                 block = _block_comm(pr)
@@ -886,10 +887,9 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
                 if block is not None and refined < target:
                     refined = max(refined, _resharding_bound(relaxed, block, target))
                     if refined < target and objective != "edp":  # its options may give a better incumbent
-                        found = _relaxed_mapping(pt, pr, relaxed, block, work, hw, sp, objective,
-                                                 best[0] if best else None, backend,
-                                                 PRIMAL_SHARE * (deadline - time.perf_counter()), threads)
-                        for cand in found.candidates:
+                        found = _relaxed_mapping(pt, tb, relaxed, block, hw, sp, objective, best[0] if best else None,
+                                                 backend, PRIMAL_SHARE * (deadline - time.perf_counter()), threads)
+                        for cand in found:
                             if best is None or cand[0] < best[0]:
                                 best = cand
             time_lbs[key] = max(time_lbs[key], refined)

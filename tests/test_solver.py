@@ -208,8 +208,9 @@ def test_point_bounds_never_exceed_the_point_optimum():
         for pt, pr in probed_points(w, h, sp):
             cheap, _, _, fitting = _bounds(pt, pr, w, h, sp)
             least = _lagrangian_bound(_relaxations(pt, pr, w, h, sp, fitting,
-                                                   _layer_comm(pr, _gathers(pt, pr, w, h, sp, placed=False))))
-            relaxed = _relaxations(pt, pr, w, h, sp, fitting, _layer_comm(pr, _gathers(pt, pr, w, h, sp, placed=True)))
+                                                   _layer_comm(pr, _gathers(pt, pr, w, h, None))))
+            placed = _layer_comm(pr, _gathers(pt, pr, w, h, _tables(pt, pr, w, h, sp)))
+            relaxed = _relaxations(pt, pr, w, h, sp, fitting, placed)
             lagrangian = max(least, _lagrangian_bound(relaxed))
             comm = _block_comm(pr)
             resharding = _resharding_bound(relaxed, comm, float("inf")) if comm else float("inf")
@@ -292,12 +293,13 @@ def test_relaxed_options_give_feasible_mappings():
     found = 0
     for pt, pr in list(probed_points(w, h, sp))[:12]:
         _cheap, _, _, fitting = _bounds(pt, pr, w, h, sp)
-        relaxed = _relaxations(pt, pr, w, h, sp, fitting, _layer_comm(pr, _gathers(pt, pr, w, h, sp, placed=True)))
+        tb = _tables(pt, pr, w, h, sp)
+        relaxed = _relaxations(pt, pr, w, h, sp, fitting, _layer_comm(pr, _gathers(pt, pr, w, h, tb)))
         _lagrangian_bound(relaxed)
         _resharding_bound(relaxed, _block_comm(pr), float("inf"))
-        res = _relaxed_mapping(pt, pr, relaxed, _block_comm(pr), w, h, sp, "time", None, "cpsat", 30.0, 1)
+        candidates = _relaxed_mapping(pt, tb, relaxed, _block_comm(pr), h, sp, "time", None, "cpsat", 30.0, 1)
         best = brute_force(w, h, dataclasses.replace(sp, points=(pt,))).best_s
-        for value, mp, _t in res.candidates:
+        for value, mp, _t in candidates:
             rep = optimizer.evaluate(mp, w, h)
             assert rep.fits and rep.step_time_s == pytest.approx(value, rel=1e-6)
             assert value >= best * (1 - 1e-6)
