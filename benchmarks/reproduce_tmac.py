@@ -25,6 +25,11 @@ the most loaded die; the footprint (on-die peak + the die's share of what lives 
 beside it. memory_vs_megatron_full_recompute always uses the heuristic: Megatron-LM with full
 recomputation by construction.
 
+Which peer is furthest behind is measured on two bases: as if every heuristic fit (the claims' heuristic
+basis), and when a mapping must fit (standing(): a peer's space that holds no fitting mapping for a model
+is behind every peer whose space does). ordering_sensitivity() scores the heuristics again over a grid of
+link and DRAM-port bandwidths, to show whether either assumption flips the as-if-fit order.
+
 Assumptions (see docs/reproduction.md, "TMAC"):
   * hardware: the tmac-wafer preset (8 x 8 dies, 256 MB SRAM each, 4 TB/s links, 32 edge DRAM ports
     of 4 TB/s / 144 GB; every figure an assumption of the preset) and the wse2 preset (7 x 12
@@ -34,13 +39,14 @@ Assumptions (see docs/reproduction.md, "TMAC"):
   * solver: CP-SAT, one thread (deterministic), TIME_LIMIT_S per solve; a solve stopped by the clock
     reports status "timeout" with its bound and gap in the rows.
 
-Run:  python benchmarks/reproduce_tmac.py [--no-wse2]
+Run:  python benchmarks/reproduce_tmac.py [--no-wse2] [--no-sensitivity]
       (writes benchmarks/results/tmac.json and benchmarks/results/tmac.png)
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import sys
 import time
@@ -55,6 +61,7 @@ import hw  # noqa: E402
 import models  # noqa: E402
 import optimizer  # noqa: E402
 from common import RESULTS_DIR, claim, save_figure, write_result  # noqa: E402
+from hw.loader import build_hardware, raw_preset, strip_sources  # noqa: E402
 from optimizer import baselines  # noqa: E402
 
 HARDWARE = ("tmac-wafer", "wse2")  # claims from the first; the second is reported beside them
@@ -67,6 +74,10 @@ TIME_LIMIT_S = 90.0  # per solve: four solves stop at it, so reproduce_all stays
 THREADS = 1  # CP-SAT with one thread is deterministic: a rerun gives the same rows (timeouts aside)
 REL = 1e-6  # CP-SAT optimizes on an integer time scale: its optimum matches evaluate() to this
 OFF_BY = 2.0  # a ratio more than 2x off the paper's, either way, prints the assumption that drives it
+# the sensitivity grid of the peers' order (ordering_sensitivity): the preset's 4 TB/s, one 4x step above
+# it and three below (to 64x less), for the links and the DRAM ports alike (assumptions: a span, not a claim)
+GRID_LINK_BW = (16e12, 4e12, 1e12, 0.25e12, 0.0625e12)
+GRID_DRAM_BW = (16e12, 4e12, 1e12, 0.25e12, 0.0625e12)
 COMPUTE_BOUND = 0.8  # assumption (a reporting threshold): a step >= 80% compute (+ recompute) is called compute-bound
 
 # TMAC abstract (Wang et al., Integrated Circuits and Systems 2025); memory vs Megatron full
@@ -324,6 +335,67 @@ def make_claims(rows: list[dict[str, Any]], hardware: str = CLAIM_HARDWARE) -> t
     return out, info
 
 
+def standing(rows: list[dict[str, Any]], hardware: str = CLAIM_HARDWARE) -> dict[str, Any]:
+    """How far behind the optimum each peer's strategy space is when its mapping must fit: per peer, the
+    models for which its space holds no mapping that fits (proven infeasible: infinitely behind) and
+    the geomean speedup of the optimum over its space's best on the others. Peers rank by the first,
+    then the second ("further behind" = larger); a space stopped by the clock without a mapping is
+    unknown (None)."""
+    rows = [r for r in rows if r["hardware"] == hardware]
+    models_ = list(dict.fromkeys(r["model"] for r in rows))
+    out: dict[str, Any] = {}
+    for peer in PEERS:
+        space = {m: pick(rows, m, "space", peer) or {} for m in models_}
+        unknown = [m for m, r in space.items() if r.get("status") != "infeasible" and r.get("step_time_s") is None]
+        no_fit = sorted(m for m, r in space.items() if r.get("status") == "infeasible")
+        fits = {m: r["speedup_of_full"] for m, r in space.items() if r.get("speedup_of_full") is not None}
+        out[peer] = {"models_without_a_fitting_mapping": no_fit, "speedup_where_it_fits": fits,
+                     "geomean_where_it_fits": geomean(fits.values()), "unknown": sorted(unknown)}
+    return out
+
+
+def behind_key(s: dict[str, Any]) -> tuple[int, float]:
+    """The rank of a peer in standing(): more models without a fitting mapping, then a larger speedup."""
+    return len(s["models_without_a_fitting_mapping"]), s["geomean_where_it_fits"] or 0.0
+
+
+def accpar_and_deepspeed_behind(st: dict[str, Any]) -> bool | None:
+    """Whether standing() puts both AccPar and DeepSpeed further behind than Megatron-LM."""
+    if any(st[p]["unknown"] for p in PEERS):
+        return None
+    return min(behind_key(st["accpar"]), behind_key(st["deepspeed"])) > behind_key(st["megatron"])
+
+
+def ordering_sensitivity(model_names: Iterable[str] = MODELS, link_bandwidths: Iterable[float] = GRID_LINK_BW,
+                         dram_bandwidths: Iterable[float] = GRID_DRAM_BW) -> dict[str, Any]:
+    """The peers' order on the as-if-fit basis across the two bandwidths a wafer's communication and
+    offload rest on: tmac-wafer with every link at one bandwidth and every DRAM port at another (B/s),
+    each peer's heuristic (offload=True) scored by evaluate(). Per model and point: each peer's step
+    time over Megatron-LM's (> 1: further behind than Megatron-LM). No solve: the optimum is the same
+    denominator for every peer, so the order does not need it."""
+    raw = strip_sources(raw_preset(CLAIM_HARDWARE))
+    points, holds = [], 0
+    for name in model_names:
+        work = models.Workload(model=models.load(name), global_batch=GLOBAL_BATCH)
+        for link in link_bandwidths:
+            for dram in dram_bandwidths:
+                data = copy.deepcopy(raw)
+                for port in data["dram_ports"]:
+                    port["bandwidth"] = dram
+                machine = build_hardware(data, link_bandwidth=link)
+                step = {p: optimizer.evaluate(baselines.heuristic(p, work, machine, offload=True), work,
+                                              machine).step_time_s for p in PEERS}
+                rel = {p: step[p] / step["megatron"] for p in ("accpar", "deepspeed")}
+                ok = min(rel.values()) > 1
+                holds += ok
+                points.append({"model": name, "link_bandwidth": link, "dram_port_bandwidth": dram,
+                               "accpar_over_megatron": rel["accpar"], "deepspeed_over_megatron": rel["deepspeed"],
+                               "paper_order": ok})
+    return {"basis": "heuristic, scored as if it fit", "hardware": CLAIM_HARDWARE,
+            "link_bandwidths": list(link_bandwidths), "dram_port_bandwidths": list(dram_bandwidths),
+            "points": points, "points_with_paper_order": holds, "points_total": len(points)}
+
+
 def acceptance(rows: list[dict[str, Any]], info: dict[str, Any], hardware: str = CLAIM_HARDWARE) -> dict[str, Any]:
     """The directions DESIGN.md asks for, measured: the optimum beats each peer (on each claim's basis),
     AccPar and DeepSpeed furthest behind, TMAC-style memory below AccPar's and DeepSpeed's."""
@@ -344,8 +416,9 @@ def acceptance(rows: list[dict[str, Any]], info: dict[str, Any], hardware: str =
             "footprint": about_equal((mm["footprint"] or {}).get("geomean"))},
         "full_beats_megatron": beats["megatron"], "full_beats_deepspeed": beats["deepspeed"],
         "full_beats_accpar": beats["accpar"],
-        "accpar_and_deepspeed_furthest_behind": None if None in g.values()
-        else min(g["accpar"], g["deepspeed"]) > g["megatron"],
+        "accpar_and_deepspeed_furthest_behind": {
+            "fits": accpar_and_deepspeed_behind(standing(rows, hardware)),
+            "as_if_fit": None if None in g.values() else min(g["accpar"], g["deepspeed"]) > g["megatron"]},
         "memory_below_accpar": mem_lower["accpar"], "memory_below_deepspeed": mem_lower["deepspeed"],
         "full_space_solves": {r["model"]: {"status": r["status"], "gap": r["gap"]} for r in full_rows},
         "space_full_le_space": {f"{r['model']}/{r['method']}": r.get("full_le_space") for r in rows
@@ -391,6 +464,32 @@ def print_claims(claims: list[dict], info: dict[str, Any]) -> None:
             print(f"      by footprint (on-die + DRAM share per die): {fmt(i['footprint']['geomean'], '.3g')}x")
         for m, why in i["drivers"].items():
             print(f"      {m}: {i['per_model'][m]:.3g}x is more than {OFF_BY:.0f}x off: {why}")
+
+
+def print_standing(stand: dict[str, dict[str, Any]]) -> None:
+    print("\nStanding when the mapping must fit (the best of each peer's space; standing()):")
+    for h, st in stand.items():
+        for p in PEERS:
+            s = st[p]
+            print(f"  {h:<11} {p:<10} no fitting mapping for: {', '.join(s['models_without_a_fitting_mapping']) or '-':<34}"
+                  f" optimum's speedup where it fits: {fmt(s['geomean_where_it_fits'], '.3g')}x "
+                  f"{ {m: round(v, 3) for m, v in s['speedup_where_it_fits'].items()} or ''}")
+        print(f"  {h:<11} AccPar and DeepSpeed furthest behind: {accpar_and_deepspeed_behind(st)}")
+
+
+def print_sensitivity(sens: dict[str, Any]) -> None:
+    print(f"\nThe peers' order as if every heuristic fit, over link x DRAM-port bandwidth on {sens['hardware']} "
+          f"(cells: AccPar/Megatron-LM, DeepSpeed/Megatron-LM step time; both > 1 is the paper's order):")
+    drams = sens["dram_port_bandwidths"]
+    print(f"  {'model':<11} {'link TB/s':>9}  " + "  ".join(f"DRAM {d / 1e12:<7.4g}" for d in drams))
+    for name in dict.fromkeys(p["model"] for p in sens["points"]):
+        for link in sens["link_bandwidths"]:
+            cells = [next(p for p in sens["points"] if p["model"] == name and p["link_bandwidth"] == link
+                          and p["dram_port_bandwidth"] == d) for d in drams]
+            print(f"  {name:<11} {link / 1e12:>9.4g}  " + "  ".join(
+                f"{c['accpar_over_megatron']:.2f}/{c['deepspeed_over_megatron']:.2f}{'*' if c['paper_order'] else ' '}"
+                for c in cells))
+    print(f"  the paper's order at {sens['points_with_paper_order']} of {sens['points_total']} points")
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> Path:
@@ -466,6 +565,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-wse2", action="store_true", help="tmac-wafer only")
     ap.add_argument("--time-limit", type=float, default=TIME_LIMIT_S, help="seconds per solve")
+    ap.add_argument("--no-sensitivity", action="store_true", help="skip the grid of link and DRAM bandwidths")
     args = ap.parse_args(argv)
     hardware = tuple(h for h in HARDWARE if not (args.no_wse2 and h == "wse2"))
     t0 = time.perf_counter()
@@ -486,6 +586,11 @@ def main(argv: list[str] | None = None) -> int:
     print("\nAcceptance (measured, see docs/reproduction.md):")
     for k, v in acc.items():
         print(f"  {k}: {v}")
+    stand = {h: standing(rows, h) for h in hardware}
+    print_standing(stand)
+    sens = ordering_sensitivity() if not args.no_sensitivity else None
+    if sens:
+        print_sensitivity(sens)
     path = write_result("tmac", rows, claims, extra={
         "source": "Wang et al., 'TMAC: Training-Targeted Mapping and Architecture Co-Exploration for Wafer-Scale "
                   "Chips', Integrated Circuits and Systems 2025, abstract: 3.1x / 2.9x / 1.6x throughput vs AccPar / "
@@ -497,6 +602,8 @@ def main(argv: list[str] | None = None) -> int:
                                                   "by_basis", "footprint", "off_by_more_than_2x", "drivers")}
                         for k, v in info.items()},
         "acceptance": acc,
+        "standing_when_fitting": stand,
+        "ordering_sensitivity": sens,
         "wse2": wse2,
         "wall_s": time.perf_counter() - t0,
     })

@@ -178,3 +178,39 @@ def test_full_le_space_needs_a_proof():
     proven = {"status": "optimal", "step_time_s": 84.0, "bound_s": 84.0}
     assert reproduce_tmac.full_le_space(proven, {"status": "optimal", "step_time_s": 84.0, "bound_s": 84.0}) is True
     assert reproduce_tmac.full_le_space(proven, {"status": "optimal", "step_time_s": 83.0, "bound_s": 83.0}) is False
+
+
+def _space_row(model: str, peer: str, status: str, speedup: float | None) -> dict:
+    return {"hardware": "tmac-wafer", "model": model, "kind": "space", "method": peer, "status": status,
+            "step_time_s": None if speedup is None else 10.0 * speedup, "speedup_of_full": speedup}
+
+
+def test_a_space_with_no_fitting_mapping_is_further_behind_than_any_that_fits():
+    rows = [_space_row("a", "accpar", "infeasible", None), _space_row("b", "accpar", "optimal", 1.1),
+            _space_row("a", "deepspeed", "infeasible", None), _space_row("b", "deepspeed", "infeasible", None),
+            _space_row("a", "megatron", "optimal", 4.0), _space_row("b", "megatron", "optimal", 9.0)]
+    st = reproduce_tmac.standing(rows)
+    assert st["accpar"]["models_without_a_fitting_mapping"] == ["a"]
+    assert st["accpar"]["geomean_where_it_fits"] == pytest.approx(1.1)
+    assert st["megatron"]["geomean_where_it_fits"] == pytest.approx(6.0)  # sqrt(4 * 9)
+    assert reproduce_tmac.accpar_and_deepspeed_behind(st) is True
+    # with the same count of models that fit, the larger speedup is further behind
+    rows[0] = _space_row("a", "accpar", "optimal", 1.2)
+    assert reproduce_tmac.accpar_and_deepspeed_behind(reproduce_tmac.standing(rows)) is False
+    # a space stopped by the clock without a mapping leaves the order unknown
+    rows[4] = _space_row("a", "megatron", "timeout", None)
+    assert reproduce_tmac.accpar_and_deepspeed_behind(reproduce_tmac.standing(rows)) is None
+
+
+def test_the_sensitivity_grid_at_the_preset_bandwidths_scores_the_heuristics_as_the_rows_do():
+    """At the preset's own link and DRAM-port bandwidths (4 TB/s each), the grid's ratios are those of
+    heuristic_row on the unmodified preset."""
+    sens = reproduce_tmac.ordering_sensitivity(["llama2-13b"], [4e12], [4e12])
+    (point,) = sens["points"]
+    w = models.Workload(model=models.load("llama2-13b"), global_batch=reproduce_tmac.GLOBAL_BATCH)
+    h = hw.load(reproduce_tmac.CLAIM_HARDWARE)
+    step = {p: reproduce_tmac.heuristic_row(p, w, h, None)[0]["step_time_s"] for p in reproduce_tmac.PEERS}
+    assert point["accpar_over_megatron"] == pytest.approx(step["accpar"] / step["megatron"], rel=1e-12)
+    assert point["deepspeed_over_megatron"] == pytest.approx(step["deepspeed"] / step["megatron"], rel=1e-12)
+    assert point["paper_order"] == (min(point["accpar_over_megatron"], point["deepspeed_over_megatron"]) > 1)
+    assert sens["points_total"] == 1
