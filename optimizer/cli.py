@@ -290,6 +290,31 @@ PLOT_HELP = ("write the die-grid picture to this .png/.svg file and the step-tim
              "as <stem>-breakdown<suffix>")
 
 
+# options shared by several commands (one declaration each)
+MODEL_OPT = typer.Option(None, "--model", "-m", help="model preset or YAML/config.json path")
+HW_OPT = typer.Option(None, "--hw", help="hardware preset or YAML path")
+PLAN_BATCH_OPT = typer.Option(None, "--batch",
+                                        help="global batch, sequences per step (default: the plan's, else 512)")
+PLAN_SEQ_OPT = typer.Option(None, "--seq", help="sequence length (default: the plan's, else the model's)")
+BATCH_OPT = typer.Option(512, "--batch", help="global batch, sequences per step")
+SEQ_OPT = typer.Option(None, "--seq", help="sequence length (default: the model's)")
+NODES_OPT = typer.Option(None, "--nodes", help="nodes of a GPU cluster (grid rows)")
+ROWS_OPT = typer.Option(None, "--rows", help="override the grid rows")
+COLS_OPT = typer.Option(None, "--cols", help="override the grid columns (GPUs per node of a cluster)")
+SRAM_OPT = typer.Option(None, "--sram-bytes", help="override the SRAM per die, bytes")
+TP_OPT = typer.Option(None, "--tp", help="tensor-parallel size (default 1)")
+PP_OPT = typer.Option(None, "--pp", help="pipeline stages (default 1)")
+DP_OPT = typer.Option(None, "--dp", help="data-parallel replicas (default: usable dies / (tp*pp))")
+MICRO_BATCH_OPT = typer.Option(None, "--micro-batch", help="sequences per micro-batch (default 1)")
+RECOMPUTE_OPT = typer.Option(None, "--recompute", help="none | selective | full (default full)")
+SEQUENCE_PARALLEL_OPT = typer.Option(False, "--sequence-parallel", help="Megatron sequence parallelism")
+JSON_OPT = typer.Option(False, "--json", help="print one flat JSON object")
+PLOT_OPT = typer.Option(None, "--plot", help=PLOT_HELP)
+BACKEND_OPT = typer.Option("cpsat", "--backend", help=f"solver: {' | '.join(BACKENDS)}")
+THREADS_OPT = typer.Option(None, "--threads", help="solver threads (default min(8, CPUs))")
+PLAN_ARG = typer.Argument(None, help="a mapping (plan) JSON/YAML file; omit to build a Megatron mapping")
+
+
 def _plot_paths(plot: Optional[Path]) -> Optional[tuple[Path, Path]]:
     """(grid picture, breakdown picture) for --plot PATH, checked before any work is done."""
     if plot is None:
@@ -325,24 +350,23 @@ def _say_plots(written: list[str]) -> None:
 @app.command()
 @guarded
 def evaluate(
-    plan: Optional[Path] = typer.Argument(None, help="a mapping (plan) JSON/YAML file; omit to build a Megatron mapping"),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="model preset or YAML/config.json path"),
-    hardware: Optional[str] = typer.Option(None, "--hw", help="hardware preset or YAML path"),
-    batch: Optional[int] = typer.Option(None, "--batch",
-                                        help="global batch, sequences per step (default: the plan's, else 512)"),
-    seq: Optional[int] = typer.Option(None, "--seq", help="sequence length (default: the plan's, else the model's)"),
-    nodes: Optional[int] = typer.Option(None, "--nodes", help="nodes of a GPU cluster (grid rows)"),
-    rows: Optional[int] = typer.Option(None, "--rows", help="override the grid rows"),
-    cols: Optional[int] = typer.Option(None, "--cols", help="override the grid columns (GPUs per node of a cluster)"),
-    sram_bytes: Optional[float] = typer.Option(None, "--sram-bytes", help="override the SRAM per die, bytes"),
-    tp: Optional[int] = typer.Option(None, "--tp", help="tensor-parallel size (default 1)"),
-    pp: Optional[int] = typer.Option(None, "--pp", help="pipeline stages (default 1)"),
-    dp: Optional[int] = typer.Option(None, "--dp", help="data-parallel replicas (default: usable dies / (tp*pp))"),
-    micro_batch: Optional[int] = typer.Option(None, "--micro-batch", help="sequences per micro-batch (default 1)"),
-    recompute: Optional[str] = typer.Option(None, "--recompute", help="none | selective | full (default full)"),
-    sequence_parallel: bool = typer.Option(False, "--sequence-parallel", help="Megatron sequence parallelism"),
-    json_out: bool = typer.Option(False, "--json", help="print one flat JSON object"),
-    plot: Optional[Path] = typer.Option(None, "--plot", help=PLOT_HELP),
+    plan: Optional[Path] = PLAN_ARG,
+    model: Optional[str] = MODEL_OPT,
+    hardware: Optional[str] = HW_OPT,
+    batch: Optional[int] = PLAN_BATCH_OPT,
+    seq: Optional[int] = PLAN_SEQ_OPT,
+    nodes: Optional[int] = NODES_OPT,
+    rows: Optional[int] = ROWS_OPT,
+    cols: Optional[int] = COLS_OPT,
+    sram_bytes: Optional[float] = SRAM_OPT,
+    tp: Optional[int] = TP_OPT,
+    pp: Optional[int] = PP_OPT,
+    dp: Optional[int] = DP_OPT,
+    micro_batch: Optional[int] = MICRO_BATCH_OPT,
+    recompute: Optional[str] = RECOMPUTE_OPT,
+    sequence_parallel: bool = SEQUENCE_PARALLEL_OPT,
+    json_out: bool = JSON_OPT,
+    plot: Optional[Path] = PLOT_OPT,
 ) -> None:
     """Score a mapping: a plan file, or a Megatron-LM configuration built from --tp/--pp/--dp/…
 
@@ -484,22 +508,22 @@ class _SolveBar(_Bar):
 @app.command()
 @guarded
 def solve(
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="model preset or YAML/config.json path"),
-    hardware: Optional[str] = typer.Option(None, "--hw", help="hardware preset or YAML path"),
-    batch: int = typer.Option(512, "--batch", help="global batch, sequences per step"),
-    seq: Optional[int] = typer.Option(None, "--seq", help="sequence length (default: the model's)"),
+    model: Optional[str] = MODEL_OPT,
+    hardware: Optional[str] = HW_OPT,
+    batch: int = BATCH_OPT,
+    seq: Optional[int] = SEQ_OPT,
     space: str = typer.Option("full", "--space", help=f"strategy space: {' | '.join(SPACES)}"),
-    backend: str = typer.Option("cpsat", "--backend", help=f"solver: {' | '.join(BACKENDS)}"),
+    backend: str = BACKEND_OPT,
     objective: str = typer.Option("time", "--objective", help=f"what to minimise: {' | '.join(OBJECTIVES)}"),
     time_limit: float = typer.Option(60.0, "--time-limit", help="seconds for the whole solve"),
-    threads: Optional[int] = typer.Option(None, "--threads", help="solver threads (default min(8, CPUs))"),
-    nodes: Optional[int] = typer.Option(None, "--nodes", help="nodes of a GPU cluster (grid rows)"),
-    rows: Optional[int] = typer.Option(None, "--rows", help="override the grid rows"),
-    cols: Optional[int] = typer.Option(None, "--cols", help="override the grid columns (GPUs per node of a cluster)"),
-    sram_bytes: Optional[float] = typer.Option(None, "--sram-bytes", help="override the SRAM per die, bytes"),
+    threads: Optional[int] = THREADS_OPT,
+    nodes: Optional[int] = NODES_OPT,
+    rows: Optional[int] = ROWS_OPT,
+    cols: Optional[int] = COLS_OPT,
+    sram_bytes: Optional[float] = SRAM_OPT,
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="save the plan (mapping, report, …) as JSON"),
-    json_out: bool = typer.Option(False, "--json", help="print one flat JSON object"),
-    plot: Optional[Path] = typer.Option(None, "--plot", help=PLOT_HELP),
+    json_out: bool = JSON_OPT,
+    plot: Optional[Path] = PLOT_OPT,
 ) -> None:
     """Find the best mapping with a proven lower bound; an infeasible problem is an answer (exit 0)."""
     if model is None:
@@ -654,15 +678,14 @@ def export(
     plan: Path = typer.Argument(..., help="a mapping (plan) JSON/YAML file, e.g. saved by `meshmap solve --out`"),
     fmt: Optional[str] = typer.Option(None, "--format", "-f", help=f"{' | '.join(EXPORT_FORMATS)}"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="write to this file instead of stdout"),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="model preset or YAML/config.json path"),
-    hardware: Optional[str] = typer.Option(None, "--hw", help="hardware preset or YAML path"),
-    batch: Optional[int] = typer.Option(None, "--batch",
-                                        help="global batch, sequences per step (default: the plan's, else 512)"),
-    seq: Optional[int] = typer.Option(None, "--seq", help="sequence length (default: the plan's, else the model's)"),
-    nodes: Optional[int] = typer.Option(None, "--nodes", help="nodes of a GPU cluster (grid rows)"),
-    rows: Optional[int] = typer.Option(None, "--rows", help="override the grid rows"),
-    cols: Optional[int] = typer.Option(None, "--cols", help="override the grid columns (GPUs per node of a cluster)"),
-    sram_bytes: Optional[float] = typer.Option(None, "--sram-bytes", help="override the SRAM per die, bytes"),
+    model: Optional[str] = MODEL_OPT,
+    hardware: Optional[str] = HW_OPT,
+    batch: Optional[int] = PLAN_BATCH_OPT,
+    seq: Optional[int] = PLAN_SEQ_OPT,
+    nodes: Optional[int] = NODES_OPT,
+    rows: Optional[int] = ROWS_OPT,
+    cols: Optional[int] = COLS_OPT,
+    sram_bytes: Optional[float] = SRAM_OPT,
 ) -> None:
     """Export a plan: Megatron-LM arguments, a DeepSpeed config JSON, or a Chrome/Perfetto trace of one step.
 
@@ -720,27 +743,26 @@ def _mapping_text(mp: Mapping) -> str:
 @app.command()
 @guarded
 def check(
-    plan: Optional[Path] = typer.Argument(None, help="a mapping (plan) JSON/YAML file; omit to build a Megatron mapping"),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="model preset or YAML/config.json path"),
-    hardware: Optional[str] = typer.Option(None, "--hw", help="hardware preset or YAML path"),
-    batch: Optional[int] = typer.Option(None, "--batch",
-                                        help="global batch, sequences per step (default: the plan's, else 512)"),
-    seq: Optional[int] = typer.Option(None, "--seq", help="sequence length (default: the plan's, else the model's)"),
-    nodes: Optional[int] = typer.Option(None, "--nodes", help="nodes of a GPU cluster (grid rows)"),
-    rows: Optional[int] = typer.Option(None, "--rows", help="override the grid rows"),
-    cols: Optional[int] = typer.Option(None, "--cols", help="override the grid columns (GPUs per node of a cluster)"),
-    sram_bytes: Optional[float] = typer.Option(None, "--sram-bytes", help="override the SRAM per die, bytes"),
-    tp: Optional[int] = typer.Option(None, "--tp", help="tensor-parallel size (default 1)"),
-    pp: Optional[int] = typer.Option(None, "--pp", help="pipeline stages (default 1)"),
-    dp: Optional[int] = typer.Option(None, "--dp", help="data-parallel replicas (default: usable dies / (tp*pp))"),
-    micro_batch: Optional[int] = typer.Option(None, "--micro-batch", help="sequences per micro-batch (default 1)"),
-    recompute: Optional[str] = typer.Option(None, "--recompute", help="none | selective | full (default full)"),
-    sequence_parallel: bool = typer.Option(False, "--sequence-parallel", help="Megatron sequence parallelism"),
+    plan: Optional[Path] = PLAN_ARG,
+    model: Optional[str] = MODEL_OPT,
+    hardware: Optional[str] = HW_OPT,
+    batch: Optional[int] = PLAN_BATCH_OPT,
+    seq: Optional[int] = PLAN_SEQ_OPT,
+    nodes: Optional[int] = NODES_OPT,
+    rows: Optional[int] = ROWS_OPT,
+    cols: Optional[int] = COLS_OPT,
+    sram_bytes: Optional[float] = SRAM_OPT,
+    tp: Optional[int] = TP_OPT,
+    pp: Optional[int] = PP_OPT,
+    dp: Optional[int] = DP_OPT,
+    micro_batch: Optional[int] = MICRO_BATCH_OPT,
+    recompute: Optional[str] = RECOMPUTE_OPT,
+    sequence_parallel: bool = SEQUENCE_PARALLEL_OPT,
     space: str = typer.Option("full", "--space", help=f"strategy space to compare with: {' | '.join(SPACES)}"),
-    backend: str = typer.Option("cpsat", "--backend", help=f"solver: {' | '.join(BACKENDS)}"),
+    backend: str = BACKEND_OPT,
     time_limit: float = typer.Option(60.0, "--time-limit", help="seconds for the solve"),
-    threads: Optional[int] = typer.Option(None, "--threads", help="solver threads (default min(8, CPUs))"),
-    json_out: bool = typer.Option(False, "--json", help="print one flat JSON object"),
+    threads: Optional[int] = THREADS_OPT,
+    json_out: bool = JSON_OPT,
 ) -> None:
     """How far a mapping is from optimal: its step time, the space's optimum, the proven bound, the gap.
 
@@ -845,10 +867,10 @@ class _ExploreBar(_Bar):
 @app.command()
 @guarded
 def explore(
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="model preset or YAML/config.json path"),
+    model: Optional[str] = MODEL_OPT,
     hardware: Optional[str] = typer.Option(None, "--hw", help="base hardware preset or YAML path"),
-    batch: int = typer.Option(512, "--batch", help="global batch, sequences per step"),
-    seq: Optional[int] = typer.Option(None, "--seq", help="sequence length (default: the model's)"),
+    batch: int = BATCH_OPT,
+    seq: Optional[int] = SEQ_OPT,
     rows: Optional[str] = typer.Option(None, "--rows", help="grid rows to try, e.g. 4,8 (default: the base's)"),
     cols: Optional[str] = typer.Option(None, "--cols", help="grid columns to try, e.g. 4,8 (default: the base's)"),
     sram_bytes: Optional[str] = typer.Option(None, "--sram-bytes", help="SRAM per die to try, bytes, e.g. 1.28e8,2.56e8"),
@@ -861,7 +883,7 @@ def explore(
     area_budget: Optional[float] = typer.Option(None, "--area-budget", help="Σ die area budget, mm²"),
     power_budget: Optional[float] = typer.Option(None, "--power-budget", help="Σ die power budget, W"),
     space: str = typer.Option("full", "--space", help=f"strategy space: {' | '.join(SPACES)}"),
-    backend: str = typer.Option("cpsat", "--backend", help=f"solver: {' | '.join(BACKENDS)}"),
+    backend: str = BACKEND_OPT,
     time_limit: float = typer.Option(60.0, "--time-limit", help="seconds for each design's solve"),
     executor: Optional[str] = typer.Option(None, "--executor",
                                            help="serial | pool | ray (default: ray with --ray-address, else pool)"),
@@ -990,18 +1012,18 @@ def _explore_plot(points: list, plot: Path) -> Path:
 def compare(
     model: str = typer.Option(..., "--model", "-m", help="model preset or YAML/config.json path"),
     hardware: str = typer.Option(..., "--hw", help="hardware preset or YAML path"),
-    batch: int = typer.Option(512, "--batch", help="global batch, sequences per step"),
-    seq: Optional[int] = typer.Option(None, "--seq", help="sequence length (default: the model's)"),
-    nodes: Optional[int] = typer.Option(None, "--nodes", help="nodes of a GPU cluster (grid rows)"),
-    rows: Optional[int] = typer.Option(None, "--rows", help="override the grid rows"),
-    cols: Optional[int] = typer.Option(None, "--cols", help="override the grid columns (GPUs per node of a cluster)"),
-    sram_bytes: Optional[float] = typer.Option(None, "--sram-bytes", help="override the SRAM per die, bytes"),
+    batch: int = BATCH_OPT,
+    seq: Optional[int] = SEQ_OPT,
+    nodes: Optional[int] = NODES_OPT,
+    rows: Optional[int] = ROWS_OPT,
+    cols: Optional[int] = COLS_OPT,
+    sram_bytes: Optional[float] = SRAM_OPT,
     offload: bool = typer.Option(True, "--offload/--no-offload",
                                  help="let each peer's heuristic keep tensor classes in DRAM when that makes it fit"),
     solve_spaces: bool = typer.Option(False, "--solve", help="also solve the full space and each peer's space"),
-    backend: str = typer.Option("cpsat", "--backend", help=f"solver: {' | '.join(BACKENDS)}"),
+    backend: str = BACKEND_OPT,
     time_limit: float = typer.Option(30.0, "--time-limit", help="seconds per solve (with --solve)"),
-    threads: Optional[int] = typer.Option(None, "--threads", help="solver threads (default min(8, CPUs))"),
+    threads: Optional[int] = THREADS_OPT,
     json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
     """The peers side by side: the mapping each one's own heuristic picks (Megatron-LM, DeepSpeed,
