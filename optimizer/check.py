@@ -5,11 +5,19 @@ description `{"tp", "pp", "dp", "micro_batch", "recompute", "sequence_parallel"}
 the referee, `optimizer.evaluate`; the space is searched by `optimizer.solve`, which returns its
 best mapping and a proven lower bound on the space's optimum. The gap is the given mapping's step
 time over that bound: gap = (step_time_s - bound_s) / bound_s, so 0 means provably optimal.
+
+Beside it, a second solve keeps the given mapping's degrees — pipeline stages, data-parallel
+replicas, tensor group, micro-batch, ZeRO stage, schedule — and frees its inner choices (each
+operator's partition and recomputation, the tensor classes in DRAM): how fast those degrees can
+go, and whether they can fit at all. It splits the gap between the inner choices and the degrees,
+and for a mapping that does not fit it is the answer to "what would it take to run".
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,10 +33,11 @@ from . import baselines
 from .evaluate import evaluate
 from .mapping import Mapping, Report
 from .solve import Progress, solve
-from .space import Space
+from .space import OuterPoint, Space, get_space
 
 DESCRIPTION_KEYS = ("tp", "pp", "dp", "micro_batch", "recompute", "sequence_parallel", "virtual_stages")
 REL_TOL = 1e-9
+SAME_DEGREES_SHARE = 0.25  # of check()'s time limit: the solve at the given mapping's own degrees
 
 
 class CheckResult(BaseModel):
@@ -51,6 +60,10 @@ class CheckResult(BaseModel):
     backend: str = "cpsat"
     solve_time_s: float = 0.0
     explanation: str = ""                 # the solver's, when it found no mapping
+    same_degrees_s: float | None = None   # the fastest mapping with the given degrees (inner choices free)
+    same_degrees_mapping: Mapping | None = None
+    same_degrees_status: str | None = None  # that solve's status (None: not run)
+    same_degrees_explanation: str = ""    # why no mapping with those degrees fits, when none does
     notes: tuple[str, ...] = ()           # what to know when reading the numbers (does not fit, …)
 
 
@@ -102,10 +115,23 @@ def _resolve(mapping: Any, work: Workload, hw: Hardware) -> Mapping:
                       f"Megatron description dict; got {type(mapping).__name__}")
 
 
+def same_degrees(mapping: Mapping, space: Space) -> Space:
+    """`space` at the outer point of `mapping` only: its pp, dp, tensor group, micro-batch, ZeRO stage
+    and schedule, with each recomputation policy the space enumerates; the per-operator partition,
+    recomputation and DRAM classes stay the solver's (as far as `space` allows)."""
+    return dataclasses.replace(space, points=tuple(
+        OuterPoint(mapping.pp, mapping.dp, mapping.tp_shape, mapping.micro_batch, mapping.zero_stage,
+                   mapping.virtual_stages, policy, mapping.layer_group) for policy in space.recompute_policies))
+
+
 def check(mapping: Mapping | str | os.PathLike | dict, work: Workload, hw: Hardware | str,
           space: str | Space = "full", backend: str = "cpsat", time_limit_s: float = 60,
-          threads: int | None = None, progress: Callable[[Progress], None] | None = None) -> CheckResult:
-    """Score `mapping`, solve `space` for its optimum and bound, and report the gap between them."""
+          threads: int | None = None, progress: Callable[[Progress], None] | None = None,
+          with_same_degrees: bool = True) -> CheckResult:
+    """Score `mapping`, solve `space` for its optimum and bound, and report the gap between them.
+
+    with_same_degrees: first solve `space` at the mapping's own degrees (same_degrees()), with
+    SAME_DEGREES_SHARE of time_limit_s; the whole check stays within time_limit_s (seconds)."""
     if not isinstance(work, Workload):
         raise ConfigError(f"work must be a models.Workload, got {type(work).__name__}")
     if isinstance(hw, (str, os.PathLike)):
@@ -117,7 +143,13 @@ def check(mapping: Mapping | str | os.PathLike | dict, work: Workload, hw: Hardw
 
     given = _resolve(mapping, work, hw)
     rep = evaluate(given, work, hw)
-    sol = solve(work, hw, space=space, backend=backend, objective="time", time_limit_s=time_limit_s,
+    sp = space if isinstance(space, Space) else get_space(space)
+    t0, same = time.perf_counter(), None
+    if with_same_degrees:
+        same = solve(work, hw, space=same_degrees(given, sp), backend=backend, objective="time",
+                     time_limit_s=SAME_DEGREES_SHARE * time_limit_s, threads=threads)
+    left = max(time_limit_s - (time.perf_counter() - t0), (1 - SAME_DEGREES_SHARE) * time_limit_s)
+    sol = solve(work, hw, space=sp, backend=backend, objective="time", time_limit_s=left,
                 threads=threads, progress=progress)
 
     t = rep.step_time_s
@@ -138,20 +170,35 @@ def check(mapping: Mapping | str | os.PathLike | dict, work: Workload, hw: Hardw
         notes.append(f"the given mapping is faster than the best mapping the solver found ({sol.status}); "
                      f"a longer time limit may find better")
     if optimum is None:
-        why = " ".join(sol.explanation.split())
-        if why.lower().startswith(f"{sol.status}:"):
-            why = why[len(sol.status) + 1:].strip()
+        why = _reason(sol.explanation, sol.status)
         notes.append(f"no mapping of space {sol.space!r} found ({sol.status})" + (f": {why}" if why else ""))
     elif sol.status != "optimal":
         notes.append(f"the solve stopped with status {sol.status!r}: the optimum lies between the bound and "
                      f"the best mapping found")
+    same_s = same.report.step_time_s if same is not None and same.report is not None else None
+    if same is not None and not rep.fits:
+        if same_s is not None:
+            notes.append(f"with the same degrees, the fastest mapping that fits takes {same_s:.6g} s per step "
+                         f"({same_s / t:.3g}x the given step time; partitions, recomputation and DRAM classes "
+                         f"chosen by the solver, status {same.status})")
+        elif same.status == "infeasible":
+            notes.append("no mapping with the same degrees fits: " + _reason(same.explanation, same.status))
 
     return CheckResult(
         mapping=given, step_time_s=t, report=rep, fits=rep.fits, optimum_s=optimum,
         optimum_mapping=sol.mapping, optimum_report=sol.report, bound_s=bound, status=sol.status, gap=gap,
         speedup_possible=t / optimum if optimum else None, space=sol.space, backend=sol.backend,
         solve_time_s=sol.solve_time_s, explanation=sol.explanation, notes=tuple(notes),
+        same_degrees_s=same_s, same_degrees_mapping=same.mapping if same is not None else None,
+        same_degrees_status=same.status if same is not None else None,
+        same_degrees_explanation=same.explanation if same is not None and same_s is None else "",
     )
 
 
-__all__ = ["check", "CheckResult", "from_description"]
+def _reason(explanation: str, status: str) -> str:
+    """A solver explanation on one line, without its leading status word."""
+    why = " ".join(explanation.split())
+    return why[len(status) + 1:].strip() if why.lower().startswith(f"{status}:") else why
+
+
+__all__ = ["check", "CheckResult", "from_description", "same_degrees"]

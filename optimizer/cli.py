@@ -794,7 +794,10 @@ def check(
                 "notes": list(res.notes), "model": work.model.name, "hw": machine.name,
                 "global_batch": work.global_batch, "seq_len": work.seq_len,
                 "mapping": res.mapping.model_dump(mode="json"),
-                "optimum_mapping": res.optimum_mapping.model_dump(mode="json") if res.optimum_mapping else None}
+                "optimum_mapping": res.optimum_mapping.model_dump(mode="json") if res.optimum_mapping else None,
+                "same_degrees_s": res.same_degrees_s, "same_degrees_status": res.same_degrees_status,
+                "same_degrees_mapping": (res.same_degrees_mapping.model_dump(mode="json")
+                                         if res.same_degrees_mapping else None)}
         typer.echo(json.dumps(data, indent=2))
         return
 
@@ -819,6 +822,11 @@ def check(
     gap = res.gap if res.gap is None or abs(res.gap) > 1e-9 else 0.0
     t.add_row("gap to bound", "-" if gap is None else f"{100 * gap:.4g} %")
     t.add_row("possible speedup", "-" if res.speedup_possible is None else f"{res.speedup_possible:.3f}x")
+    if res.same_degrees_status is not None:
+        same = (_fmt_opt(res.same_degrees_s, "s") if res.same_degrees_s is not None
+                else f"[red]{res.same_degrees_status}[/red]: none fits" if res.same_degrees_status == "infeasible"
+                else res.same_degrees_status)
+        t.add_row("fastest with the same degrees", same)
     t.add_row("solve time", _num(res.solve_time_s, "s"))
     t.add_row("backend", res.backend)
     _console().print(t)

@@ -54,6 +54,35 @@ def test_megatron_description_gap(megatron_check):
     assert chk.notes == ()
 
 
+def test_the_same_degrees_lie_between_the_optimum_and_the_given_mapping(megatron_check):
+    """The solve at the given degrees searches a subset of the space holding the given mapping's inner
+    choices: optimum <= same-degrees optimum <= the given step time, and its mapping keeps the degrees."""
+    w, h = small()
+    chk = megatron_check
+    assert chk.same_degrees_status == "optimal"
+    assert chk.optimum_s <= chk.same_degrees_s * (1 + REL)
+    assert chk.same_degrees_s <= chk.step_time_s * (1 + REL)
+    same = chk.same_degrees_mapping
+    assert (same.pp, same.dp, same.tp_shape, same.micro_batch, same.zero_stage, same.schedule) == \
+        (chk.mapping.pp, chk.mapping.dp, chk.mapping.tp_shape, chk.mapping.micro_batch, chk.mapping.zero_stage,
+         chk.mapping.schedule)
+    assert optimizer.evaluate(same, w, h).step_time_s == pytest.approx(chk.same_degrees_s, rel=1e-9)
+
+
+def test_a_mapping_that_does_not_fit_gets_the_fastest_that_does_at_its_degrees():
+    """Full recomputation at micro-batch 4 on one replica of 2 dies x 1 GB does not fit; the same
+    degrees with the solver's recomputation and partitions do."""
+    w = models.Workload(model=models.load("megatron-1.7b"), global_batch=4, seq_len=512)
+    h = hw.load("tmac-wafer", rows=1, cols=2, sram_bytes=1e9)
+    given = optimizer.baselines.megatron(w, h, tp=1, pp=1, dp=2, micro_batch=2, recompute="none")
+    chk = optimizer.check(given, w, h, time_limit_s=60)
+    assert chk.fits is False
+    assert chk.same_degrees_status == "optimal" and chk.same_degrees_s is not None
+    assert optimizer.evaluate(chk.same_degrees_mapping, w, h).fits
+    assert chk.optimum_s <= chk.same_degrees_s * (1 + REL)
+    assert any("with the same degrees, the fastest mapping that fits" in n for n in chk.notes)
+
+
 def test_the_optimum_checks_as_optimal(megatron_check):
     w, h = small()
     best = megatron_check.optimum_mapping
@@ -85,6 +114,8 @@ def test_a_mapping_that_does_not_fit_is_still_scored():
     assert chk.fits is False and chk.step_time_s > 0
     assert chk.status == "infeasible" and chk.optimum_s is None and chk.gap is None
     assert any("does not fit" in n for n in chk.notes)
+    assert chk.same_degrees_status == "infeasible" and chk.same_degrees_s is None
+    assert chk.same_degrees_explanation and any("no mapping with the same degrees fits" in n for n in chk.notes)
 
 
 @pytest.mark.parametrize("mapping, needle", [
