@@ -15,7 +15,10 @@ For each model on each wafer preset, three kinds of mapping are scored by optimi
                 own rule picks, with the least set of tensor classes in the wafer's edge DRAM that makes
                 it fit (baselines.with_least_offload: DeepSpeed's ZeRO-Offload/Infinity, weight streaming
                 for Megatron-LM and AccPar). A heuristic mapping that fits with no set is still scored
-                (fits = false, with every class in DRAM: the least on-die memory it can have).
+                (fits = false, with every class in DRAM: the least on-die memory it can have). Its row
+                also carries "same_degrees": the peer's space solved at the heuristic's own degrees (pp,
+                dp, group, micro-batch, ZeRO stage, schedule; check.same_degrees), i.e. whether and how
+                fast the peer's own choice of degrees runs once its inner choices are made to fit.
 
 Each claim is a geomean over the models on tmac-wafer of a ratio against the peer, and uses one basis:
 "solver-in-space" when the peer's space solve found a mapping for every model (both sides then fit),
@@ -63,6 +66,8 @@ import optimizer  # noqa: E402
 from common import RESULTS_DIR, claim, save_figure, write_result  # noqa: E402
 from hw.loader import build_hardware, raw_preset, strip_sources  # noqa: E402
 from optimizer import baselines  # noqa: E402
+from optimizer.check import same_degrees  # noqa: E402
+from optimizer.space import get_space  # noqa: E402
 
 HARDWARE = ("tmac-wafer", "wse2")  # claims from the first; the second is reported beside them
 CLAIM_HARDWARE = "tmac-wafer"
@@ -181,6 +186,12 @@ def heuristic_row(name: str, work: models.Workload, hardware: hw.Hardware, bound
            "gap_vs_full_bound": (rep.step_time_s - bound_s) / bound_s if bound_s else None,
            "heuristic_wall_s": time.perf_counter() - t0}
     row.update(report_fields(rep))
+    # the heuristic's own degrees with the inner choices of the peer's space free: can they fit?
+    same = optimizer.solve(work, hardware, space=same_degrees(m, get_space(name)), backend=BACKEND,
+                           objective="time", time_limit_s=TIME_LIMIT_S, threads=THREADS)
+    row["same_degrees"] = {"status": same.status,
+                           "step_time_s": same.report.step_time_s if same.report is not None else None,
+                           "explanation": " ".join(same.explanation.split())}
     return row, m
 
 
@@ -201,6 +212,8 @@ def run_case(work: models.Workload, hardware: hw.Hardware, peers: Iterable[str] 
     for r in rows:
         r.update(label)
         r.update(ratios(full, r))
+        if r["kind"] == "heuristic" and r["same_degrees"]["step_time_s"] and full.get("step_time_s"):
+            r["same_degrees"]["speedup_of_full"] = r["same_degrees"]["step_time_s"] / full["step_time_s"]
     for r in rows:
         if r["kind"] == "space":
             r["full_le_space"] = full_le_space(full, r)
@@ -477,6 +490,16 @@ def print_standing(stand: dict[str, dict[str, Any]]) -> None:
         print(f"  {h:<11} AccPar and DeepSpeed furthest behind: {accpar_and_deepspeed_behind(st)}")
 
 
+def print_same_degrees(rows: list[dict[str, Any]]) -> None:
+    print("\nEach heuristic's own degrees with its space's inner choices free (can they fit?):")
+    for r in rows:
+        if r["kind"] == "heuristic":
+            sd = r["same_degrees"]
+            what = (f"{sd['step_time_s']:.4g} s, {sd['speedup_of_full']:.3g}x the optimum" if sd["step_time_s"]
+                    else sd["explanation"][:110])
+            print(f"  {r['hardware']:<11} {r['model']:<11} {r['method']:<10} {sd['status']:<10} {what}")
+
+
 def print_sensitivity(sens: dict[str, Any]) -> None:
     print(f"\nThe peers' order as if every heuristic fit, over link x DRAM-port bandwidth on {sens['hardware']} "
           f"(cells: AccPar/Megatron-LM, DeepSpeed/Megatron-LM step time; both > 1 is the paper's order):")
@@ -588,6 +611,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {k}: {v}")
     stand = {h: standing(rows, h) for h in hardware}
     print_standing(stand)
+    print_same_degrees(rows)
     sens = ordering_sensitivity() if not args.no_sensitivity else None
     if sens:
         print_sensitivity(sens)

@@ -63,6 +63,18 @@ def test_full_space_never_loses_to_a_restricted_space(small_rows):
         assert r["speedup_of_full"] >= 1 - REL
 
 
+def test_a_heuristic_at_its_own_degrees_lies_between_the_space_optima(small_rows):
+    """The solve at a heuristic's degrees searches a subset of the peer's space, itself a subset of the
+    full space: full optimum <= peer's space optimum <= the same-degrees optimum."""
+    full = next(r for r in small_rows if r["kind"] == "full")
+    for peer in reproduce_tmac.PEERS:
+        space = next(r for r in small_rows if (r["kind"], r["method"]) == ("space", peer))
+        sd = next(r for r in small_rows if (r["kind"], r["method"]) == ("heuristic", peer))["same_degrees"]
+        assert sd["status"] == "optimal", peer
+        assert full["step_time_s"] <= space["step_time_s"] * (1 + REL) <= sd["step_time_s"] * (1 + REL) ** 2, peer
+        assert sd["speedup_of_full"] == pytest.approx(sd["step_time_s"] / full["step_time_s"])
+
+
 def test_check_on_each_heuristic_is_never_below_the_bound(small_rows):
     w, h = small()
     for peer in reproduce_tmac.PEERS:
