@@ -1028,15 +1028,20 @@ def compare(
     sram_bytes: Optional[float] = SRAM_OPT,
     offload: bool = typer.Option(True, "--offload/--no-offload",
                                  help="let each peer's heuristic keep tensor classes in DRAM when that makes it fit"),
-    solve_spaces: bool = typer.Option(False, "--solve", help="also solve the full space and each peer's space"),
+    solve_spaces: bool = typer.Option(False, "--solve", help="also solve each peer's space at its heuristic's "
+                                      "degrees, each peer's space and the full space"),
     backend: str = BACKEND_OPT,
     time_limit: float = typer.Option(30.0, "--time-limit", help="seconds per solve (with --solve)"),
     threads: Optional[int] = THREADS_OPT,
     json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
     """The peers side by side: the mapping each one's own heuristic picks (Megatron-LM, DeepSpeed,
-    AccPar, Hecaton) scored by the same cost model; with --solve also the best mapping of the full
-    space and of each peer's space, with status and bound."""
+    AccPar, Hecaton) scored by the same cost model; with --solve also the best mapping of each peer's
+    space at its heuristic's degrees (its inner choices free: can those degrees fit?), of each peer's
+    space and of the full space, with status and bound."""
+    from .check import same_degrees
+    from .space import get_space
+
     if batch <= 0:
         raise UsageError(f"--batch must be > 0, got {batch}")
     if seq is not None and seq <= 0:
@@ -1057,11 +1062,14 @@ def compare(
             continue
         entries.append({"name": name, "kind": "heuristic", "mapping": mp, "report": evaluate_mapping(mp, work, machine)})
     if solve_spaces:
-        for sp in SPACES:
+        # each peer's space at its heuristic's own degrees (inner choices free), then each whole space
+        jobs = [(e["name"], "degrees", same_degrees(e["mapping"], get_space(e["name"])))
+                for e in entries if e.get("mapping") is not None] + [(sp, "space", sp) for sp in SPACES]
+        for name, kind, sp in jobs:
             with _SolveBar(enabled=not json_out and sys.stderr.isatty()) as bar:
                 sol = solve_workload(work, machine, space=sp, backend=backend, time_limit_s=time_limit,
                                      threads=threads, progress=bar)
-            entries.append({"name": sp, "kind": "space", "mapping": sol.mapping, "report": sol.report,
+            entries.append({"name": name, "kind": kind, "mapping": sol.mapping, "report": sol.report,
                             "status": sol.status, "bound_s": sol.bound_s, "gap": sol.gap,
                             "error": None if sol.report else sol.explanation})
     fitting = [e["report"].step_time_s for e in entries if e.get("report") is not None and e["report"].fits]
@@ -1087,7 +1095,7 @@ def compare(
                       ("energy", "right"), ("peak mem", "right"), ("fits", "left"), ("status", "left")):
         t.add_column(col, justify=just)
     for e in entries:
-        label = e["name"] if e["kind"] == "heuristic" else f"{e['name']} space"
+        label = e["name"] + {"heuristic": "", "space": " space", "degrees": " degrees"}[e["kind"]]
         rep = e.get("report")
         if rep is None:
             t.add_row(label, "-", "-", "-", "-", "-", "-", e.get("status", "error"))
@@ -1101,7 +1109,7 @@ def compare(
     console.print(t)
     for e in entries:
         if e.get("report") is None and e.get("error"):
-            typer.echo(f"note: {e['name']}{' space' if e['kind'] == 'space' else ''}: {e['error']}", err=True)
+            typer.echo(f"note: {e['name']}{'' if e['kind'] == 'heuristic' else ' ' + e['kind']}: {e['error']}", err=True)
 
 
 def _compact_mapping(mp: Mapping) -> str:

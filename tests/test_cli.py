@@ -339,3 +339,22 @@ def test_solve_json_stays_clean_with_highs():
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert data["backend"] == "highs" and data["status"] == "optimal"
+
+
+def test_compare_solve_orders_each_peer_degrees_space_and_full():
+    """With --solve: full optimum <= each peer's space optimum <= that space at its heuristic's degrees,
+    and the degrees rows keep the heuristic's degrees."""
+    res = run("compare", "--model", "megatron-1.7b", "--hw", "tmac-wafer", "--rows", "1", "--cols", "2",
+              "--sram-bytes", "40e9", "--batch", "4", "--seq", "512", "--solve", "--threads", "1", "--json")
+    assert res.exit_code == 0, res.output
+    rows = {(r["kind"], r["name"]): r for r in json.loads(res.stdout)["rows"]}
+    full = rows[("space", "full")]
+    assert full["status"] == "optimal"
+    peers = [p for p in optimizer.baselines.HEURISTICS if rows[("heuristic", p)].get("mapping")]
+    assert {"megatron", "deepspeed", "accpar"} <= set(peers)
+    for peer in peers:
+        heur, deg, space = rows[("heuristic", peer)], rows[("degrees", peer)], rows[("space", peer)]
+        assert deg["status"] == space["status"] == "optimal", peer
+        keys = ("pp", "dp", "tp_shape", "micro_batch", "zero_stage", "schedule")
+        assert [deg["mapping"][k] for k in keys] == [heur["mapping"][k] for k in keys], peer
+        assert full["step_time_s"] <= space["step_time_s"] * (1 + 1e-6) <= deg["step_time_s"] * (1 + 1e-6) ** 2, peer
