@@ -96,10 +96,12 @@ def run_model(work: models.Workload, hardware: hw.Hardware, time_limit_s: float 
         full, sol = solve_row(work, hardware, "full", time_limit_s, threads)
         bound = sol.bound_s
         rows += [full, solve_row(work, hardware, "hecaton", time_limit_s, threads)[0]]
-    rows.append(heuristic_row("hecaton", work, hardware, bound)[0])
+    rows.append(heuristic_row("hecaton", work, hardware, bound, time_limit_s=time_limit_s, threads=threads,
+                              with_same_degrees=solve)[0])
     if solve:
         rows.append(solve_row(work, hardware, "megatron", time_limit_s, threads)[0])
-    rows.append(heuristic_row("megatron", work, hardware, bound)[0])
+    rows.append(heuristic_row("megatron", work, hardware, bound, time_limit_s=time_limit_s, threads=threads,
+                              with_same_degrees=solve)[0])
     full = rows[0] if solve else None
     for r in rows:
         r.update(label)

@@ -174,10 +174,13 @@ def solve_row(work: models.Workload, hardware: hw.Hardware, space: str, time_lim
 
 
 def heuristic_row(name: str, work: models.Workload, hardware: hw.Hardware, bound_s: float | None,
-                  offload: bool | tuple = True, **kw: Any) -> tuple[dict[str, Any], optimizer.Mapping]:
+                  offload: bool | tuple = True, time_limit_s: float = TIME_LIMIT_S, threads: int = THREADS,
+                  backend: str = BACKEND, with_same_degrees: bool = True,
+                  **kw: Any) -> tuple[dict[str, Any], optimizer.Mapping]:
     """The peer's own mapping (baselines.heuristic, with the DRAM tier as `offload` says), scored by
     evaluate(); gap_vs_full_bound = (step time − bound) / bound, check()'s gap against the full
-    space's proven bound `bound_s` (from the same solve check() would run)."""
+    space's proven bound `bound_s` (from the same solve check() would run); same_degrees (if
+    with_same_degrees): the peer's space solved at the mapping's degrees with the solver settings given."""
     t0 = time.perf_counter()
     m = baselines.heuristic(name, work, hardware, offload=offload, **kw)
     rep = optimizer.evaluate(m, work, hardware)
@@ -186,9 +189,11 @@ def heuristic_row(name: str, work: models.Workload, hardware: hw.Hardware, bound
            "gap_vs_full_bound": (rep.step_time_s - bound_s) / bound_s if bound_s else None,
            "heuristic_wall_s": time.perf_counter() - t0}
     row.update(report_fields(rep))
+    if not with_same_degrees:
+        return row, m
     # the heuristic's own degrees with the inner choices of the peer's space free: can they fit?
-    same = optimizer.solve(work, hardware, space=same_degrees(m, get_space(name)), backend=BACKEND,
-                           objective="time", time_limit_s=TIME_LIMIT_S, threads=THREADS)
+    same = optimizer.solve(work, hardware, space=same_degrees(m, get_space(name)), backend=backend,
+                           objective="time", time_limit_s=time_limit_s, threads=threads)
     row["same_degrees"] = {"status": same.status,
                            "step_time_s": same.report.step_time_s if same.report is not None else None,
                            "explanation": " ".join(same.explanation.split())}
@@ -208,11 +213,12 @@ def run_case(work: models.Workload, hardware: hw.Hardware, peers: Iterable[str] 
     rows = [full]
     for peer in peers:
         rows.append(solve_row(work, hardware, peer, time_limit_s, threads, backend)[0])
-        rows.append(heuristic_row(peer, work, hardware, sol.bound_s)[0])
+        rows.append(heuristic_row(peer, work, hardware, sol.bound_s, time_limit_s=time_limit_s, threads=threads,
+                                  backend=backend)[0])
     for r in rows:
         r.update(label)
         r.update(ratios(full, r))
-        if r["kind"] == "heuristic" and r["same_degrees"]["step_time_s"] and full.get("step_time_s"):
+        if r["kind"] == "heuristic" and r.get("same_degrees", {}).get("step_time_s") and full.get("step_time_s"):
             r["same_degrees"]["speedup_of_full"] = r["same_degrees"]["step_time_s"] / full["step_time_s"]
     for r in rows:
         if r["kind"] == "space":

@@ -293,8 +293,7 @@ PLOT_HELP = ("write the die-grid picture to this .png/.svg file and the step-tim
 # options shared by several commands (one declaration each)
 MODEL_OPT = typer.Option(None, "--model", "-m", help="model preset or YAML/config.json path")
 HW_OPT = typer.Option(None, "--hw", help="hardware preset or YAML path")
-PLAN_BATCH_OPT = typer.Option(None, "--batch",
-                                        help="global batch, sequences per step (default: the plan's, else 512)")
+PLAN_BATCH_OPT = typer.Option(None, "--batch", help="global batch, sequences per step (default: the plan's, else 512)")
 PLAN_SEQ_OPT = typer.Option(None, "--seq", help="sequence length (default: the plan's, else the model's)")
 BATCH_OPT = typer.Option(512, "--batch", help="global batch, sequences per step")
 SEQ_OPT = typer.Option(None, "--seq", help="sequence length (default: the model's)")
