@@ -28,6 +28,15 @@ class Die(Frozen):
         default=0.0, ge=0,
         description="FLOPs of one per-die GEMM at which it reaches half of matmul_efficiency's gain "
         "(efficiency = e * F / (F + half)); 0 = size independent")
+    gemm_tile_elements: int = Field(
+        default=0, ge=0,
+        description="output elements of one GEMM thread-block tile (e.g. 256x128); with compute_units, "
+        "GEMMs run in waves of compute_units tiles and a partly filled last wave wastes the rest "
+        "(wave quantization); 0 = off")
+    compute_units: int = Field(default=0, ge=0, description="tiles a die runs at once (GPU: SMs); 0 = off")
+    gemm_roofline: bool = Field(
+        default=False,
+        description="a GEMM takes at least its operand and result bytes / memory bandwidth (roofline)")
     sram_bytes: float = Field(gt=0, description="on-die SRAM capacity, bytes")
     sram_bandwidth: float = Field(gt=0, description="on-die SRAM bandwidth, bytes/s")
     hbm_bytes: float | None = Field(default=None, gt=0, description="capacity of memory stacked on/next to the die")
@@ -81,6 +90,14 @@ class Level(Frozen):
     bandwidth: float = Field(gt=0, description="bytes/s per device per direction")
     latency_s: float = Field(ge=0)
     hops: int = Field(default=1, gt=0, description="switch hops a transfer at this level crosses (energy)")
+    efficiency: float = Field(
+        default=1.0, gt=0, le=1,
+        description="fraction of `bandwidth` a collective or transfer reaches at this level (NCCL bus bandwidth / link rate)")
+
+    @property
+    def effective_bandwidth(self) -> float:
+        """bytes/s per device per direction that collectives reach: bandwidth x efficiency."""
+        return self.bandwidth * self.efficiency
 
 
 class Topology(Frozen):

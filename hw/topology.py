@@ -166,7 +166,13 @@ def mesh_collective(kind: str, rings: tuple[Ring, ...], nbytes: float, hw: Hardw
 
 
 def switched_collective(kind: str, group: tuple[Die, ...], nbytes: float, hw: Hardware) -> CommCost:
-    """Hierarchical ring collective of one group on a switched cluster (groups do not contend)."""
+    """Hierarchical ring collective of one group on a switched cluster (groups do not contend).
+
+    Bandwidth: a local phase on level 0, the cross-node phase on the last level with 1/local of the
+    data per device (every device of a node drives its own NIC), a local phase again for an
+    all-reduce. Latency: NCCL's ring model (src/graph/tuning.cc, ncclTopoTuneModel): the ring
+    visits every member, so a collective takes STEPS(k) steps, STEPS(n) of them across nodes at
+    the last level's latency and the rest inside a node at level 0's."""
     k = len(group)
     if k < 2 or nbytes <= 0:
         return ZERO
@@ -176,23 +182,27 @@ def switched_collective(kind: str, group: tuple[Die, ...], nbytes: float, hw: Ha
         nodes[node] = nodes.get(node, 0) + 1
     n, local = len(nodes), max(nodes.values())
     lo, hi = levels[0], levels[-1]
+    steps = STEPS[kind]
+    latency = (steps(k) - steps(n)) * lo.latency_s + steps(n) * hi.latency_s
 
     def ring(kd: str, members: int, size: float, lvl) -> CommCost:
         if members < 2:
             return ZERO
         vol = VOLUME[kd](members) * size
-        return CommCost(vol / lvl.bandwidth + STEPS[kd](members) * lvl.latency_s, vol * members * lvl.hops)
+        return CommCost(vol / lvl.effective_bandwidth, vol * members * lvl.hops)
 
     if n == 1:
-        return ring(kind, local, nbytes, lo)
-    if local == 1:
-        return ring(kind, n, nbytes, hi).scaled(1.0)
-    # hierarchical: local phase(s) on level 0, cross-node on level 1 with 1/local of the data per NIC
-    cross = ring(kind, n, nbytes / local, hi)
-    cross = CommCost(cross.time_s, cross.byte_hops * local)
-    if kind == "all_reduce":
-        return ring("reduce_scatter", local, nbytes, lo) + cross + ring("all_gather", local, nbytes, lo)
-    return ring(kind, local, nbytes, lo) + cross
+        phases = ring(kind, local, nbytes, lo)
+    elif local == 1:
+        phases = ring(kind, n, nbytes, hi)
+    else:
+        cross = ring(kind, n, nbytes / local, hi)
+        cross = CommCost(cross.time_s, cross.byte_hops * local)
+        if kind == "all_reduce":
+            phases = ring("reduce_scatter", local, nbytes, lo) + cross + ring("all_gather", local, nbytes, lo)
+        else:
+            phases = ring(kind, local, nbytes, lo) + cross
+    return CommCost(phases.time_s + latency, phases.byte_hops)
 
 
 def least_collective_s(kind: str, k: int, nbytes: float, hw: Hardware) -> float:
@@ -221,7 +231,7 @@ def transfer(pairs: tuple[tuple[Die, Die], ...], nbytes: float, hw: Hardware) ->
         return ZERO
     if hw.topology.kind == "switched":
         lvl = hw.topology.levels[0] if all(a[0] == b[0] for a, b in pairs) else hw.topology.levels[-1]
-        return CommCost(nbytes / lvl.bandwidth + lvl.latency_s, nbytes * lvl.hops * len(pairs))
+        return CommCost(nbytes / lvl.effective_bandwidth + lvl.latency_s, nbytes * lvl.hops * len(pairs))
     busiest, hops, total = _pair_profile(pairs, hw.topology)
     link = hw.topology.link
     assert link is not None

@@ -58,6 +58,7 @@ class Op:
     splittable: tuple[str, ...] = ()
     reduced: tuple[str, ...] = ()  # loop dims reduced inside the op (norm over h, softmax over z ...)
     stats: int = 0  # fp32 statistics per reduced row, all-reduced if a reduced dim is split
+    backward_factor: float = 2.0  # backward FLOPs / forward FLOPs (2 for a GEMM: input and weight gradients)
 
 
 @dataclass(frozen=True)
@@ -95,8 +96,22 @@ def _sizes(model: ModelConfig, micro_batch: int, seq_len: int) -> dict[str, int]
     }
 
 
-def build_graph(model: ModelConfig, micro_batch: int = 1, seq_len: int | None = None, dtype_bytes: int = 2) -> Graph:
-    """The operator graph for one micro-batch of `micro_batch` sequences of `seq_len` tokens."""
+LSE_BYTES = 4  # FlashAttention keeps one fp32 log-sum-exp per query row and head (Dao et al. 2022)
+# FlashAttention's backward runs five GEMMs of the forward's size (S = QKᵀ again, dV, dP, dQ, dK)
+# against the forward's two (Dao et al. 2022, Sec. 3.1 and Alg. 4): 2.5x the forward FLOPs.
+FLASH_BACKWARD_FACTOR = 2.5
+ATTENTION_CORE = ("qk", "softmax", "attn_dropout", "av")  # what one fused attention kernel replaces
+
+
+def build_graph(model: ModelConfig, micro_batch: int = 1, seq_len: int | None = None, dtype_bytes: int = 2,
+                flash_attention: bool = False) -> Graph:
+    """The operator graph for one micro-batch of `micro_batch` sequences of `seq_len` tokens.
+
+    flash_attention: the attention core (QKᵀ, softmax, dropout, attention·V) is one fused op,
+    `attention` (FlashAttention, Dao et al. 2022): it reads q, k, v and writes the context and a
+    per-row log-sum-exp; the s×s scores live only as tiles in on-chip memory and are never stored,
+    its backward recomputes them tile by tile (FLASH_BACKWARD_FACTOR) and regenerates the dropout
+    mask from the RNG state."""
     s = seq_len or model.seq_len
     sz = _sizes(model, micro_batch, s)
     B = dtype_bytes
@@ -145,22 +160,15 @@ def build_graph(model: ModelConfig, micro_batch: int = 1, seq_len: int | None = 
                   (Operand("y1", ("b", "s", "k")),), (Operand("kv", ("b", "s", "g", "d")),),
                   2 * 2 * tokens * h * g * d, params=2 * (h * g * d + (g * d if bias else 0)), weight=("k", "g", "d"),
                   saved=("y1",), splittable=("b", "s", "k", "g")))
-    # Scores: queries of head a attend to keys of kv head g(a); splitting heads a splits kv heads g alike.
-    ops.append(Op("qk", "matmul", ("b", "a", "s", "z", "d"),
-                  (Operand("q", ("b", "s", "a", "d")), Operand("kv", ("b", "z", "a", "d"))),
-                  (Operand("scores", ("b", "a", "s", "z")),),
-                  2 * micro_batch * a * s * s * d, saved=("q", "kv"), splittable=("b", "a", "s")))
-    ops.append(Op("softmax", "softmax", ("b", "a", "s", "z"), (Operand("scores", ("b", "a", "s", "z")),),
-                  (Operand("probs", ("b", "a", "s", "z")),), 0, saved=("probs",), splittable=("b", "a", "s")))
-    attn_in = "probs"
-    if model.dropout:
-        t("probs_d", ("b", "a", "s", "z")); t("mask_attn", ("b", "a", "s", "z"), MASK_BYTES)
-        ops.append(dropout("attn_dropout", "probs", "probs_d", "mask_attn", ("b", "a", "s", "z")))
-        attn_in = "probs_d"
-    ops.append(Op("av", "matmul", ("b", "a", "s", "z", "d"),
-                  (Operand(attn_in, ("b", "a", "s", "z")), Operand("kv", ("b", "z", "a", "d"))),
-                  (Operand("ctx", ("b", "s", "a", "d")),),
-                  2 * micro_batch * a * s * s * d, saved=(attn_in, "kv"), splittable=("b", "a", "s")))
+    if flash_attention:
+        t("lse", ("b", "a", "s"), LSE_BYTES)
+        ops.append(Op("attention", "attention", ("b", "a", "s", "z", "d"),
+                      (Operand("q", ("b", "s", "a", "d")), Operand("kv", ("b", "z", "a", "d"))),
+                      (Operand("ctx", ("b", "s", "a", "d")), Operand("lse", ("b", "a", "s"))),
+                      4 * micro_batch * a * s * s * d, saved=("q", "kv", "ctx", "lse"), splittable=("b", "a", "s"),
+                      backward_factor=FLASH_BACKWARD_FACTOR))
+    else:
+        ops.extend(_attention_core(model, micro_batch, s, d, a, t, dropout))
     ops.append(Op("out_proj", "matmul", ("b", "s", "a", "d", "n"),
                   (Operand("ctx", ("b", "s", "a", "d")),), (Operand("o", ("b", "s", "n")),),
                   2 * tokens * a * d * h, params=a * d * h + (h if bias else 0), weight=("a", "d", "n"),
@@ -213,6 +221,28 @@ def build_graph(model: ModelConfig, micro_batch: int = 1, seq_len: int | None = 
                  consumers={k: tuple(v_) for k, v_ in consumers.items()})
 
 
+def _attention_core(model: ModelConfig, micro_batch: int, s: int, d: int, a: int, t, dropout) -> list[Op]:
+    """The unfused attention core: QKᵀ, softmax, dropout (GPT), attention·V, each storing its s×s output."""
+    ops: list[Op] = []
+    # Scores: queries of head a attend to keys of kv head g(a); splitting heads a splits kv heads g alike.
+    ops.append(Op("qk", "matmul", ("b", "a", "s", "z", "d"),
+                  (Operand("q", ("b", "s", "a", "d")), Operand("kv", ("b", "z", "a", "d"))),
+                  (Operand("scores", ("b", "a", "s", "z")),),
+                  2 * micro_batch * a * s * s * d, saved=("q", "kv"), splittable=("b", "a", "s")))
+    ops.append(Op("softmax", "softmax", ("b", "a", "s", "z"), (Operand("scores", ("b", "a", "s", "z")),),
+                  (Operand("probs", ("b", "a", "s", "z")),), 0, saved=("probs",), splittable=("b", "a", "s")))
+    attn_in = "probs"
+    if model.dropout:
+        t("probs_d", ("b", "a", "s", "z")); t("mask_attn", ("b", "a", "s", "z"), MASK_BYTES)
+        ops.append(dropout("attn_dropout", "probs", "probs_d", "mask_attn", ("b", "a", "s", "z")))
+        attn_in = "probs_d"
+    ops.append(Op("av", "matmul", ("b", "a", "s", "z", "d"),
+                  (Operand(attn_in, ("b", "a", "s", "z")), Operand("kv", ("b", "z", "a", "d"))),
+                  (Operand("ctx", ("b", "s", "a", "d")),),
+                  2 * micro_batch * a * s * s * d, saved=(attn_in, "kv"), splittable=("b", "a", "s")))
+    return ops
+
+
 def parameter_count(model: ModelConfig) -> int:
     """Trainable parameters: blocks, embeddings (+ learned positions), final norm, untied head."""
     gr = build_graph(model, 1, model.seq_len)
@@ -234,7 +264,7 @@ def step_flops(model: ModelConfig, global_batch: int, seq_len: int | None = None
 
 
 SELECTIVE_RECOMPUTE = ("qk", "softmax", "attn_dropout")  # Korthikanti et al. 2022: the attention core
-TP_SPLIT_TENSORS = ("q", "kv", "scores", "probs", "probs_d", "mask_attn", "ctx", "u", "act")
+TP_SPLIT_TENSORS = ("q", "kv", "scores", "probs", "probs_d", "mask_attn", "ctx", "lse", "u", "act")
 
 
 def stored_tensors(graph: Graph, recomputed: set[str]) -> set[str]:
@@ -264,13 +294,16 @@ def recompute_set(graph: Graph, recompute: str) -> set[str]:
 
 
 def block_activation_bytes(model: ModelConfig, micro_batch: int, seq_len: int | None = None, tp: int = 1,
-                           sequence_parallel: bool = False, recompute: str = "none", dtype_bytes: int = 2) -> float:
+                           sequence_parallel: bool = False, recompute: str = "none", dtype_bytes: int = 2,
+                           flash_attention: bool = False) -> float:
     """Activation bytes one block keeps for backward on one die under Megatron-style tensor
     parallelism t (heads and ffn split; norms, dropouts, residuals replicated, or split on the
     sequence with sequence_parallel). For GPT blocks this equals Korthikanti et al. 2022:
     sbh(34 + 5as/h) for t = 1; sbh(10 + 24/t + 5as/(ht)); sbh/t(34 + 5as/h) with SP;
-    34sbh/t with SP + selective recompute; 2sbh (2sbh/t with SP) with full recompute."""
-    gr = build_graph(model, micro_batch, seq_len or model.seq_len, dtype_bytes)
+    34sbh/t with SP + selective recompute; 2sbh (2sbh/t with SP) with full recompute.
+    With flash_attention no s×s tensor is kept: the core keeps q, k, v, the context and one fp32
+    log-sum-exp per head and query row (4·a·s·b bytes, split by t)."""
+    gr = build_graph(model, micro_batch, seq_len or model.seq_len, dtype_bytes, flash_attention)
     stored = stored_tensors(gr, recompute_set(gr, recompute))
     total = 0.0
     for name in stored:

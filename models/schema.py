@@ -62,6 +62,10 @@ class Workload(Frozen):
     seq_len: int = Field(default=None, gt=0, description="tokens per sequence; default the model's seq_len")
     dtype: str = "bf16"
     optimizer: Literal["adam"] = "adam"
+    flash_attention: bool = Field(
+        default=False,
+        description="the attention core runs as one fused FlashAttention kernel (Dao et al. 2022): no s×s "
+        "tensor is stored, the backward recomputes the scores (models.graph.build_graph)")
 
     @model_validator(mode="before")
     @classmethod

@@ -36,7 +36,7 @@ from typing import Any, Iterable, Literal, Union
 from hw.loader import ConfigError
 from hw.schema import Hardware
 from hw.topology import usable_tiles
-from models.graph import RECOMPUTE_POLICIES, SELECTIVE_RECOMPUTE, build_graph, recompute_set
+from models.graph import ATTENTION_CORE, RECOMPUTE_POLICIES, SELECTIVE_RECOMPUTE, build_graph, recompute_set
 from models.schema import Workload
 
 from . import cost
@@ -94,15 +94,21 @@ def megatron_ops(work: Workload, tp: int, recompute: str, sequence_parallel: boo
     voc = one("v") if model.vocab % tp == 0 else (None, None)
     split = {
         "ln1": seq, "q_proj": one("a"), "kv_proj": kv, "qk": one("a"), "softmax": one("a"),
-        "attn_dropout": one("a"), "av": one("a"), "out_proj": one("a"), "out_dropout": seq, "add1": seq,
+        "attn_dropout": one("a"), "av": one("a"), "attention": one("a"), "out_proj": one("a"),
+        "out_dropout": seq, "add1": seq,
         "ln2": seq, "fc1": one("f"), "act": one("f"), "fc2": one("f"), "mlp_dropout": seq, "add2": seq,
         "embedding": voc, "final_norm": seq, "lm_head": voc, "loss": voc,
     }
     block = {"ln1", "q_proj", "kv_proj", "qk", "softmax", "attn_dropout", "av", "out_proj", "out_dropout",
              "add1", "ln2", "fc1", "act", "fc2", "mlp_dropout", "add2"}
+    core = {"attention"} if work.flash_attention else set(ATTENTION_CORE)
+    for k in {"attention", *ATTENTION_CORE} - core:
+        split.pop(k)
+        block.discard(k)
+    block |= core
     if not model.dropout:
         for k in ("attn_dropout", "out_dropout", "mlp_dropout"):
-            split.pop(k)
+            split.pop(k, None)
             block.discard(k)
     rec = set() if recompute == "none" else (set(SELECTIVE_RECOMPUTE) & block if recompute == "selective" else block)
     return {k: OpChoice(split=v, recompute=k in rec) for k, v in split.items()}
@@ -121,8 +127,11 @@ def megatron_groups(hw: Hardware, pp: int, dp: int, shape: tuple[int, int]) -> t
 
 def megatron(work: Workload, hw: Hardware, tp: int = 1, pp: int = 1, dp: int = 1, micro_batch: int = 1,
              recompute: Literal["none", "selective", "full"] = "full", sequence_parallel: bool = False,
-             virtual_stages: int = 1, offload: Offload = False) -> Mapping:
+             virtual_stages: int = 1, offload: Offload = False, distributed_optimizer: bool = False) -> Mapping:
     """The fixed Megatron-LM mapping: TP inside a node, PP across nodes, DP over the rest.
+    `distributed_optimizer` (--use-distributed-optimizer): Adam states sharded over the
+    data-parallel ranks, gradients reduce-scattered and weights all-gathered (ZeRO stage 1 with
+    fp32 gradients: 6 + 12/dp bytes per parameter).
     `offload`: see the module docstring (True: the least set of classes in DRAM that fits)."""
     for name, v in (("tp", tp), ("pp", pp), ("dp", dp), ("micro_batch", micro_batch)):
         if v <= 0:
@@ -130,12 +139,12 @@ def megatron(work: Workload, hw: Hardware, tp: int = 1, pp: int = 1, dp: int = 1
     _check_offload(offload, hw)
     shape = megatron_shape(hw, tp)
     mapping = Mapping(
-        pp=pp, dp=dp, tp_shape=shape, micro_batch=micro_batch, zero_stage=0,
+        pp=pp, dp=dp, tp_shape=shape, micro_batch=micro_batch, zero_stage=1 if distributed_optimizer else 0,
         schedule="interleaved" if virtual_stages > 1 else "1f1b", virtual_stages=virtual_stages,
         ops=megatron_ops(work, tp, recompute, sequence_parallel),
         groups=megatron_groups(hw, pp, dp, shape), fp32_grad_accumulation=True,
         name=f"megatron tp={tp} pp={pp} dp={dp} mb={micro_batch} recompute={recompute}"
-             f"{' sp' if sequence_parallel else ''}",
+             f"{' sp' if sequence_parallel else ''}{' distopt' if distributed_optimizer else ''}",
     )
     if offload is False:
         return mapping
@@ -225,7 +234,7 @@ def _fewest_classes(candidates: Iterable[Mapping], work: Workload, hw: Hardware,
 
 
 def _block_ops(work: Workload) -> list[str]:
-    return [o.name for o in build_graph(work.model, 1, work.seq_len).block]
+    return [o.name for o in build_graph(work.model, 1, work.seq_len, flash_attention=work.flash_attention).block]
 
 
 def best_options(tb: Tables, allowed: dict[str, list[Option]]) -> dict[str, Option]:

@@ -5,6 +5,8 @@ No solver imports. Formulas and sources are listed in docs/cost-model.md.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from hw.schema import Die, Energy
@@ -14,19 +16,32 @@ ADAM_STATE_BYTES = 12  # fp32 master weights + two fp32 moments per parameter (Z
 ADAM_UPDATE_BYTES = 24 + 2 + 2
 
 
-def gemm_efficiency(die: Die, flops_per_die: float) -> float:
-    """Fraction of peak a GEMM of `flops_per_die` FLOPs reaches: e·F/(F + F½), or e if F½ = 0."""
+def gemm_efficiency(die: Die, flops_per_die: float, out_elements: float = 0.0) -> float:
+    """Fraction of peak a GEMM of `flops_per_die` FLOPs with `out_elements` result elements reaches:
+    e · F/(F + F½) · w. The size term rises to e for large GEMMs (0 ≤ F½); w is the wave
+    quantization of a GPU: the result is cut into tiles of `gemm_tile_elements`, `compute_units`
+    of which run at once, so w = tiles / (⌈tiles / units⌉ · units) with tiles = ⌈out / tile⌉
+    (1 when either field is 0 or the shape is not given)."""
     e = die.matmul_efficiency
-    if die.gemm_half_size <= 0:
-        return e
-    return e * flops_per_die / (flops_per_die + die.gemm_half_size)
+    if die.gemm_half_size > 0:
+        e *= flops_per_die / (flops_per_die + die.gemm_half_size)
+    if die.gemm_tile_elements > 0 and die.compute_units > 0 and out_elements > 0:
+        tiles = math.ceil(out_elements / die.gemm_tile_elements)
+        e *= tiles / (math.ceil(tiles / die.compute_units) * die.compute_units)
+    return e
 
 
-def matmul_time(flops_per_die: float, die: Die, peak: float) -> float:
-    """Seconds for a GEMM of flops_per_die FLOPs on one die with dense peak `peak` FLOP/s."""
+def matmul_time(flops_per_die: float, die: Die, peak: float, out_elements: float = 0.0,
+                nbytes: float = 0.0) -> float:
+    """Seconds for a GEMM of flops_per_die FLOPs on one die with dense peak `peak` FLOP/s, at
+    gemm_efficiency; with die.gemm_roofline at least the `nbytes` of its operands and result
+    through main memory (memory_time)."""
     if flops_per_die <= 0:
         return 0.0
-    return flops_per_die / (peak * gemm_efficiency(die, flops_per_die))
+    t = flops_per_die / (peak * gemm_efficiency(die, flops_per_die, out_elements))
+    if die.gemm_roofline and nbytes > 0:
+        t = max(t, memory_time(nbytes, die))
+    return t
 
 
 def memory_time(nbytes: float, die: Die) -> float:

@@ -146,7 +146,7 @@ def score_stage(tables: Tables, ch: dict[str, OpChoice], stage: int, layers: int
         compute += layers * (oc.fwd_s + oc.bwd_s)
         tp += layers * oc.stats.time_s * (2 + r)
         hops += layers * (oc.fwd_comm.byte_hops + oc.bwd_comm.byte_hops + r * oc.fwd_comm.byte_hops)
-        flops += layers * oc.flops * (3 + r)
+        flops += layers * oc.flops * (1 + o.backward_factor + r)
         mem += layers * oc.mem_bytes * (3 + r)
         coll += layers * (oc.stats_bytes + oc.gather_bytes) * (2 + r)
         zf += oc.gather.time_s
@@ -189,7 +189,7 @@ def score_stage(tables: Tables, ch: dict[str, OpChoice], stage: int, layers: int
         hops += oc.fwd_comm.byte_hops + oc.bwd_comm.byte_hops
         zero_raw += 2 * oc.gather.time_s  # the embedding's and head's gathers are not prefetched
         zero_exposed += 2 * oc.gather.time_s
-        flops += 3 * oc.flops
+        flops += (1 + o.backward_factor) * oc.flops
         mem += 3 * oc.mem_bytes
         coll += 2 * (oc.stats_bytes + oc.gather_bytes)
     neighbours = (not first) + (not last)

@@ -138,7 +138,7 @@ class _Probe:
 
 
 def _probe(work: Workload, hw: Hardware, space: Space, shape: tuple[int, int], mb: int) -> _Probe | None:
-    graph = build_graph(work.model, mb, work.seq_len, work.dtype_bytes)
+    graph = build_graph(work.model, mb, work.seq_len, work.dtype_bytes, work.flash_attention)
     groups = default_groups(hw, 1, 1, shape)
     if groups is None:
         return None

@@ -133,7 +133,11 @@ class Space:
             opts = op_options(o, graph.sizes, shape, graph.tensors)
             if self.free_ops is not None and o.name not in self.free_ops:
                 opts = [(None, None)]
-            out[o.name] = [x for x in opts if self._admits(o.name, o.kind, x, graph)] or [(None, None)]
+            ok = [x for x in opts if self._admits(o.name, o.kind, x, graph)] or [(None, None)]
+            fixed = MEGATRON_SPLITS.get(o.name) if self.name == "megatron" else None
+            if fixed is not None and (fixed, fixed) in ok:
+                ok = [(fixed, fixed)]  # Megatron-LM always splits these when the group can take it
+            out[o.name] = ok
         return out
 
     def _admits(self, name: str, kind: str, opt: Option, graph: Graph) -> bool:
@@ -143,11 +147,8 @@ class Space:
             return opt == (None, None)
         uniform = opt[0] == opt[1]
         if self.name == "megatron":
-            fixed = {"q_proj": "a", "kv_proj": "g", "qk": "a", "softmax": "a", "attn_dropout": "a", "av": "a",
-                     "out_proj": "a", "fc1": "f", "act": "f", "fc2": "f", "embedding": "v", "lm_head": "v",
-                     "loss": "v"}
-            if name in fixed:
-                return uniform and opt[0] in (fixed[name], None)
+            if name in MEGATRON_SPLITS:
+                return uniform and opt[0] in (MEGATRON_SPLITS[name], None)
             return uniform and opt[0] in ("s", None)  # norms, dropouts, residuals: SP or replicated
         if self.name == "accpar":
             if not uniform:
@@ -170,6 +171,12 @@ class Space:
             return {o.name: ((False, True) if free is None or o.name in free else (False,)) for o in graph.block}
         rec = recompute_set(graph, policy)
         return {o.name: (o.name in rec,) for o in graph.block}
+
+
+# Megatron-LM's tensor-parallel split of each op (Shoeybi et al. 2019; vocab-parallel embedding and head)
+MEGATRON_SPLITS = {"q_proj": "a", "kv_proj": "g", "qk": "a", "softmax": "a", "attn_dropout": "a", "av": "a",
+                   "attention": "a", "out_proj": "a", "fc1": "f", "act": "f", "fc2": "f", "embedding": "v",
+                   "lm_head": "v", "loss": "v"}
 
 
 def layer_groups(m: int) -> list[int]:

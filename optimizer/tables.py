@@ -226,9 +226,11 @@ class Tables:
             work_split *= v
         flops = op.flops / work_split
         io = sum(g.tensors[x.tensor].nbytes(g.sizes) for x in op.inputs + op.outputs) / work_split
-        if op.kind in ("matmul",):
-            fwd = cost.matmul_time(flops, die, peak)
-            bwd = 2 * fwd
+        if op.kind in ("matmul", "attention"):
+            out = sum(g.tensors[x.tensor].numel(g.sizes) for x in op.outputs) / work_split
+            wbytes_fwd = op.params * self.work.dtype_bytes / _weight_split(op, fac)
+            fwd = cost.matmul_time(flops, die, peak, out, io + wbytes_fwd)
+            bwd = op.backward_factor * fwd
         else:
             fwd = cost.memory_time(io, die)
             bwd = 2 * fwd
@@ -242,11 +244,7 @@ class Tables:
             fwd_comm = fwd_comm + self.group_collective(axis, "all_reduce", rows * op.stats * STATS_BYTES)
             stats_bytes += self.group_traffic(axis, "all_reduce", rows * op.stats * STATS_BYTES)
         stats = fwd_comm
-        wsplit = 1
-        for d, k in fac.items():
-            if d in op.weight:
-                wsplit *= k
-        params = op.params / wsplit
+        params = op.params / _weight_split(op, fac)
         wbytes = params * self.work.dtype_bytes
         wsync = ZERO
         wsync_bytes = 0.0
@@ -515,6 +513,15 @@ class Tables:
         return slope, icpt
 
 
+def _weight_split(op: Op, fac: dict[str, int]) -> int:
+    """Dies one op's weight is split over: the product of the split factors of its weight dims."""
+    split = 1
+    for d, k in fac.items():
+        if d in op.weight:
+            split *= k
+    return split
+
+
 def balanced_layers(layers: int, pp: int) -> tuple[int, ...]:
     """Layers per stage as even as possible; the extra layers go to the middle stages first."""
     base, extra = divmod(layers, pp)
@@ -537,7 +544,7 @@ def default_groups(hw: Hardware, pp: int, dp: int, shape: tuple[int, int]) -> tu
 
 def tables_for(mapping: Mapping, work: Workload, hw: Hardware, allowed: dict[str, list[Option]] | None = None) -> Tables:
     """Tables of the outer point a mapping sits at (its placement and degrees)."""
-    graph = build_graph(work.model, mapping.micro_batch, work.seq_len, work.dtype_bytes)
+    graph = build_graph(work.model, mapping.micro_batch, work.seq_len, work.dtype_bytes, work.flash_attention)
     groups = mapping.groups or default_groups(hw, mapping.pp, mapping.dp, mapping.tp_shape)
     if groups is None:
         raise ValueError(f"no placement of {mapping.pp * mapping.dp} groups of {mapping.tp_shape} on "

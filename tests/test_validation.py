@@ -1,0 +1,122 @@
+"""The cost terms the published runs need, and benchmarks/validate.py (held-out validation)."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+import hw
+import models
+import optimizer
+from hw.topology import switched_collective
+from optimizer import cost
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import validate  # noqa: E402
+
+
+# ---- GEMM efficiency: size, wave quantization, roofline --------------------------------------
+def _die(**kw):
+    base = hw.load("dgx-a100").die
+    return base.model_copy(update=kw)
+
+
+def test_wave_quantization_is_the_filled_share_of_the_last_wave():
+    die = _die(matmul_efficiency=0.8, gemm_half_size=0.0, gemm_tile_elements=100, compute_units=10)
+    assert cost.gemm_efficiency(die, 1e12, out_elements=1000) == pytest.approx(0.8)  # 10 tiles, one full wave
+    assert cost.gemm_efficiency(die, 1e12, out_elements=1100) == pytest.approx(0.8 * 11 / 20)  # 11 tiles, 2 waves
+    assert cost.gemm_efficiency(die, 1e12, out_elements=1001) == pytest.approx(0.8 * 11 / 20)  # a partial tile
+    assert cost.gemm_efficiency(die, 1e12) == pytest.approx(0.8)  # shape not given: no quantization
+
+
+def test_size_curve_and_roofline():
+    die = _die(matmul_efficiency=0.5, gemm_half_size=1e9, gemm_tile_elements=0, compute_units=0, gemm_roofline=True)
+    assert cost.gemm_efficiency(die, 1e9) == pytest.approx(0.25)
+    peak = 1e14
+    t = cost.matmul_time(1e9, die, peak)
+    assert t == pytest.approx(1e9 / (peak * 0.25))
+    nbytes = 1e9  # a memory-bound GEMM takes its bytes / bandwidth
+    assert cost.matmul_time(1e9, die, peak, nbytes=nbytes) == pytest.approx(max(t, nbytes / die.memory_bandwidth))
+    assert cost.matmul_time(1e9, die.model_copy(update={"gemm_roofline": False}), peak, nbytes=nbytes) == t
+
+
+# ---- collectives on a switched cluster --------------------------------------------------------
+def test_switched_collective_follows_nccl_ring_latency_and_level_efficiency():
+    h = hw.load("dgx-a100", nodes=4)
+    lo, hi = h.topology.levels[0], h.topology.levels[-1]
+    group = tuple((n, d) for n in range(4) for d in range(8))  # 32 GPUs, 4 nodes
+    nbytes = 1e9
+    got = switched_collective("all_gather", group, nbytes, h).time_s
+    k, n, local = 32, 4, 8
+    bandwidth = (local - 1) / local * nbytes / lo.effective_bandwidth + (n - 1) / n * nbytes / local / hi.effective_bandwidth
+    latency = ((k - 1) - (n - 1)) * lo.latency_s + (n - 1) * hi.latency_s  # NCCL tuning.cc ring model
+    assert got == pytest.approx(bandwidth + latency)
+    assert hi.effective_bandwidth == hi.bandwidth * hi.efficiency
+
+
+def test_level_efficiency_is_validated():
+    with pytest.raises(Exception, match="efficiency"):
+        hw.schema.Level(name="x", size=8, bandwidth=1e9, latency_s=0.0, efficiency=1.5)
+
+
+# ---- baselines as the published runs ran ------------------------------------------------------
+def test_distributed_optimizer_is_zero1_with_fp32_grads():
+    """Megatron-LM's --use-distributed-optimizer: 6 + 12/dp bytes per parameter of model state."""
+    work = models.Workload(model=models.load("llama2-7b"), global_batch=64, seq_len=4096)
+    h = hw.load("dgx-a100", nodes=1)
+    plain = optimizer.baselines.megatron(work, h, tp=1, dp=8, micro_batch=1, recompute="full")
+    dist = optimizer.baselines.megatron(work, h, tp=1, dp=8, micro_batch=1, recompute="full",
+                                        distributed_optimizer=True)
+    assert dist.zero_stage == 1 and dist.fp32_grad_accumulation
+    rp, rd = optimizer.evaluate(plain, work, h), optimizer.evaluate(dist, work, h)
+    psi = models.parameter_count(work.model)
+    state = lambda r: r.memory["weights"] + r.memory["grads"] + r.memory["optimizer"]  # noqa: E731
+    assert state(rp) == pytest.approx(18 * psi, rel=1e-9)
+    assert state(rd) == pytest.approx((6 + 12 / 8) * psi, rel=1e-9)
+
+
+# ---- the validation script --------------------------------------------------------------------
+def test_kendall_tau():
+    assert validate.kendall_tau([1, 2, 3, 4], [10, 20, 30, 40]) == 1.0
+    assert validate.kendall_tau([1, 2, 3, 4], [40, 30, 20, 10]) == -1.0
+    assert validate.kendall_tau([1, 2, 3], [1, 3, 2]) == pytest.approx(1 / 3)
+
+
+def test_every_row_is_scored_or_says_why_not():
+    tables = validate.load_tables()
+    assert {"megatron_sc21_table1", "megatron_sc21_table2", "korthikanti_table4", "korthikanti_table5",
+            "mtnlg_smith2022"} <= set(tables)
+    assert len(tables["megatron_sc21_table1"]["rows"]) == 10 and len(tables["megatron_sc21_table2"]["rows"]) == 12
+    results = validate.score_all(tables)
+    for r in results:
+        assert ("ours" in r and math.isfinite(r["ours"]) and r["ours"] > 0) or r.get("skipped"), r
+
+
+def test_fit_split_is_named_and_every_fitted_parameter_says_so():
+    tables = validate.load_tables()
+    for preset, names in validate.FIT_SPLIT.items():
+        assert all(n in tables for n in names), (preset, names)
+        text = (ROOT / "hw" / "presets" / f"{preset}.yaml").read_text()
+        for key in ("matmul_efficiency", "gemm_half_size"):
+            line = next(x for x in text.splitlines() if x.strip().startswith(key + ":"))
+            assert "fitted by benchmarks/validate.py --fit on " + ", ".join(names) in line
+
+
+def test_committed_validation_results_match_the_code():
+    """benchmarks/results/validation.json is what `python benchmarks/validate.py` prints today."""
+    committed = json.loads((ROOT / "benchmarks" / "results" / "validation.json").read_text())
+    fresh = validate.score_all(validate.load_tables())
+    old = {(r["table"], r["id"]): r for r in committed["rows"]}
+    assert len(old) == len(fresh)
+    for r in fresh:
+        c = old[(r["table"], r["id"])]
+        if "ours" in r:
+            assert c["ours"] == pytest.approx(r["ours"], rel=1e-5), r["id"]
+        else:
+            assert c.get("skipped") == r["skipped"]
