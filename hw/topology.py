@@ -170,9 +170,10 @@ def switched_collective(kind: str, group: tuple[Die, ...], nbytes: float, hw: Ha
 
     Bandwidth: a local phase on level 0, the cross-node phase on the last level with 1/local of the
     data per device (every device of a node drives its own NIC), a local phase again for an
-    all-reduce. Latency: NCCL's ring model (src/graph/tuning.cc, ncclTopoTuneModel): the ring
-    visits every member, so a collective takes STEPS(k) steps, STEPS(n) of them across nodes at
-    the last level's latency and the rest inside a node at level 0's."""
+    all-reduce. Latency: the ring visits every member, so a collective takes STEPS(k) steps, and a
+    ring advances at its slowest link each step (the member after a node boundary receives every
+    step over the network): STEPS(k) × the latency of the last level it crosses — level 0's inside
+    one node. mesh_collective charges its longest edge's hops each step alike."""
     k = len(group)
     if k < 2 or nbytes <= 0:
         return ZERO
@@ -183,7 +184,7 @@ def switched_collective(kind: str, group: tuple[Die, ...], nbytes: float, hw: Ha
     n, local = len(nodes), max(nodes.values())
     lo, hi = levels[0], levels[-1]
     steps = STEPS[kind]
-    latency = (steps(k) - steps(n)) * lo.latency_s + steps(n) * hi.latency_s
+    latency = steps(k) * (hi.latency_s if n > 1 else lo.latency_s)
 
     def ring(kd: str, members: int, size: float, lvl) -> CommCost:
         if members < 2:

@@ -59,6 +59,7 @@ class Op:
     reduced: tuple[str, ...] = ()  # loop dims reduced inside the op (norm over h, softmax over z ...)
     stats: int = 0  # fp32 statistics per reduced row, all-reduced if a reduced dim is split
     backward_factor: float = 2.0  # backward FLOPs / forward FLOPs (2 for a GEMM: input and weight gradients)
+    param_tensors: int = 1  # parameter tensors of the op (a weight, its bias, a norm's γ and β)
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,16 @@ def _sizes(model: ModelConfig, micro_batch: int, seq_len: int) -> dict[str, int]
     }
 
 
+# Bytes the backward kernel of a memory-bound op moves per byte of its forward (inputs + outputs):
+# norm, softmax, GeLU read x (or y) and dy and write dx against the forward's read x, write y: 3/2;
+# SwiGLU reads gate, up and d(act) and writes d(gate), d(up) against reading two and writing one:
+# 5/3; dropout reads dy and the 1-byte mask and writes dx, the forward's own bytes (2 + 2 + 1 per
+# element): 1; a residual add's backward is the one sum of the two gradient branches: 1.
+MEMORY_BOUND_BACKWARD = {"norm": 1.5, "softmax": 1.5, "activation": 1.5, "swiglu": 5 / 3, "dropout": 1.0, "add": 1.0}
+# FP8 training (NVIDIA Transformer Engine recipes as Megatron-LM / NeMo run them) runs the block's
+# linear layers in FP8; the attention core (cuDNN / FlashAttention, FP8 attention is opt-in) and the
+# output layer stay BF16 (Megatron-Core builds the output layer without Transformer Engine).
+FP8_OPS = ("q_proj", "kv_proj", "out_proj", "fc1", "fc2")
 LSE_BYTES = 4  # FlashAttention keeps one fp32 log-sum-exp per query row and head (Dao et al. 2022)
 # FlashAttention's backward runs five GEMMs of the forward's size (S = QKᵀ again, dV, dP, dQ, dK)
 # against the forward's two (Dao et al. 2022, Sec. 3.1 and Alg. 4): 2.5x the forward FLOPs.
@@ -133,15 +144,17 @@ def build_graph(model: ModelConfig, micro_batch: int = 1, seq_len: int | None = 
     def norm(name: str, x: str, y: str) -> Op:
         return Op(name, "norm", ("b", "s", "h"), (Operand(x, BSH),), (Operand(y, BSH),), 0,
                   params=norm_params, weight=("h",), saved=(x,), splittable=("b", "s", "h"),
-                  reduced=("h",), stats=norm_stats)
+                  reduced=("h",), stats=norm_stats, backward_factor=MEMORY_BOUND_BACKWARD["norm"],
+                  param_tensors=norm_stats)
 
     def dropout(name: str, x: str, y: str, mask: str, dims: tuple[str, ...]) -> Op:
         return Op(name, "dropout", dims, (Operand(x, dims),), (Operand(y, dims), Operand(mask, dims)), 0,
-                  saved=(mask,), splittable=tuple(x for x in dims if x != "z"))
+                  saved=(mask,), splittable=tuple(x for x in dims if x != "z"),
+                  backward_factor=MEMORY_BOUND_BACKWARD["dropout"])
 
     def add(name: str, x: str, y: str, out: str) -> Op:
         return Op(name, "add", BSH, (Operand(x, BSH), Operand(y, BSH)), (Operand(out, BSH),), 0,
-                  splittable=("b", "s", "h"))
+                  splittable=("b", "s", "h"), backward_factor=MEMORY_BOUND_BACKWARD["add"])
 
     t("x0", BSH); t("y1", BSH)
     t("q", ("b", "s", "a", "d")); t("kv", ("b", "s", "g", "d"), count=2)
@@ -155,11 +168,11 @@ def build_graph(model: ModelConfig, micro_batch: int = 1, seq_len: int | None = 
     ops.append(Op("q_proj", "matmul", ("b", "s", "k", "a", "d"),
                   (Operand("y1", ("b", "s", "k")),), (Operand("q", ("b", "s", "a", "d")),),
                   2 * tokens * h * a * d, params=h * a * d + (a * d if bias else 0), weight=("k", "a", "d"),
-                  saved=("y1",), splittable=("b", "s", "k", "a")))
+                  saved=("y1",), splittable=("b", "s", "k", "a"), param_tensors=1 + bias))
     ops.append(Op("kv_proj", "matmul", ("b", "s", "k", "g", "d"),
                   (Operand("y1", ("b", "s", "k")),), (Operand("kv", ("b", "s", "g", "d")),),
                   2 * 2 * tokens * h * g * d, params=2 * (h * g * d + (g * d if bias else 0)), weight=("k", "g", "d"),
-                  saved=("y1",), splittable=("b", "s", "k", "g")))
+                  saved=("y1",), splittable=("b", "s", "k", "g"), param_tensors=1 + bias))
     if flash_attention:
         t("lse", ("b", "a", "s"), LSE_BYTES)
         ops.append(Op("attention", "attention", ("b", "a", "s", "z", "d"),
@@ -172,7 +185,7 @@ def build_graph(model: ModelConfig, micro_batch: int = 1, seq_len: int | None = 
     ops.append(Op("out_proj", "matmul", ("b", "s", "a", "d", "n"),
                   (Operand("ctx", ("b", "s", "a", "d")),), (Operand("o", ("b", "s", "n")),),
                   2 * tokens * a * d * h, params=a * d * h + (h if bias else 0), weight=("a", "d", "n"),
-                  saved=("ctx",), splittable=("b", "s", "a", "n")))
+                  saved=("ctx",), splittable=("b", "s", "a", "n"), param_tensors=1 + bias))
     res1 = "o"
     if model.dropout:
         t("o_d", BSH); t("mask_o", BSH, MASK_BYTES)
@@ -183,13 +196,14 @@ def build_graph(model: ModelConfig, micro_batch: int = 1, seq_len: int | None = 
     ops.append(Op("fc1", "matmul", ("b", "s", "k", "f"), (Operand("y2", ("b", "s", "k")),),
                   (Operand("u", ("b", "s", "f")),),
                   2 * glu * tokens * h * f, params=glu * (h * f + (f if bias else 0)), weight=("k", "f"),
-                  saved=("y2",), splittable=("b", "s", "k", "f")))
+                  saved=("y2",), splittable=("b", "s", "k", "f"), param_tensors=1 + bias))
     ops.append(Op("act", "activation", ("b", "s", "f"), (Operand("u", ("b", "s", "f")),),
-                  (Operand("act", ("b", "s", "f")),), 0, saved=("u",), splittable=("b", "s", "f")))
+                  (Operand("act", ("b", "s", "f")),), 0, saved=("u",), splittable=("b", "s", "f"),
+                  backward_factor=MEMORY_BOUND_BACKWARD["swiglu" if glu == 2 else "activation"]))
     ops.append(Op("fc2", "matmul", ("b", "s", "f", "n"), (Operand("act", ("b", "s", "f")),),
                   (Operand("m", ("b", "s", "n")),),
                   2 * tokens * f * h, params=f * h + (h if bias else 0), weight=("f", "n"),
-                  saved=("act",), splittable=("b", "s", "f", "n")))
+                  saved=("act",), splittable=("b", "s", "f", "n"), param_tensors=1 + bias))
     res2 = "m"
     if model.dropout:
         t("m_d", BSH); t("mask_m", BSH, MASK_BYTES)
@@ -201,7 +215,8 @@ def build_graph(model: ModelConfig, micro_batch: int = 1, seq_len: int | None = 
     t("emb", BSH)
     emb_params = v * h + (model.seq_len * h if model.position == "learned" else 0)
     pre = (Op("embedding", "embedding", ("b", "s", "v", "n"), (), (Operand("emb", ("b", "s", "n")),), 0,
-              params=emb_params, weight=("v", "n"), splittable=("b", "s", "v", "n")),)
+              params=emb_params, weight=("v", "n"), splittable=("b", "s", "v", "n"),
+              param_tensors=1 + (model.position == "learned")),)
     # Last stage: final norm, LM head (weights shared with the embedding when tied), loss.
     t("xf", BSH); t("logits", ("b", "s", "v"), LOSS_BYTES)
     head_params = 0 if model.tied_embeddings else v * h
@@ -230,7 +245,8 @@ def _attention_core(model: ModelConfig, micro_batch: int, s: int, d: int, a: int
                   (Operand("scores", ("b", "a", "s", "z")),),
                   2 * micro_batch * a * s * s * d, saved=("q", "kv"), splittable=("b", "a", "s")))
     ops.append(Op("softmax", "softmax", ("b", "a", "s", "z"), (Operand("scores", ("b", "a", "s", "z")),),
-                  (Operand("probs", ("b", "a", "s", "z")),), 0, saved=("probs",), splittable=("b", "a", "s")))
+                  (Operand("probs", ("b", "a", "s", "z")),), 0, saved=("probs",), splittable=("b", "a", "s"),
+                  backward_factor=MEMORY_BOUND_BACKWARD["softmax"]))
     attn_in = "probs"
     if model.dropout:
         t("probs_d", ("b", "a", "s", "z")); t("mask_attn", ("b", "a", "s", "z"), MASK_BYTES)

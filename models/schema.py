@@ -9,6 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from hw.schema import DTYPE_BYTES
 
 
+STORAGE_BYTES = {"fp8": 2}  # dtypes whose tensors are stored wider than they compute (see Workload.dtype_bytes)
+
+
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -84,7 +87,11 @@ class Workload(Frozen):
 
     @property
     def dtype_bytes(self) -> int:
-        return DTYPE_BYTES[self.dtype]
+        """Bytes per element of the weights, activations, gradients and communicated tensors. FP8
+        training keeps those in BF16 and casts GEMM inputs to FP8 inside the kernel (Micikevicius et
+        al. 2022, "FP8 Formats for Deep Learning"; NVIDIA Transformer Engine), so fp8 stores 2 B; its
+        GEMMs run at the fp8 peak (hw.Hardware.peak)."""
+        return STORAGE_BYTES.get(self.dtype, DTYPE_BYTES[self.dtype])
 
     @property
     def tokens(self) -> int:

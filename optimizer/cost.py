@@ -19,16 +19,25 @@ ADAM_UPDATE_BYTES = 24 + 2 + 2
 def gemm_efficiency(die: Die, flops_per_die: float, out_elements: float = 0.0) -> float:
     """Fraction of peak a GEMM of `flops_per_die` FLOPs with `out_elements` result elements reaches:
     e · F/(F + F½) · w. The size term rises to e for large GEMMs (0 ≤ F½); w is the wave
-    quantization of a GPU: the result is cut into tiles of `gemm_tile_elements`, `compute_units`
-    of which run at once, so w = tiles / (⌈tiles / units⌉ · units) with tiles = ⌈out / tile⌉
-    (1 when either field is 0 or the shape is not given)."""
+    quantization of a GPU: the result is cut into tiles of `gemm_tile_elements` (or a half or a
+    quarter of it, whichever wastes least, as a GEMM library picks its kernel), `compute_units` of
+    which run at once, so w = tiles / (⌈tiles / units⌉ · units) with tiles = ⌈out / tile⌉ (1 when
+    either field is 0 or the shape is not given)."""
     e = die.matmul_efficiency
     if die.gemm_half_size > 0:
         e *= flops_per_die / (flops_per_die + die.gemm_half_size)
     if die.gemm_tile_elements > 0 and die.compute_units > 0 and out_elements > 0:
-        tiles = math.ceil(out_elements / die.gemm_tile_elements)
-        e *= tiles / (math.ceil(tiles / die.compute_units) * die.compute_units)
+        e *= max(_wave_share(out_elements, die.gemm_tile_elements // k, die.compute_units) for k in TILE_SPLITS)
     return e
+
+
+TILE_SPLITS = (1, 2, 4)  # a GEMM library runs the tile, half or quarter tile that wastes the least
+
+
+def _wave_share(out_elements: float, tile: int, units: int) -> float:
+    """Share of `units` busy over the waves of ⌈out / tile⌉ tiles."""
+    tiles = math.ceil(out_elements / tile)
+    return tiles / (math.ceil(tiles / units) * units)
 
 
 def matmul_time(flops_per_die: float, die: Die, peak: float, out_elements: float = 0.0,

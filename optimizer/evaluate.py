@@ -147,7 +147,7 @@ def score_stage(tables: Tables, ch: dict[str, OpChoice], stage: int, layers: int
         tp += layers * oc.stats.time_s * (2 + r)
         hops += layers * (oc.fwd_comm.byte_hops + oc.bwd_comm.byte_hops + r * oc.fwd_comm.byte_hops)
         flops += layers * oc.flops * (1 + o.backward_factor + r)
-        mem += layers * oc.mem_bytes * (3 + r)
+        mem += layers * oc.mem_bytes * (1 + o.backward_factor + r)
         coll += layers * (oc.stats_bytes + oc.gather_bytes) * (2 + r)
         zf += oc.gather.time_s
         zb += oc.gather.time_s * (1 + r)
@@ -157,7 +157,10 @@ def score_stage(tables: Tables, ch: dict[str, OpChoice], stage: int, layers: int
             recompute += layers * oc.fwd_s
     # ZeRO-3: a layer's weights are gathered beside the previous layer's compute (prefetch)
     zero_raw = layers * (zf + zb)
-    zero_exposed = layers * (overlap.exposed_time(cf, zf, sc, sm) + overlap.exposed_time(cb, zb, sc, sm))
+    if tables.zero3_gather == "per_tensor":  # each op waits for its own gathers
+        zero_exposed = zero_raw
+    else:
+        zero_exposed = layers * (overlap.exposed_time(cf, zf, sc, sm) + overlap.exposed_time(cb, zb, sc, sm))
     uses = {"block": layers, "wrap": layers - 1 if first else layers,  # per micro-batch, by edge group
             "pre": 1 if first else 0, "post": 1 if last else 0}
     for e in tables.edges:
@@ -190,7 +193,7 @@ def score_stage(tables: Tables, ch: dict[str, OpChoice], stage: int, layers: int
         zero_raw += 2 * oc.gather.time_s  # the embedding's and head's gathers are not prefetched
         zero_exposed += 2 * oc.gather.time_s
         flops += (1 + o.backward_factor) * oc.flops
-        mem += 3 * oc.mem_bytes
+        mem += (1 + o.backward_factor) * oc.mem_bytes
         coll += 2 * (oc.stats_bytes + oc.gather_bytes)
     neighbours = (not first) + (not last)
     pp = tables.p2p(opt["add2"]).time_s * tables.virtual * neighbours

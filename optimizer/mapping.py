@@ -59,6 +59,10 @@ class Mapping(Frozen):
         default=(), description="tensor classes kept in DRAM behind the ports instead of on-die memory")
     fp32_grad_accumulation: bool = Field(
         default=False, description="Megatron's accounting: fp32 gradient buffer (18 B/param) instead of ZeRO's 16")
+    zero3_gather: Literal["prefetched", "per_tensor"] = Field(
+        default="prefetched", description="ZeRO-3 weight gathers: 'prefetched' (one all-gather per op, beside the "
+        "previous layer's compute); 'per_tensor' (one all-gather per parameter tensor, waited for when the op "
+        "runs: DeepSpeed's stage 3 as run in Narayanan et al. SC21 Table 2)")
     name: str = ""
 
     @model_validator(mode="after")

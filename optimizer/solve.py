@@ -642,8 +642,9 @@ def _mapping(pt: OuterPoint, tb: Tables, choices: dict, space: Space, offload: t
 
 def _energy_floor(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware) -> float:
     """Joules of one step below every mapping of an outer point, but for static power: each op's
-    least FLOPs and least compute bytes on a die (forward, backward = 2× forward, no recompute),
-    on every die, every micro-batch. Collectives, transfers and DRAM traffic only add (fused
+    least FLOPs and least compute bytes on a die (no recompute; a backward has at least 2× the
+    forward's FLOPs and at least 1× its bytes, models.graph.MEMORY_BOUND_BACKWARD), on every die,
+    every micro-batch. Collectives, transfers and DRAM traffic only add (fused
     near-memory reduction saves part of a collective's own bytes, never more)."""
     e = hw.energy
     mem_j = e.dram_byte_j if hw.die.hbm_bytes is not None else e.sram_byte_j
@@ -652,7 +653,7 @@ def _energy_floor(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware) -> f
     layers = work.model.layers
     flops = layers * pr.flops_layer + pr.flops_pre + pr.flops_post
     nbytes = layers * pr.bytes_layer + pr.bytes_pre + pr.bytes_post
-    return 3 * m * dies * (flops * e.flop_j + nbytes * mem_j)
+    return m * dies * (3 * flops * e.flop_j + 2 * nbytes * mem_j)
 
 
 def _point_bound(objective: str, time_lb: float, floor: float, static_w: float) -> float:

@@ -12,7 +12,7 @@ from functools import cached_property
 
 from hw.schema import Hardware
 from hw.topology import ZERO, CommCost, collective, fold, rectangle, ring_order, transfer, usable_tiles
-from models.graph import Graph, Op, build_graph
+from models.graph import FP8_OPS, Graph, Op, build_graph
 from models.schema import Workload
 
 from . import cost, overlap
@@ -102,6 +102,7 @@ class Tables:
     allowed: dict[str, list[Option]]
     fp32_grads: bool = False
     layer_group: int = 1  # micro-batches per group of the layer-wise schedule (pp = 1); 1 = 1F1B
+    zero3_gather: str = "prefetched"  # Mapping.zero3_gather
     _oc: dict = field(default_factory=dict)
     _ec: dict = field(default_factory=dict)
     _gc: dict = field(default_factory=dict)  # group_collective by (axis, kind, bytes): few distinct sizes
@@ -219,7 +220,8 @@ class Tables:
     def _option_cost(self, op: Op, opt: Option) -> OptionCost:
         g, hw, shape = self.graph, self.hw, self.shape
         die = hw.die
-        peak = hw.peak(self.work.dtype)
+        dtype = self.work.dtype
+        peak = hw.peak("bf16" if dtype == "fp8" and op.name not in FP8_OPS else dtype)
         fac = split_factors(opt, shape)
         work_split = 1
         for v in fac.values():
@@ -233,7 +235,7 @@ class Tables:
             bwd = op.backward_factor * fwd
         else:
             fwd = cost.memory_time(io, die)
-            bwd = 2 * fwd
+            bwd = op.backward_factor * fwd
         fwd_comm = ZERO
         stats_bytes = 0.0
         for axis, _k in reduced_split_axes(op, opt, shape):
@@ -253,7 +255,10 @@ class Tables:
             wsync_bytes += self.group_traffic(axis, "all_reduce", wbytes)
         gather, gather_bytes = ZERO, 0.0
         if self.zero_stage == 3 and self.dp > 1 and params:
-            gather = self.dp_collective("all_gather", wbytes)  # assembles this die's weight shard
+            if self.zero3_gather == "per_tensor":  # one all-gather of each parameter tensor
+                gather = self.dp_collective("all_gather", wbytes / op.param_tensors).scaled(op.param_tensors)
+            else:
+                gather = self.dp_collective("all_gather", wbytes)  # assembles this die's weight shard
             gather_bytes = overlap.collective_bytes("all_gather", self.dp, wbytes)
         fwd_comm = stats + gather
         bwd_comm = fwd_comm
@@ -555,7 +560,7 @@ def tables_for(mapping: Mapping, work: Workload, hw: Hardware, allowed: dict[str
                    for o in graph.block + graph.pre + graph.post}
     return Tables(graph, work, hw, mapping.pp, mapping.dp, mapping.tp_shape, mapping.micro_batch,
                   mapping.zero_stage, mapping.virtual_stages, lps, groups, allowed, mapping.fp32_grad_accumulation,
-                  mapping.layer_group)
+                  mapping.layer_group, mapping.zero3_gather)
 
 
 __all__ = ["Tables", "OptionCost", "EdgeCost", "Conversion", "Edge", "OVERLAP_MODES", "StageKind", "tables_for",

@@ -63,14 +63,16 @@ def energy_expression(inner: Inner, tb: Tables) -> tuple[dict[int, float], float
     for (name, opt, r), i in inner.Y.items():
         oc = tb.option_cost(g.op(name), opt)
         per_mb = per_stage * (en.flop_j * oc.flops * (1 + g.op(name).backward_factor + r) +
-                              mem_j * (oc.mem_bytes * (3 + r) + (oc.stats_bytes + oc.gather_bytes) * (2 + r)))
+                              mem_j * (oc.mem_bytes * (1 + g.op(name).backward_factor + r) +
+                                       (oc.stats_bytes + oc.gather_bytes) * (2 + r)))
         hops = dp * link_j * (oc.fwd_comm.byte_hops + oc.bwd_comm.byte_hops + r * oc.fwd_comm.byte_hops)
         step = oc.params * per_param + per_stage * mem_j * oc.wsync_bytes + dp * link_j * oc.wsync.byte_hops
         put(i, layers * (m * (per_mb + hops) + step))
     for (name, opt), i in inner.X.items():
         oc = tb.option_cost(g.op(name), opt)
         per_mb = per_stage * (en.flop_j * (1 + g.op(name).backward_factor) * oc.flops +
-                              mem_j * (3 * oc.mem_bytes + 2 * (oc.stats_bytes + oc.gather_bytes)))
+                              mem_j * ((1 + g.op(name).backward_factor) * oc.mem_bytes +
+                                       2 * (oc.stats_bytes + oc.gather_bytes)))
         hops = dp * link_j * (oc.fwd_comm.byte_hops + oc.bwd_comm.byte_hops)
         params = oc.params + (tb.tied_head_params(opt) if name == "lm_head" else 0.0)
         step = params * per_param + per_stage * mem_j * oc.wsync_bytes + dp * link_j * oc.wsync.byte_hops
