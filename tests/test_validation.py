@@ -124,3 +124,54 @@ def test_committed_validation_results_match_the_code():
             assert c["ours"] == pytest.approx(r["ours"], rel=1e-5), r["id"]
         else:
             assert c.get("skipped") == r["skipped"]
+
+
+# ---- per-op terms the published runs need --------------------------------------------------------
+def test_memory_bound_backward_moves_the_bytes_of_its_kernel():
+    from models.graph import MEMORY_BOUND_BACKWARD
+    from optimizer.tables import tables_for
+
+    work = models.Workload(model=models.load("megatron-1.7b"), global_batch=8, seq_len=2048)
+    h = hw.load("dgx-a100", nodes=1)
+    tb = tables_for(optimizer.baselines.megatron(work, h, tp=1, dp=8), work, h)
+    for name, kind in (("ln1", "norm"), ("softmax", "softmax"), ("act", "activation"), ("attn_dropout", "dropout"),
+                       ("add1", "add")):
+        oc = tb.option_cost(tb.graph.op(name), (None, None))
+        assert oc.bwd_s == pytest.approx(MEMORY_BOUND_BACKWARD[kind] * oc.fwd_s)
+    gemm = tb.option_cost(tb.graph.op("fc1"), (None, None))
+    assert gemm.bwd_s == pytest.approx(2 * gemm.fwd_s)
+
+
+def test_fp8_runs_the_linears_at_the_fp8_peak_and_attention_at_bf16():
+    from optimizer.tables import tables_for
+
+    h = hw.load("dgx-h100", nodes=1)
+    h = h.model_copy(update={"die": h.die.model_copy(update={"gemm_roofline": False, "compute_units": 0})})
+    times = {}
+    for dtype in ("bf16", "fp8"):
+        work = models.Workload(model=models.load("llama2-7b"), global_batch=8, seq_len=4096, dtype=dtype,
+                               flash_attention=True)
+        tb = tables_for(optimizer.baselines.megatron(work, h, tp=1, dp=8), work, h)
+        times[dtype] = {n: tb.option_cost(tb.graph.op(n), (None, None)).fwd_s for n in ("fc1", "attention", "lm_head")}
+        assert work.dtype_bytes == 2  # FP8 training stores and communicates BF16
+    assert times["fp8"]["fc1"] == pytest.approx(times["bf16"]["fc1"] * h.peak("bf16") / h.peak("fp8"))
+    assert times["fp8"]["attention"] == pytest.approx(times["bf16"]["attention"])
+    assert times["fp8"]["lm_head"] == pytest.approx(times["bf16"]["lm_head"])
+
+
+def test_per_tensor_zero3_gathers_pay_each_tensors_latency_and_hide_nothing():
+    work = models.Workload(model=models.load("megatron-1.7b"), global_batch=64, seq_len=2048)
+    h = hw.load("dgx-a100", nodes=4)
+    base = optimizer.baselines.deepspeed(work, h, zero_stage=3, micro_batch=2, checkpointing=True)
+    per = base.model_copy(update={"zero3_gather": "per_tensor"})
+    from optimizer.tables import tables_for
+
+    tb_b, tb_p = tables_for(base, work, h), tables_for(per, work, h)
+    op = tb_b.graph.op("fc1")
+    g_b = tb_b.option_cost(op, (None, None)).gather.time_s
+    g_p = tb_p.option_cost(op, (None, None)).gather.time_s
+    one = tb_p.dp_collective("all_gather", op.params * work.dtype_bytes / op.param_tensors).time_s
+    assert op.param_tensors == 2 and g_p == pytest.approx(2 * one) and g_p > g_b
+    rb, rp = optimizer.evaluate(base, work, h), optimizer.evaluate(per, work, h)
+    assert rp.breakdown["zero_comm_exposed"] == pytest.approx(rp.breakdown["zero_comm"])
+    assert rp.step_time_s > rb.step_time_s
