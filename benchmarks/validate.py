@@ -40,6 +40,7 @@ import optimizer  # noqa: E402
 from common import claim, write_result  # noqa: E402
 from hw.loader import ConfigError  # noqa: E402
 from hw.schema import Hardware  # noqa: E402
+from models.graph import build_graph  # noqa: E402
 
 DATA = HERE / "data"
 PRESETS = HERE.parent / "hw" / "presets"
@@ -63,7 +64,8 @@ ACCEPTANCE = {"heldout_mean": 0.08, "heldout_worst": 0.15, "fit_mean": 0.05, "ta
 ROW_DEFAULTS: dict[str, Any] = {
     "seq_len": 2048, "micro_batch": 1, "virtual_stages": 1, "recompute": "full", "dtype": "bf16",
     "sequence_parallel": False, "flash_attention": False, "distributed_optimizer": False, "zero_stage": 0,
-    "cp": 1, "tp": 1, "pp": 1, "flops": "sc21", "zero3_gather": "prefetched",
+    "cp": 1, "tp": 1, "pp": 1, "flops": "sc21", "zero3_gather": "prefetched", "async_tp_comm": False,
+    "pp_transfer": "overlapped",
 }
 METRICS = ("tflops_per_gpu", "iteration_s", "layer_fwd_ms", "layer_bwd_ms", "tokens_per_s_per_gpu")
 
@@ -102,7 +104,7 @@ def normalize(row: dict[str, Any], table: str, index: int) -> dict[str, Any]:
     r["assumed"] = [k for k in ROW_DEFAULTS if k not in r]
     for key, value in ROW_DEFAULTS.items():
         r.setdefault(key, value)
-    for key in ("sequence_parallel", "flash_attention", "distributed_optimizer"):
+    for key in ("sequence_parallel", "flash_attention", "distributed_optimizer", "async_tp_comm"):
         r[key] = bool(r[key])
     r.setdefault("dp", r["gpus"] // (r["tp"] * r["pp"] * r["cp"]) if r["gpus"] else 0)
     r["table"] = table
@@ -153,11 +155,12 @@ def row_mapping(row: dict[str, Any], work: models.Workload, hardware: Hardware) 
                                                 micro_batch=row["micro_batch"],
                                                 checkpointing=row["recompute"] == "full")
         return mapping.model_copy(update={"zero3_gather": row["zero3_gather"]})
-    return optimizer.baselines.megatron(
+    mapping = optimizer.baselines.megatron(
         work, hardware, tp=row["tp"], pp=row["pp"], dp=row["dp"], micro_batch=row["micro_batch"],
         recompute=row["recompute"], sequence_parallel=row["sequence_parallel"],
-        virtual_stages=row["virtual_stages"],
+        virtual_stages=row["virtual_stages"], async_tp_comm=row["async_tp_comm"],
         distributed_optimizer=row["distributed_optimizer"] or row["zero_stage"] == 1)
+    return mapping.model_copy(update={"pp_transfer": row["pp_transfer"]})
 
 
 def score(row: dict[str, Any], params: dict[str, float] | None = None) -> dict[str, Any]:
@@ -185,10 +188,26 @@ def score(row: dict[str, Any], params: dict[str, float] | None = None) -> dict[s
         ours = t
     elif row["metric"] == "tokens_per_s_per_gpu":
         ours = work.tokens / t / row["gpus"]
-    else:  # "sc21": eq. 3, the forward counted again under full recomputation; "model": model FLOPs only
-        again = row["flops"] == "sc21" and row["recompute"] == "full"
-        ours = models.step_flops(model, work.global_batch, work.seq_len, recompute=again) / t / row["gpus"] / 1e12
+    else:
+        ours = published_flops(row, model, work) / t / row["gpus"] / 1e12
     return {"ours": ours, "step_time_s": t, "fits": rep.fits}
+
+
+FLOP_CONVENTIONS = ("sc21", "model", "model_causal")
+
+
+def published_flops(row: dict[str, Any], model: models.ModelConfig, work: models.Workload) -> float:
+    """FLOPs of one step as the publication counts them: "sc21" (eq. 3: the forward again under
+    full recomputation), "model" (model FLOPs, the full s×s attention), "model_causal" (model FLOPs
+    with attention's QKᵀ and attention·V halved, the causal count of recent Megatron-LM releases)."""
+    if row["flops"] not in FLOP_CONVENTIONS:
+        raise ConfigError(f"row {row['id']}: flops {row['flops']!r}; allowed: {', '.join(FLOP_CONVENTIONS)}")
+    again = row["flops"] == "sc21" and row["recompute"] == "full"
+    total = models.step_flops(model, work.global_batch, work.seq_len, recompute=again)
+    if row["flops"] == "model_causal":
+        g = build_graph(model, work.global_batch, work.seq_len)
+        total -= 0.5 * 3 * model.layers * sum(o.flops for o in g.block if o.name in ("qk", "av"))
+    return total
 
 
 def layer_times(mapping: optimizer.Mapping, work: models.Workload, hardware: Hardware,

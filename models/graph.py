@@ -112,6 +112,10 @@ LSE_BYTES = 4  # FlashAttention keeps one fp32 log-sum-exp per query row and hea
 # against the forward's two (Dao et al. 2022, Sec. 3.1 and Alg. 4): 2.5x the forward FLOPs.
 FLASH_BACKWARD_FACTOR = 2.5
 ATTENTION_CORE = ("qk", "softmax", "attn_dropout", "av")  # what one fused attention kernel replaces
+# A causal FlashAttention kernel skips the score tiles above the diagonal (Dao 2023, FlashAttention-2,
+# Sec. 3.1.1): it executes half of QKᵀ and attention·V. The unfused core computes all s×s scores and
+# masks them. Model FLOPs (step_flops, MFU) count the full s×s either way, as SC21 does.
+CAUSAL_SHARE = 0.5
 
 
 def build_graph(model: ModelConfig, micro_batch: int = 1, seq_len: int | None = None, dtype_bytes: int = 2,
@@ -120,7 +124,8 @@ def build_graph(model: ModelConfig, micro_batch: int = 1, seq_len: int | None = 
 
     flash_attention: the attention core (QKᵀ, softmax, dropout, attention·V) is one fused op,
     `attention` (FlashAttention, Dao et al. 2022): it reads q, k, v and writes the context and a
-    per-row log-sum-exp; the s×s scores live only as tiles in on-chip memory and are never stored,
+    per-row log-sum-exp, executing the causal half of the scores (CAUSAL_SHARE); the s×s scores
+    live only as tiles in on-chip memory and are never stored,
     its backward recomputes them tile by tile (FLASH_BACKWARD_FACTOR) and regenerates the dropout
     mask from the RNG state."""
     s = seq_len or model.seq_len
@@ -178,7 +183,8 @@ def build_graph(model: ModelConfig, micro_batch: int = 1, seq_len: int | None = 
         ops.append(Op("attention", "attention", ("b", "a", "s", "z", "d"),
                       (Operand("q", ("b", "s", "a", "d")), Operand("kv", ("b", "z", "a", "d"))),
                       (Operand("ctx", ("b", "s", "a", "d")), Operand("lse", ("b", "a", "s"))),
-                      4 * micro_batch * a * s * s * d, saved=("q", "kv", "ctx", "lse"), splittable=("b", "a", "s"),
+                      CAUSAL_SHARE * 4 * micro_batch * a * s * s * d, saved=("q", "kv", "ctx", "lse"),
+                      splittable=("b", "a", "s"),
                       backward_factor=FLASH_BACKWARD_FACTOR))
     else:
         ops.extend(_attention_core(model, micro_batch, s, d, a, t, dropout))

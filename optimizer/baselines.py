@@ -75,10 +75,17 @@ def megatron_shape(hw: Hardware, tp: int) -> tuple[int, int]:
     return shape
 
 
-def megatron_ops(work: Workload, tp: int, recompute: str, sequence_parallel: bool) -> dict[str, OpChoice]:
+# Column-parallel linears: their input gradient is a partial sum all-reduced (reduce-scattered with
+# sequence parallelism) in backward, which Megatron-LM runs beside the weight-gradient GEMM
+ASYNC_TP_OPS = ("q_proj", "kv_proj", "fc1", "lm_head")
+
+
+def megatron_ops(work: Workload, tp: int, recompute: str, sequence_parallel: bool,
+                 async_tp_comm: bool = False) -> dict[str, OpChoice]:
     """Megatron-LM's 1D tensor parallelism: heads for attention, column/row pairs for the linears,
     vocab-parallel embedding, head and loss; norms, dropouts and residuals replicated or, with
-    sequence parallelism, split on the sequence."""
+    sequence parallelism, split on the sequence. `async_tp_comm`: the column-parallel linears
+    overlap their input-gradient collective with their backward (overlap mode "chunked")."""
     if recompute not in RECOMPUTE_POLICIES:
         raise ConfigError(f"recompute must be one of none, selective, full; got {recompute!r}")
     model = work.model
@@ -111,7 +118,9 @@ def megatron_ops(work: Workload, tp: int, recompute: str, sequence_parallel: boo
             split.pop(k, None)
             block.discard(k)
     rec = set() if recompute == "none" else (set(SELECTIVE_RECOMPUTE) & block if recompute == "selective" else block)
-    return {k: OpChoice(split=v, recompute=k in rec) for k, v in split.items()}
+    overlapped = set(ASYNC_TP_OPS) if async_tp_comm and t else set()
+    return {k: OpChoice(split=v, recompute=k in rec, overlap="chunked" if k in overlapped else "sequential")
+            for k, v in split.items()}
 
 
 def megatron_groups(hw: Hardware, pp: int, dp: int, shape: tuple[int, int]) -> tuple[StageGroup, ...]:
@@ -127,11 +136,15 @@ def megatron_groups(hw: Hardware, pp: int, dp: int, shape: tuple[int, int]) -> t
 
 def megatron(work: Workload, hw: Hardware, tp: int = 1, pp: int = 1, dp: int = 1, micro_batch: int = 1,
              recompute: Literal["none", "selective", "full"] = "full", sequence_parallel: bool = False,
-             virtual_stages: int = 1, offload: Offload = False, distributed_optimizer: bool = False) -> Mapping:
+             virtual_stages: int = 1, offload: Offload = False, distributed_optimizer: bool = False,
+             async_tp_comm: bool = False) -> Mapping:
     """The fixed Megatron-LM mapping: TP inside a node, PP across nodes, DP over the rest.
     `distributed_optimizer` (--use-distributed-optimizer): Adam states sharded over the
     data-parallel ranks, gradients reduce-scattered and weights all-gathered (ZeRO stage 1 with
-    fp32 gradients: 6 + 12/dp bytes per parameter).
+    fp32 gradients: 6 + 12/dp bytes per parameter). `async_tp_comm`
+    (--async-tensor-model-parallel-allreduce, default in Megatron-LM since late 2021 and always on in
+    Megatron-Core): a column-parallel linear's input-gradient all-reduce (reduce-scatter with sequence
+    parallelism) runs beside its weight-gradient GEMM.
     `offload`: see the module docstring (True: the least set of classes in DRAM that fits)."""
     for name, v in (("tp", tp), ("pp", pp), ("dp", dp), ("micro_batch", micro_batch)):
         if v <= 0:
@@ -141,7 +154,7 @@ def megatron(work: Workload, hw: Hardware, tp: int = 1, pp: int = 1, dp: int = 1
     mapping = Mapping(
         pp=pp, dp=dp, tp_shape=shape, micro_batch=micro_batch, zero_stage=1 if distributed_optimizer else 0,
         schedule="interleaved" if virtual_stages > 1 else "1f1b", virtual_stages=virtual_stages,
-        ops=megatron_ops(work, tp, recompute, sequence_parallel),
+        ops=megatron_ops(work, tp, recompute, sequence_parallel, async_tp_comm),
         groups=megatron_groups(hw, pp, dp, shape), fp32_grad_accumulation=True,
         name=f"megatron tp={tp} pp={pp} dp={dp} mb={micro_batch} recompute={recompute}"
              f"{' sp' if sequence_parallel else ''}{' distopt' if distributed_optimizer else ''}",

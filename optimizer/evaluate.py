@@ -234,7 +234,7 @@ def score_stage(tables: Tables, ch: dict[str, OpChoice], stage: int, layers: int
     # pipeline transfers run beside the rest of the stage's work in the steady state (1F1B); the
     # fill and drain see them whole (finish_stages)
     busy = sum(parts.values())
-    parts["pp_comm"] = overlap.exposed_time(busy, pp, sc, sm)
+    parts["pp_comm"] = pp if tables.pp_transfer == "blocking" else overlap.exposed_time(busy, pp, sc, sm)
     time_s = busy + parts["pp_comm"]
 
     wsync = ZERO

@@ -59,6 +59,10 @@ class Mapping(Frozen):
         default=(), description="tensor classes kept in DRAM behind the ports instead of on-die memory")
     fp32_grad_accumulation: bool = Field(
         default=False, description="Megatron's accounting: fp32 gradient buffer (18 B/param) instead of ZeRO's 16")
+    pp_transfer: Literal["overlapped", "blocking"] = Field(
+        default="overlapped", description="pipeline transfers: 'overlapped' (each die sends 1/t of the boundary "
+        "activation, beside the stage's other work: Megatron-LM's scatter/gather); 'blocking' (every die sends "
+        "the whole activation and the stage waits for it: DeepSpeed's pipeline engine)")
     zero3_gather: Literal["prefetched", "per_tensor"] = Field(
         default="prefetched", description="ZeRO-3 weight gathers: 'prefetched' (one all-gather per op, beside the "
         "previous layer's compute); 'per_tensor' (one all-gather per parameter tensor, waited for when the op "

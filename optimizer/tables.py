@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from math import prod
 
 from hw.schema import Hardware
 from hw.topology import ZERO, CommCost, collective, fold, rectangle, ring_order, transfer, usable_tiles
@@ -103,6 +104,7 @@ class Tables:
     fp32_grads: bool = False
     layer_group: int = 1  # micro-batches per group of the layer-wise schedule (pp = 1); 1 = 1F1B
     zero3_gather: str = "prefetched"  # Mapping.zero3_gather
+    pp_transfer: str = "overlapped"  # Mapping.pp_transfer
     _oc: dict = field(default_factory=dict)
     _ec: dict = field(default_factory=dict)
     _gc: dict = field(default_factory=dict)  # group_collective by (axis, kind, bytes): few distinct sizes
@@ -229,7 +231,9 @@ class Tables:
         flops = op.flops / work_split
         io = sum(g.tensors[x.tensor].nbytes(g.sizes) for x in op.inputs + op.outputs) / work_split
         if op.kind in ("matmul", "attention"):
-            out = sum(g.tensors[x.tensor].numel(g.sizes) for x in op.outputs) / work_split
+            # result elements on this die: a split of a contracted dim leaves each die the whole
+            # (partial) result, so only the output's own dims divide it
+            out = sum(g.tensors[x.tensor].numel(g.sizes) / prod(fac.get(d, 1) for d in x.loop) for x in op.outputs)
             wbytes_fwd = op.params * self.work.dtype_bytes / _weight_split(op, fac)
             fwd = cost.matmul_time(flops, die, peak, out, io + wbytes_fwd)
             bwd = op.backward_factor * fwd
@@ -463,12 +467,15 @@ class Tables:
     # ---- pipeline boundary ----------------------------------------------------------------
     def p2p(self, add2_opt: Option) -> CommCost:
         """Send one micro-batch's boundary activation (or its gradient) to the next stage: each die
-        sends 1/t of it and the receiver all-gathers what its layout needs (scatter/gather)."""
+        sends 1/t of it and the receiver all-gathers what its layout needs (scatter/gather); with
+        pp_transfer "blocking" every die sends the whole activation."""
         if self.pp < 2:
             return ZERO
         g = self.graph
         out = g.op("add2").outputs[0]
         nbytes = g.tensors[out.tensor].nbytes(g.sizes)
+        if self.pp_transfer == "blocking":
+            return transfer(self._p2p_pairs, nbytes, self.hw)
         t = self.shape[0] * self.shape[1]
         c = transfer(self._p2p_pairs, nbytes / t, self.hw)
         lay = output_layout(g.op("add2"), add2_opt, out, g.tensors)
@@ -484,6 +491,8 @@ class Tables:
         g = self.graph
         out = g.op("add2").outputs[0]
         nbytes = g.tensors[out.tensor].nbytes(g.sizes)
+        if self.pp_transfer == "blocking":
+            return 2 * nbytes
         t = self.shape[0] * self.shape[1]
         lay = output_layout(g.op("add2"), add2_opt, out, g.tensors)
         conv = 0.0
@@ -560,7 +569,7 @@ def tables_for(mapping: Mapping, work: Workload, hw: Hardware, allowed: dict[str
                    for o in graph.block + graph.pre + graph.post}
     return Tables(graph, work, hw, mapping.pp, mapping.dp, mapping.tp_shape, mapping.micro_batch,
                   mapping.zero_stage, mapping.virtual_stages, lps, groups, allowed, mapping.fp32_grad_accumulation,
-                  mapping.layer_group, mapping.zero3_gather)
+                  mapping.layer_group, mapping.zero3_gather, mapping.pp_transfer)
 
 
 __all__ = ["Tables", "OptionCost", "EdgeCost", "Conversion", "Edge", "OVERLAP_MODES", "StageKind", "tables_for",

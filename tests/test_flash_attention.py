@@ -8,7 +8,7 @@ import pytest
 import hw
 import models
 import optimizer
-from models.graph import FLASH_BACKWARD_FACTOR, LSE_BYTES, build_graph
+from models.graph import CAUSAL_SHARE, FLASH_BACKWARD_FACTOR, LSE_BYTES, build_graph
 
 
 def _llama_fa_bytes(m: models.ModelConfig, b: int, s: int) -> float:
@@ -54,12 +54,12 @@ def test_flash_attention_off_keeps_korthikanti_exact():
         pytest.approx(s * b * h * (10 + 24 / 8 + 5 * a * s / (h * 8)))
 
 
-def test_fused_attention_op_replaces_the_core_with_the_same_forward_flops():
+def test_fused_attention_op_replaces_the_core_and_runs_its_causal_half():
     m = models.load("llama2-7b")
     plain, fused = build_graph(m, 1, 2048), build_graph(m, 1, 2048, flash_attention=True)
     core = sum(o.flops for o in plain.block if o.name in ("qk", "av"))
     att = fused.op("attention")
-    assert att.flops == core and att.backward_factor == FLASH_BACKWARD_FACTOR
+    assert att.flops == core * CAUSAL_SHARE and att.backward_factor == FLASH_BACKWARD_FACTOR  # causal tiles only
     assert {o.name for o in fused.block}.isdisjoint({"qk", "softmax", "av"})
     assert models.step_flops(m, 8, 2048) == sum(o.flops for o in plain.block) * 3 * m.layers * 8 + \
         sum(o.flops for o in plain.post) * 3 * 8

@@ -175,3 +175,41 @@ def test_per_tensor_zero3_gathers_pay_each_tensors_latency_and_hide_nothing():
     rb, rp = optimizer.evaluate(base, work, h), optimizer.evaluate(per, work, h)
     assert rp.breakdown["zero_comm_exposed"] == pytest.approx(rp.breakdown["zero_comm"])
     assert rp.step_time_s > rb.step_time_s
+
+
+def test_async_tp_comm_hides_input_gradient_collectives_only_in_backward():
+    work = models.Workload(model=models.load("megatron-18.4b"), global_batch=8, seq_len=2048)
+    h = hw.load("dgx-a100", nodes=1)
+    plain = optimizer.baselines.megatron(work, h, tp=8, dp=1, micro_batch=1, recompute="none")
+    fast = optimizer.baselines.megatron(work, h, tp=8, dp=1, micro_batch=1, recompute="none", async_tp_comm=True)
+    assert {k for k, v in fast.ops.items() if v.overlap == "chunked"} == {"q_proj", "kv_proj", "fc1", "lm_head"}
+    rp, rf = optimizer.evaluate(plain, work, h), optimizer.evaluate(fast, work, h)
+    assert rf.breakdown["compute"] == rp.breakdown["compute"]
+    assert rf.step_time_s < rp.step_time_s
+
+
+def test_blocking_pipeline_transfers_send_the_whole_activation_and_wait():
+    from optimizer.tables import tables_for
+
+    work = models.Workload(model=models.load("megatron-18.4b"), global_batch=64, seq_len=2048)
+    h = hw.load("dgx-a100", nodes=4)
+    over = optimizer.baselines.megatron(work, h, tp=8, pp=4, dp=1, micro_batch=1)
+    block = over.model_copy(update={"pp_transfer": "blocking"})
+    tb = tables_for(block, work, h)
+    nbytes = 2 * 2048 * work.model.hidden  # one micro-batch's boundary activation, bf16
+    ib = h.topology.levels[-1]
+    assert tb.p2p((None, None)).time_s == pytest.approx(nbytes / ib.effective_bandwidth + ib.latency_s)
+    ro, rb = optimizer.evaluate(over, work, h), optimizer.evaluate(block, work, h)
+    assert rb.breakdown["pp_comm_exposed"] > ro.breakdown["pp_comm_exposed"]
+    assert rb.step_time_s > ro.step_time_s
+
+
+def test_flop_conventions_of_the_publications():
+    m = models.load("llama2-7b")
+    work = models.Workload(model=m, global_batch=4, seq_len=4096)
+    row = {"id": "x", "recompute": "full", "flops": "sc21"}
+    assert validate.published_flops(row, m, work) == models.step_flops(m, 4, 4096, recompute=True)
+    assert validate.published_flops({**row, "flops": "model"}, m, work) == models.step_flops(m, 4, 4096)
+    h, L, s, b = m.hidden, m.layers, 4096, 4
+    causal = models.step_flops(m, 4, 4096) - 0.5 * 3 * L * 4 * b * s * s * h  # QKᵀ and attention·V halved
+    assert validate.published_flops({**row, "flops": "model_causal"}, m, work) == pytest.approx(causal)
