@@ -307,6 +307,8 @@ DP_OPT = typer.Option(None, "--dp", help="data-parallel replicas (default: usabl
 MICRO_BATCH_OPT = typer.Option(None, "--micro-batch", help="sequences per micro-batch (default 1)")
 RECOMPUTE_OPT = typer.Option(None, "--recompute", help="none | selective | full (default full)")
 SEQUENCE_PARALLEL_OPT = typer.Option(False, "--sequence-parallel", help="Megatron sequence parallelism")
+FLASH_OPT = typer.Option(False, "--flash-attention",
+                         help="fused FlashAttention kernels: no s x s tensor stored (default: a plan's, else off)")
 JSON_OPT = typer.Option(False, "--json", help="print one flat JSON object")
 PLOT_OPT = typer.Option(None, "--plot", help=PLOT_HELP)
 BACKEND_OPT = typer.Option("cpsat", "--backend", help=f"solver: {' | '.join(BACKENDS)}")
@@ -364,6 +366,7 @@ def evaluate(
     micro_batch: Optional[int] = MICRO_BATCH_OPT,
     recompute: Optional[str] = RECOMPUTE_OPT,
     sequence_parallel: bool = SEQUENCE_PARALLEL_OPT,
+    flash_attention: bool = FLASH_OPT,
     json_out: bool = JSON_OPT,
     plot: Optional[Path] = PLOT_OPT,
 ) -> None:
@@ -375,7 +378,7 @@ def evaluate(
     plot_paths = _plot_paths(plot)
     overrides = _hw_overrides(nodes, rows, cols, sram_bytes)
     mapping, work, machine = _mapping_and_workload(plan, model, hardware, batch, seq, overrides, tp, pp, dp,
-                                                   micro_batch, recompute, sequence_parallel)
+                                                   micro_batch, recompute, sequence_parallel, flash_attention)
     title = mapping.name or (plan.name if plan is not None else "")
     rep = evaluate_mapping(mapping, work, machine)
     written = _write_plots(plot_paths, mapping, machine, rep)
@@ -511,6 +514,7 @@ def solve(
     hardware: Optional[str] = HW_OPT,
     batch: int = BATCH_OPT,
     seq: Optional[int] = SEQ_OPT,
+    flash_attention: bool = FLASH_OPT,
     space: str = typer.Option("full", "--space", help=f"strategy space: {' | '.join(SPACES)}"),
     backend: str = BACKEND_OPT,
     objective: str = typer.Option("time", "--objective", help=f"what to minimise: {' | '.join(OBJECTIVES)}"),
@@ -548,14 +552,14 @@ def solve(
     overrides = _hw_overrides(nodes, rows, cols, sram_bytes)
     plot_paths = _plot_paths(plot)
 
-    work = models.Workload(model=models.load(model), global_batch=batch, seq_len=seq)
+    work = models.Workload(model=models.load(model), global_batch=batch, seq_len=seq, flash_attention=flash_attention)
     machine = _hardware(hardware, overrides)
     with _SolveBar(enabled=not json_out and sys.stderr.isatty()) as bar:
         sol = solve_workload(work, machine, space=space, backend=backend, objective=objective,
                              time_limit_s=time_limit, threads=threads, progress=bar)
 
     context = {"model": model, "hw": hardware, "hw_overrides": overrides,
-               "global_batch": work.global_batch, "seq_len": work.seq_len}
+               "global_batch": work.global_batch, "seq_len": work.seq_len, "flash_attention": work.flash_attention}
     summary = {"status": sol.status, "objective_s": sol.objective_s, "bound_s": sol.bound_s, "gap": sol.gap,
                "solve_time_s": sol.solve_time_s, "points_solved": sol.points_solved,
                "points_total": sol.points_total, "backend": sol.backend, "space": sol.space,
@@ -603,7 +607,8 @@ EXPORT_FORMATS = ("megatron", "deepspeed", "trace")
 
 
 def _plan_workload(plan: Path, model: Optional[str], hardware: Optional[str], batch: Optional[int],
-                   seq: Optional[int], overrides: dict[str, Any]) -> tuple[Mapping, models.Workload, hw.Hardware]:
+                   seq: Optional[int], overrides: dict[str, Any], flash_attention: bool = False
+                   ) -> tuple[Mapping, models.Workload, hw.Hardware]:
     """The mapping of a plan file and its workload and hardware: what the plan records, options win."""
     mapping = Mapping.load(plan)
     ctx = _read_plan_context(plan)
@@ -629,14 +634,17 @@ def _plan_workload(plan: Path, model: Optional[str], hardware: Optional[str], ba
         raise UsageError(f"--batch must be > 0, got {batch}")
     if seq is not None and (not isinstance(seq, int) or seq <= 0):
         raise UsageError(f"--seq must be > 0, got {seq}")
-    work = models.Workload(model=models.load(str(model)), global_batch=batch, seq_len=seq)
+    flash = flash_attention or ctx.get("flash_attention", False)
+    if not isinstance(flash, bool):
+        raise UsageError(f"plan file {plan}: flash_attention must be true or false, got {flash!r}")
+    work = models.Workload(model=models.load(str(model)), global_batch=batch, seq_len=seq, flash_attention=flash)
     return mapping, work, _hardware(str(hardware), overrides)
 
 
 def _mapping_and_workload(plan: Optional[Path], model: Optional[str], hardware: Optional[str],
                           batch: Optional[int], seq: Optional[int], overrides: dict[str, Any],
                           tp: Optional[int], pp: Optional[int], dp: Optional[int], micro_batch: Optional[int],
-                          recompute: Optional[str], sequence_parallel: bool
+                          recompute: Optional[str], sequence_parallel: bool, flash_attention: bool = False
                           ) -> tuple[Mapping, models.Workload, hw.Hardware]:
     """The mapping to score — a plan file, or Megatron-LM's built from --tp/--pp/--dp/… — with its
     workload and hardware (`evaluate` and `check`)."""
@@ -647,7 +655,7 @@ def _mapping_and_workload(plan: Optional[Path], model: Optional[str], hardware: 
     if plan is not None and given:
         raise UsageError(f"give either a plan file or {', '.join(given)}, not both")
     if plan is not None:
-        return _plan_workload(plan, model, hardware, batch, seq, overrides)
+        return _plan_workload(plan, model, hardware, batch, seq, overrides, flash_attention)
     if model is None:
         raise UsageError("--model is required (a preset name; see `meshmap presets`) or a plan file")
     if hardware is None:
@@ -660,7 +668,7 @@ def _mapping_and_workload(plan: Optional[Path], model: Optional[str], hardware: 
     for flag, v in (("--tp", tp), ("--pp", pp), ("--dp", dp), ("--micro-batch", micro_batch)):
         if v is not None and v <= 0:
             raise UsageError(f"{flag} must be > 0, got {v}")
-    work = models.Workload(model=models.load(model), global_batch=batch, seq_len=seq)
+    work = models.Workload(model=models.load(model), global_batch=batch, seq_len=seq, flash_attention=flash_attention)
     machine = _hardware(hardware, overrides)
     tp_, pp_ = tp or 1, pp or 1
     dp_ = dp if dp is not None else machine.num_dies // (tp_ * pp_)
@@ -757,6 +765,7 @@ def check(
     micro_batch: Optional[int] = MICRO_BATCH_OPT,
     recompute: Optional[str] = RECOMPUTE_OPT,
     sequence_parallel: bool = SEQUENCE_PARALLEL_OPT,
+    flash_attention: bool = FLASH_OPT,
     space: str = typer.Option("full", "--space", help=f"strategy space to compare with: {' | '.join(SPACES)}"),
     backend: str = BACKEND_OPT,
     time_limit: float = typer.Option(60.0, "--time-limit", help="seconds for the solve"),
@@ -780,7 +789,7 @@ def check(
         raise UsageError(f"--threads must be > 0, got {threads}")
     overrides = _hw_overrides(nodes, rows, cols, sram_bytes)
     mapping, work, machine = _mapping_and_workload(plan, model, hardware, batch, seq, overrides, tp, pp, dp,
-                                                   micro_batch, recompute, sequence_parallel)
+                                                   micro_batch, recompute, sequence_parallel, flash_attention)
 
     with _SolveBar(enabled=not json_out and sys.stderr.isatty()) as bar:
         res = check_mapping(mapping, work, machine, space=space, backend=backend, time_limit_s=time_limit,

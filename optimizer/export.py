@@ -52,6 +52,7 @@ MEGATRON_FLAGS: dict[str, tuple[str, type]] = {
     "--recompute-method": ("recompute_method", str),
     "--recompute-num-layers": ("recompute_num_layers", int),
     "--use-distributed-optimizer": ("distributed_optimizer", bool),
+    "--attention-backend": ("attention_backend", str),
     "--bf16": ("bf16", bool),
     "--fp16": ("fp16", bool),
 }
@@ -198,6 +199,8 @@ def megatron_args(mapping: Mapping | str, work: Workload, hw: Hardware | str) ->
         args += ["--recompute-granularity", "selective"]
     if mapping.zero_stage >= 1:
         args.append("--use-distributed-optimizer")
+    if work.flash_attention:
+        args += ["--attention-backend", "flash"]
     if work.dtype == "bf16":
         args.append("--bf16")
     elif work.dtype == "fp16":

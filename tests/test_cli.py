@@ -358,3 +358,19 @@ def test_compare_solve_orders_each_peer_degrees_space_and_full():
         keys = ("pp", "dp", "tp_shape", "micro_batch", "zero_stage", "schedule")
         assert [deg["mapping"][k] for k in keys] == [heur["mapping"][k] for k in keys], peer
         assert full["step_time_s"] <= space["step_time_s"] * (1 + 1e-6) <= deg["step_time_s"] * (1 + 1e-6) ** 2, peer
+
+
+def test_flash_attention_flag_is_solved_recorded_evaluated_and_exported(tmp_path):
+    plan = tmp_path / "fa.json"
+    args = ("--model", "megatron-1.7b", "--hw", "dgx-a100", "--nodes", "1", "--batch", "16", "--space", "megatron")
+    res = run("solve", *args, "--flash-attention", "--out", str(plan), "--json", "--time-limit", "30")
+    assert res.exit_code == 0, res.stderr
+    solved = json.loads(res.stdout)
+    assert json.loads(plan.read_text())["flash_attention"] is True
+    again = json.loads(run("evaluate", str(plan), "--json").stdout)
+    assert again["step_time_s"] == pytest.approx(solved["step_time_s"])
+    work = models.Workload(model=models.load("megatron-1.7b"), global_batch=16, flash_attention=True)
+    rep = optimizer.evaluate(optimizer.Mapping.model_validate(solved["mapping"]), work, hw.load("dgx-a100", nodes=1))
+    assert rep.step_time_s == pytest.approx(solved["step_time_s"])
+    exported = run("export", str(plan), "--format", "megatron")
+    assert exported.exit_code == 0 and "--attention-backend flash" in exported.stdout
