@@ -64,7 +64,7 @@ ACCEPTANCE = {"heldout_mean": 0.08, "heldout_worst": 0.15, "fit_mean": 0.05, "ta
 ROW_DEFAULTS: dict[str, Any] = {
     "seq_len": 2048, "micro_batch": 1, "virtual_stages": 1, "recompute": "full", "dtype": "bf16",
     "sequence_parallel": False, "flash_attention": False, "distributed_optimizer": False, "zero_stage": 0,
-    "cp": 1, "tp": 1, "pp": 1, "flops": "sc21", "zero3_gather": "prefetched", "async_tp_comm": False,
+    "cp": 1, "tp": 1, "pp": 1, "flops": "sc21", "zero3_gather": "prefetched", "async_tp_comm": False, "tp_comm_overlap": False,
     "pp_transfer": "overlapped",
 }
 METRICS = ("tflops_per_gpu", "iteration_s", "layer_fwd_ms", "layer_bwd_ms", "tokens_per_s_per_gpu")
@@ -104,7 +104,7 @@ def normalize(row: dict[str, Any], table: str, index: int) -> dict[str, Any]:
     r["assumed"] = [k for k in ROW_DEFAULTS if k not in r]
     for key, value in ROW_DEFAULTS.items():
         r.setdefault(key, value)
-    for key in ("sequence_parallel", "flash_attention", "distributed_optimizer", "async_tp_comm"):
+    for key in ("sequence_parallel", "flash_attention", "distributed_optimizer", "async_tp_comm", "tp_comm_overlap"):
         r[key] = bool(r[key])
     r.setdefault("dp", r["gpus"] // (r["tp"] * r["pp"] * r["cp"]) if r["gpus"] else 0)
     r["table"] = table
@@ -159,6 +159,7 @@ def row_mapping(row: dict[str, Any], work: models.Workload, hardware: Hardware) 
         work, hardware, tp=row["tp"], pp=row["pp"], dp=row["dp"], micro_batch=row["micro_batch"],
         recompute=row["recompute"], sequence_parallel=row["sequence_parallel"],
         virtual_stages=row["virtual_stages"], async_tp_comm=row["async_tp_comm"],
+        tp_comm_overlap=row["tp_comm_overlap"],
         distributed_optimizer=row["distributed_optimizer"] or row["zero_stage"] == 1)
     return mapping.model_copy(update={"pp_transfer": row["pp_transfer"]})
 

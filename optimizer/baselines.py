@@ -80,12 +80,18 @@ def megatron_shape(hw: Hardware, tp: int) -> tuple[int, int]:
 ASYNC_TP_OPS = ("q_proj", "kv_proj", "fc1", "lm_head")
 
 
+# Every tensor-parallel linear: with Transformer Engine's TP communication overlap each one's
+# collectives (forward and backward) run chunk by chunk beside its GEMM
+TP_OVERLAP_OPS = ("q_proj", "kv_proj", "out_proj", "fc1", "fc2")
+
+
 def megatron_ops(work: Workload, tp: int, recompute: str, sequence_parallel: bool,
-                 async_tp_comm: bool = False) -> dict[str, OpChoice]:
+                 async_tp_comm: bool = False, tp_comm_overlap: bool = False) -> dict[str, OpChoice]:
     """Megatron-LM's 1D tensor parallelism: heads for attention, column/row pairs for the linears,
     vocab-parallel embedding, head and loss; norms, dropouts and residuals replicated or, with
     sequence parallelism, split on the sequence. `async_tp_comm`: the column-parallel linears
-    overlap their input-gradient collective with their backward (overlap mode "chunked")."""
+    overlap their input-gradient collective with their backward (overlap mode "chunked");
+    `tp_comm_overlap`: every TP linear overlaps its collectives with its GEMM, forward and backward."""
     if recompute not in RECOMPUTE_POLICIES:
         raise ConfigError(f"recompute must be one of none, selective, full; got {recompute!r}")
     model = work.model
@@ -118,7 +124,8 @@ def megatron_ops(work: Workload, tp: int, recompute: str, sequence_parallel: boo
             split.pop(k, None)
             block.discard(k)
     rec = set() if recompute == "none" else (set(SELECTIVE_RECOMPUTE) & block if recompute == "selective" else block)
-    overlapped = set(ASYNC_TP_OPS) if async_tp_comm and t else set()
+    overlapped = (set(ASYNC_TP_OPS) if async_tp_comm else set()) | (set(TP_OVERLAP_OPS) if tp_comm_overlap else set())
+    overlapped = overlapped if t else set()
     return {k: OpChoice(split=v, recompute=k in rec, overlap="chunked" if k in overlapped else "sequential")
             for k, v in split.items()}
 
@@ -137,14 +144,16 @@ def megatron_groups(hw: Hardware, pp: int, dp: int, shape: tuple[int, int]) -> t
 def megatron(work: Workload, hw: Hardware, tp: int = 1, pp: int = 1, dp: int = 1, micro_batch: int = 1,
              recompute: Literal["none", "selective", "full"] = "full", sequence_parallel: bool = False,
              virtual_stages: int = 1, offload: Offload = False, distributed_optimizer: bool = False,
-             async_tp_comm: bool = False) -> Mapping:
+             async_tp_comm: bool = False, tp_comm_overlap: bool = False) -> Mapping:
     """The fixed Megatron-LM mapping: TP inside a node, PP across nodes, DP over the rest.
     `distributed_optimizer` (--use-distributed-optimizer): Adam states sharded over the
     data-parallel ranks, gradients reduce-scattered and weights all-gathered (ZeRO stage 1 with
     fp32 gradients: 6 + 12/dp bytes per parameter). `async_tp_comm`
     (--async-tensor-model-parallel-allreduce, default in Megatron-LM since late 2021 and always on in
     Megatron-Core): a column-parallel linear's input-gradient all-reduce (reduce-scatter with sequence
-    parallelism) runs beside its weight-gradient GEMM.
+    parallelism) runs beside its weight-gradient GEMM. `tp_comm_overlap` (--tp-comm-overlap,
+    Transformer Engine's userbuffers): every TP linear's collectives run chunk by chunk beside its
+    GEMM, forward and backward (overlap mode "chunked").
     `offload`: see the module docstring (True: the least set of classes in DRAM that fits)."""
     for name, v in (("tp", tp), ("pp", pp), ("dp", dp), ("micro_batch", micro_batch)):
         if v <= 0:
@@ -154,7 +163,7 @@ def megatron(work: Workload, hw: Hardware, tp: int = 1, pp: int = 1, dp: int = 1
     mapping = Mapping(
         pp=pp, dp=dp, tp_shape=shape, micro_batch=micro_batch, zero_stage=1 if distributed_optimizer else 0,
         schedule="interleaved" if virtual_stages > 1 else "1f1b", virtual_stages=virtual_stages,
-        ops=megatron_ops(work, tp, recompute, sequence_parallel, async_tp_comm),
+        ops=megatron_ops(work, tp, recompute, sequence_parallel, async_tp_comm, tp_comm_overlap),
         groups=megatron_groups(hw, pp, dp, shape), fp32_grad_accumulation=True,
         name=f"megatron tp={tp} pp={pp} dp={dp} mb={micro_batch} recompute={recompute}"
              f"{' sp' if sequence_parallel else ''}{' distopt' if distributed_optimizer else ''}",

@@ -186,6 +186,11 @@ def test_async_tp_comm_hides_input_gradient_collectives_only_in_backward():
     rp, rf = optimizer.evaluate(plain, work, h), optimizer.evaluate(fast, work, h)
     assert rf.breakdown["compute"] == rp.breakdown["compute"]
     assert rf.step_time_s < rp.step_time_s
+    full = optimizer.baselines.megatron(work, h, tp=8, dp=1, micro_batch=1, recompute="none", async_tp_comm=True,
+                                        tp_comm_overlap=True)
+    assert {k for k, v in full.ops.items() if v.overlap == "chunked"} == \
+        {"q_proj", "kv_proj", "out_proj", "fc1", "fc2", "lm_head"}
+    assert optimizer.evaluate(full, work, h).step_time_s < rf.step_time_s  # forward reductions hide too
 
 
 def test_blocking_pipeline_transfers_send_the_whole_activation_and_wait():
