@@ -1,4 +1,4 @@
-"""Run every reproduction and rewrite its results: megatron_table1, weak_scaling, t3, tmac, hecaton.
+"""Run every reproduction and rewrite its results: megatron_table1, validation, weak_scaling, t3, tmac, hecaton.
 
 Each benchmark's main() writes benchmarks/results/<name>.json (with common.versions(): meshmap,
 ortools, pulp, python) and its PNG. Every JSON also records the solver settings under "solver":
@@ -32,11 +32,13 @@ import megatron_table1  # noqa: E402
 import reproduce_hecaton  # noqa: E402
 import reproduce_t3  # noqa: E402
 import reproduce_tmac  # noqa: E402
+import validate  # noqa: E402
 import weak_scaling  # noqa: E402
 from common import RESULTS_DIR  # noqa: E402
 
 BENCHMARKS: tuple[tuple[str, Callable[[], Any]], ...] = (
     ("megatron_table1", megatron_table1.main),
+    ("validation", lambda: validate.main([])),
     ("weak_scaling", weak_scaling.main),
     ("t3", reproduce_t3.main),
     ("tmac", lambda: reproduce_tmac.main([])),

@@ -1132,7 +1132,7 @@ def _compact_mapping(mp: Mapping) -> str:
 
 # -------------------------------------------------------------------------------------- reproduce
 
-REPRODUCTIONS = {"megatron_table1": "megatron_table1.py", "weak_scaling": "weak_scaling.py",
+REPRODUCTIONS = {"megatron_table1": "megatron_table1.py", "validation": "validate.py", "weak_scaling": "weak_scaling.py",
                  "t3": "reproduce_t3.py", "tmac": "reproduce_tmac.py", "hecaton": "reproduce_hecaton.py",
                  "solver_speed": "solver_speed.py", "explore": "explore_speed.py", "all": "reproduce_all.py"}
 
