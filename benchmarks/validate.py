@@ -426,7 +426,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--fit", action="store_true", help="refit every preset of FIT_SPLIT and write its YAML first")
     args = ap.parse_args(argv)
-    tables = load_tables()
+    try:
+        tables = load_tables()
+    except (ConfigError, KeyError, TypeError, yaml.YAMLError) as err:
+        print(f"error: benchmarks/data: {err}", file=sys.stderr)
+        return 2
     if args.fit:
         for preset in FIT_SPLIT:
             if not any(r["hardware"] == preset for n in FIT_SPLIT[preset] if n in tables for r in tables[n]["rows"]):
