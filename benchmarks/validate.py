@@ -40,7 +40,7 @@ import optimizer  # noqa: E402
 from common import claim, write_result  # noqa: E402
 from hw.loader import ConfigError  # noqa: E402
 from hw.schema import Hardware  # noqa: E402
-from models.graph import build_graph  # noqa: E402
+from models.graph import CAUSAL_SHARE, build_graph  # noqa: E402
 
 DATA = HERE / "data"
 PRESETS = HERE.parent / "hw" / "presets"
@@ -104,7 +104,7 @@ def normalize(row: dict[str, Any], table: str, index: int) -> dict[str, Any]:
     r["assumed"] = [k for k in ROW_DEFAULTS if k not in r]
     for key, value in ROW_DEFAULTS.items():
         r.setdefault(key, value)
-    for key in ("sequence_parallel", "flash_attention", "distributed_optimizer", "async_tp_comm", "tp_comm_overlap"):
+    for key in (k for k, v in ROW_DEFAULTS.items() if isinstance(v, bool)):
         r[key] = bool(r[key])
     r.setdefault("dp", r["gpus"] // (r["tp"] * r["pp"] * r["cp"]) if r["gpus"] else 0)
     r["table"] = table
@@ -207,7 +207,7 @@ def published_flops(row: dict[str, Any], model: models.ModelConfig, work: models
     total = models.step_flops(model, work.global_batch, work.seq_len, recompute=again)
     if row["flops"] == "model_causal":
         g = build_graph(model, work.global_batch, work.seq_len)
-        total -= 0.5 * 3 * model.layers * sum(o.flops for o in g.block if o.name in ("qk", "av"))
+        total -= (1 - CAUSAL_SHARE) * 3 * model.layers * sum(o.flops for o in g.block if o.name in ("qk", "av"))
     return total
 
 

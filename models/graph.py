@@ -103,15 +103,15 @@ def _sizes(model: ModelConfig, micro_batch: int, seq_len: int) -> dict[str, int]
 # 5/3; dropout reads dy and the 1-byte mask and writes dx, the forward's own bytes (2 + 2 + 1 per
 # element): 1; a residual add's backward is the one sum of the two gradient branches: 1.
 MEMORY_BOUND_BACKWARD = {"norm": 1.5, "softmax": 1.5, "activation": 1.5, "swiglu": 5 / 3, "dropout": 1.0, "add": 1.0}
-# FP8 training (NVIDIA Transformer Engine recipes as Megatron-LM / NeMo run them) runs the block's
-# linear layers in FP8; the attention core (cuDNN / FlashAttention, FP8 attention is opt-in) and the
-# output layer stay BF16 (Megatron-Core builds the output layer without Transformer Engine).
-FP8_OPS = ("q_proj", "kv_proj", "out_proj", "fc1", "fc2")
+# The block's linear layers: the modules Megatron-LM / NeMo build with Transformer Engine, so they
+# run in FP8 under FP8 training and overlap their TP collectives with --tp-comm-overlap; the
+# attention core (cuDNN / FlashAttention, FP8 attention is opt-in) and the output layer stay BF16
+# (Megatron-Core builds the output layer without Transformer Engine).
+BLOCK_LINEARS = ("q_proj", "kv_proj", "out_proj", "fc1", "fc2")
 LSE_BYTES = 4  # FlashAttention keeps one fp32 log-sum-exp per query row and head (Dao et al. 2022)
 # FlashAttention's backward runs five GEMMs of the forward's size (S = QKᵀ again, dV, dP, dQ, dK)
 # against the forward's two (Dao et al. 2022, Sec. 3.1 and Alg. 4): 2.5x the forward FLOPs.
 FLASH_BACKWARD_FACTOR = 2.5
-ATTENTION_CORE = ("qk", "softmax", "attn_dropout", "av")  # what one fused attention kernel replaces
 # A causal FlashAttention kernel skips the score tiles above the diagonal (Dao 2023, FlashAttention-2,
 # Sec. 3.1.1): it executes half of QKᵀ and attention·V. The unfused core computes all s×s scores and
 # masks them. Model FLOPs (step_flops, MFU) count the full s×s either way, as SC21 does.

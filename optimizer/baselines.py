@@ -36,7 +36,7 @@ from typing import Any, Iterable, Literal, Union
 from hw.loader import ConfigError
 from hw.schema import Hardware
 from hw.topology import usable_tiles
-from models.graph import ATTENTION_CORE, RECOMPUTE_POLICIES, SELECTIVE_RECOMPUTE, build_graph, recompute_set
+from models.graph import BLOCK_LINEARS, RECOMPUTE_POLICIES, SELECTIVE_RECOMPUTE, build_graph, recompute_set
 from models.schema import Workload
 
 from . import cost
@@ -44,7 +44,7 @@ from .cost import OFFLOAD_CLASSES
 from .evaluate import evaluate
 from .mapping import Mapping, OpChoice, StageGroup
 from .sharding import Option
-from .space import LINEARS, MICRO_BATCHES, get_space, layer_groups
+from .space import LINEARS, MEGATRON_SPLITS, MICRO_BATCHES, get_space, layer_groups
 from .tables import Tables, default_groups, tables_for
 
 HEURISTICS = ("megatron", "deepspeed", "accpar", "hecaton")
@@ -80,11 +80,6 @@ def megatron_shape(hw: Hardware, tp: int) -> tuple[int, int]:
 ASYNC_TP_OPS = ("q_proj", "kv_proj", "fc1", "lm_head")
 
 
-# Every tensor-parallel linear: with Transformer Engine's TP communication overlap each one's
-# collectives (forward and backward) run chunk by chunk beside its GEMM
-TP_OVERLAP_OPS = ("q_proj", "kv_proj", "out_proj", "fc1", "fc2")
-
-
 def megatron_ops(work: Workload, tp: int, recompute: str, sequence_parallel: bool,
                  async_tp_comm: bool = False, tp_comm_overlap: bool = False) -> dict[str, OpChoice]:
     """Megatron-LM's 1D tensor parallelism: heads for attention, column/row pairs for the linears,
@@ -105,26 +100,13 @@ def megatron_ops(work: Workload, tp: int, recompute: str, sequence_parallel: boo
     # Megatron-LM pads the vocabulary to a multiple of 128·tp; the graph keeps the true size, so a
     # vocabulary tp does not divide stays replicated
     voc = one("v") if model.vocab % tp == 0 else (None, None)
-    split = {
-        "ln1": seq, "q_proj": one("a"), "kv_proj": kv, "qk": one("a"), "softmax": one("a"),
-        "attn_dropout": one("a"), "av": one("a"), "attention": one("a"), "out_proj": one("a"),
-        "out_dropout": seq, "add1": seq,
-        "ln2": seq, "fc1": one("f"), "act": one("f"), "fc2": one("f"), "mlp_dropout": seq, "add2": seq,
-        "embedding": voc, "final_norm": seq, "lm_head": voc, "loss": voc,
-    }
-    block = {"ln1", "q_proj", "kv_proj", "qk", "softmax", "attn_dropout", "av", "out_proj", "out_dropout",
-             "add1", "ln2", "fc1", "act", "fc2", "mlp_dropout", "add2"}
-    core = {"attention"} if work.flash_attention else set(ATTENTION_CORE)
-    for k in {"attention", *ATTENTION_CORE} - core:
-        split.pop(k)
-        block.discard(k)
-    block |= core
-    if not model.dropout:
-        for k in ("attn_dropout", "out_dropout", "mlp_dropout"):
-            split.pop(k, None)
-            block.discard(k)
+    fixed = {"kv_proj": kv, "embedding": voc, "lm_head": voc, "loss": voc}
+    graph = build_graph(model, 1, work.seq_len, flash_attention=work.flash_attention)
+    split = {o.name: fixed.get(o.name, one(MEGATRON_SPLITS[o.name]) if o.name in MEGATRON_SPLITS else seq)
+             for o in graph.block + graph.pre + graph.post}  # norms, dropouts, residuals: SP or replicated
+    block = {o.name for o in graph.block}
     rec = set() if recompute == "none" else (set(SELECTIVE_RECOMPUTE) & block if recompute == "selective" else block)
-    overlapped = (set(ASYNC_TP_OPS) if async_tp_comm else set()) | (set(TP_OVERLAP_OPS) if tp_comm_overlap else set())
+    overlapped = (set(ASYNC_TP_OPS) if async_tp_comm else set()) | (set(BLOCK_LINEARS) if tp_comm_overlap else set())
     overlapped = overlapped if t else set()
     return {k: OpChoice(split=v, recompute=k in rec, overlap="chunked" if k in overlapped else "sequential")
             for k, v in split.items()}

@@ -16,6 +16,9 @@ ADAM_STATE_BYTES = 12  # fp32 master weights + two fp32 moments per parameter (Z
 ADAM_UPDATE_BYTES = 24 + 2 + 2
 
 
+TILE_SPLITS = (1, 2, 4)  # a GEMM library runs the tile, half or quarter tile that wastes the least
+
+
 def gemm_efficiency(die: Die, flops_per_die: float, out_elements: float = 0.0) -> float:
     """Fraction of peak a GEMM of `flops_per_die` FLOPs with `out_elements` result elements reaches:
     e · F/(F + F½) · w. The size term rises to e for large GEMMs (0 ≤ F½); w is the wave
@@ -29,9 +32,6 @@ def gemm_efficiency(die: Die, flops_per_die: float, out_elements: float = 0.0) -
     if die.gemm_tile_elements > 0 and die.compute_units > 0 and out_elements > 0:
         e *= max(_wave_share(out_elements, die.gemm_tile_elements // k, die.compute_units) for k in TILE_SPLITS)
     return e
-
-
-TILE_SPLITS = (1, 2, 4)  # a GEMM library runs the tile, half or quarter tile that wastes the least
 
 
 def _wave_share(out_elements: float, tile: int, units: int) -> float:

@@ -13,7 +13,7 @@ from math import prod
 
 from hw.schema import Hardware
 from hw.topology import ZERO, CommCost, collective, fold, rectangle, ring_order, transfer, usable_tiles
-from models.graph import FP8_OPS, Graph, Op, build_graph
+from models.graph import BLOCK_LINEARS, Graph, Op, build_graph
 from models.schema import Workload
 
 from . import cost, overlap
@@ -223,23 +223,27 @@ class Tables:
         g, hw, shape = self.graph, self.hw, self.shape
         die = hw.die
         dtype = self.work.dtype
-        peak = hw.peak("bf16" if dtype == "fp8" and op.name not in FP8_OPS else dtype)
+        peak = hw.peak("bf16" if dtype == "fp8" and op.name not in BLOCK_LINEARS else dtype)
         fac = split_factors(opt, shape)
         work_split = 1
         for v in fac.values():
             work_split *= v
         flops = op.flops / work_split
         io = sum(g.tensors[x.tensor].nbytes(g.sizes) for x in op.inputs + op.outputs) / work_split
+        wsplit = 1
+        for d, k in fac.items():
+            if d in op.weight:
+                wsplit *= k
+        params = op.params / wsplit
+        wbytes = params * self.work.dtype_bytes
         if op.kind in ("matmul", "attention"):
             # result elements on this die: a split of a contracted dim leaves each die the whole
             # (partial) result, so only the output's own dims divide it
             out = sum(g.tensors[x.tensor].numel(g.sizes) / prod(fac.get(d, 1) for d in x.loop) for x in op.outputs)
-            wbytes_fwd = op.params * self.work.dtype_bytes / _weight_split(op, fac)
-            fwd = cost.matmul_time(flops, die, peak, out, io + wbytes_fwd)
-            bwd = op.backward_factor * fwd
+            fwd = cost.matmul_time(flops, die, peak, out, io + wbytes)
         else:
             fwd = cost.memory_time(io, die)
-            bwd = op.backward_factor * fwd
+        bwd = op.backward_factor * fwd
         fwd_comm = ZERO
         stats_bytes = 0.0
         for axis, _k in reduced_split_axes(op, opt, shape):
@@ -250,8 +254,6 @@ class Tables:
             fwd_comm = fwd_comm + self.group_collective(axis, "all_reduce", rows * op.stats * STATS_BYTES)
             stats_bytes += self.group_traffic(axis, "all_reduce", rows * op.stats * STATS_BYTES)
         stats = fwd_comm
-        params = op.params / _weight_split(op, fac)
-        wbytes = params * self.work.dtype_bytes
         wsync = ZERO
         wsync_bytes = 0.0
         for axis, _k in weight_partial_axes(op, opt, shape):
@@ -525,15 +527,6 @@ class Tables:
         slope = CommCost((b.time_s - a.time_s) / 1e9, (b.byte_hops - a.byte_hops) / 1e9)
         icpt = CommCost(a.time_s - slope.time_s * 1e9, a.byte_hops - slope.byte_hops * 1e9)
         return slope, icpt
-
-
-def _weight_split(op: Op, fac: dict[str, int]) -> int:
-    """Dies one op's weight is split over: the product of the split factors of its weight dims."""
-    split = 1
-    for d, k in fac.items():
-        if d in op.weight:
-            split *= k
-    return split
 
 
 def balanced_layers(layers: int, pp: int) -> tuple[int, ...]:
