@@ -63,10 +63,9 @@ def snake(rows: int, cols: int) -> list[Die]:
 
 def usable_tiles(hw: Hardware, shape: tuple[int, int]) -> list[Die]:
     """Origins of the aligned r×c tiles of the grid without a defective die, in snake order of
-    the tiling (empty if the shape does not tile the grid)."""
+    the tiling. A shape that does not divide the grid tiles its top-left (rows − rows mod r) ×
+    (cols − cols mod c) part; the dies beyond stay idle (empty if r > rows or c > cols)."""
     r, c = shape
-    if hw.rows % r or hw.cols % c:
-        return []
     tiles = [(i * r, j * c) for (i, j) in snake(hw.rows // r, hw.cols // c)]
     return [t for t in tiles if all(hw.usable(d) for d in rectangle(t, shape))]
 

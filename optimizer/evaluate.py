@@ -62,8 +62,8 @@ def validate(mapping: Mapping, work: Workload, hw: Hardware) -> None:
         if default_groups(hw, mapping.pp, mapping.dp, mapping.tp_shape) is None:
             raise ConfigError(f"tp_shape {tuple(mapping.tp_shape)}: no placement of pp x dp = "
                               f"{mapping.pp * mapping.dp} groups on the {hw.rows}x{hw.cols} grid "
-                              f"({hw.num_dies} usable dies); the shape must tile the grid with enough "
-                              f"defect-free tiles, or give groups explicitly")
+                              f"({hw.num_dies} usable dies); the grid must hold that many aligned "
+                              f"defect-free tiles of the shape, or give groups explicitly")
     if mapping.offload and not hw.dram_ports:
         raise ConfigError(f"offload: {hw.name} has no DRAM ports; offload must be empty (allowed classes "
                           f"weights, grads, optimizer, activations need dram_ports)")

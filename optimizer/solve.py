@@ -162,6 +162,19 @@ def _probe(work: Workload, hw: Hardware, space: Space, shape: tuple[int, int], m
                   edge_caches=caches)
 
 
+def _least_kept(pr: _Probe, layers: np.ndarray) -> np.ndarray:
+    """Per entry of `layers` (layers' worth of micro-batches held, n), the least bytes one die
+    keeps for the backward: Σ over block ops of min over their (option, recompute) choices of
+    n·(activations kept per layer) + (the working buffer of a recomputation), every op choosing
+    alone — below what any joint choice keeps (the block input is in every choice; the inputs
+    Checkmate keeps for a recomputed consumer are left out). Without a table: n·block input."""
+    tab = pr.ops
+    if tab is None:
+        return layers * pr.act_layer
+    act = np.where(np.isfinite(tab.time), tab.act, np.inf)
+    return (layers[:, None, None] * act[None] + tab.buffer[None]).min(axis=2).sum(axis=1)
+
+
 def _op_table(tb: Tables) -> _OpTable:
     """The (option, recompute) choices of every block op as padded arrays (see _OpTable)."""
     g = tb.graph
@@ -247,9 +260,13 @@ def _bounds(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space: Spa
     held = np.column_stack(model_state + [act_mb * flight])
     moved = np.column_stack(model_state + [act_mb])  # bytes a traffic rate applies to
     working = cost.offload_working_bytes(pr.params_op, pt.dp, pt.zero_stage, space.fp32_grads, work.dtype_bytes)
-    work_piece = np.array([working[c] for c in classes[:3]] + [pr.act_layer])
+    work_piece = np.array([working[c] for c in classes[:3]])
     subsets, off = tiers.subsets, tiers.off  # subsets × classes
-    on_die = held @ (1.0 - off).T + (off @ work_piece)[None, :]  # stages × subsets
+    on_die = held[:, :3] @ (1.0 - off[:, :3]).T + (off[:, :3] @ work_piece)[None, :]  # stages × subsets
+    # kept activations and recomputation buffers, each op at its least (activations in DRAM: one
+    # layer of one micro-batch stays on the die)
+    kept = _least_kept(pr, np.append(lps * flight, 1.0))
+    on_die += np.where(off[:, 3][None, :] > 0, kept[-1], kept[:-1, None])
     mem = on_die.max(axis=0)
     dram = (held @ off.T).sum(axis=0) * dies_per_stage
     t = lps * pr.layer_s + first * pr.pre_s + last * pr.post_s

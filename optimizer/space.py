@@ -67,7 +67,9 @@ class Space:
     points: tuple[OuterPoint, ...] | None = None  # if set, exactly these outer points
 
     def shapes(self, hw: Hardware) -> list[tuple[int, int]]:
-        """Tensor group shapes r×c that tile the grid."""
+        """Tensor group shapes r×c that fit the grid. A shape need not divide it: its aligned tiles
+        cover the top-left part and the dies beyond stay idle (topology.usable_tiles), so the
+        space on a grid holds the space of every sub-grid anchored at its corner."""
         if not self.tensor:
             return [(1, 1)]
         if self.whole_grid:
@@ -75,8 +77,6 @@ class Space:
         out = []
         for r in range(1, hw.rows + 1):
             for c in range(1, hw.cols + 1):
-                if hw.rows % r or hw.cols % c:
-                    continue
                 if hw.topology.kind == "switched" and r > 1 and c != hw.cols:
                     continue  # a group spanning nodes takes whole nodes
                 if self.name == "megatron" and r > 1 and hw.topology.kind == "switched":

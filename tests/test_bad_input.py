@@ -205,7 +205,8 @@ def test_pp_exceeds_layers():
 
 
 def test_tp_shape_without_placement():
-    rejects(lambda: evaluate(Mapping(tp_shape=(3, 3)), WORK, WAFER), ConfigError, "tp_shape", "(3, 3)")
+    rejects(lambda: evaluate(Mapping(tp_shape=(9, 3)), WORK, WAFER), ConfigError, "tp_shape", "(9, 3)")
+    rejects(lambda: evaluate(Mapping(tp_shape=(3, 3), pp=5), WORK, WAFER), ConfigError, "tp_shape", "(3, 3)")
     rejects(lambda: Mapping(tp_shape=(0, 2)), ValidationError, "tp_shape")
 
 

@@ -54,7 +54,7 @@ def test_grid_picture_default_placement_and_cluster(tmp_path):
 
 
 def test_grid_picture_rejects_a_mapping_that_does_not_fit(tmp_path):
-    m = optimizer.Mapping(pp=1, dp=1, tp_shape=(3, 3))  # does not tile an 8x8 grid
+    m = optimizer.Mapping(pp=5, dp=1, tp_shape=(3, 3))  # an 8x8 grid holds four aligned 3x3 tiles
     with pytest.raises(ConfigError, match="tp_shape"):
         grid_picture(m, hw.load("tmac-wafer"), tmp_path / "x.png")
 
