@@ -19,7 +19,7 @@ from __future__ import annotations
 import heapq
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -32,7 +32,7 @@ from hw.schema import Hardware
 from models.graph import build_graph, step_flops
 from models.schema import Workload
 
-from . import cost, minsum, overlap
+from . import cost, infeasible, minsum, overlap
 from .evaluate import evaluate
 from .formulation.backends import BACKENDS, solve_model
 from .formulation.energy import minimize_energy, modeled
@@ -72,6 +72,7 @@ class Solution(BaseModel):
     gap: float | None = None
     solve_time_s: float = 0.0
     explanation: str = ""
+    reasons: tuple[str, ...] = ()  # infeasible: the reasons (infeasible.py), the binding one first
     points_total: int = 0
     points_solved: int = 0
     points_pruned: int = 0
@@ -135,6 +136,7 @@ class _Probe:
     # of this probe whose first group sits at the same origin share one cache (Tables._ec)
     edge_caches: dict = field(default_factory=dict)
     pair_tables: tuple[dict, dict, dict] | None = None  # _pair_tables of the block ops, once needed
+    even: "_Probe | None" = None  # the same had every op split evenly over the group (_even_probe)
 
 
 def _probe(work: Workload, hw: Hardware, space: Space, shape: tuple[int, int], mb: int) -> _Probe | None:
@@ -160,6 +162,35 @@ def _probe(work: Workload, hw: Hardware, space: Space, shape: tuple[int, int], m
                   least(graph.post, lambda c: c.flops), least(graph.block, lambda c: c.mem_bytes),
                   least(graph.pre, lambda c: c.mem_bytes), least(graph.post, lambda c: c.mem_bytes),
                   edge_caches=caches)
+    return pr
+
+
+REPLICATED = (None, None)
+DIMENSION_NAMES = {"b": "micro-batch", "s": "sequence", "h": "hidden", "a": "heads", "g": "kv heads",
+                   "d": "head dim", "f": "ffn", "v": "vocab"}
+
+
+def _even_probe(tb: Tables, pr: _Probe) -> _Probe:
+    """The memory terms of a probe had every op split its weights, activations and buffers evenly
+    over the r·c dies of the group (each op's replicated figures / r·c): what the grid would allow
+    if the model's dimensions divided every degree (infeasible.Evidence.even)."""
+    g, t = tb.graph, tb.shape[0] * tb.shape[1]
+    rep = {o.name: tb.option_cost(o, REPLICATED) for o in g.block + g.pre + g.post}
+    ops = _op_table(tb, {o.name: [REPLICATED] for o in g.block})
+    ops.act, ops.buffer, ops.params = ops.act / t, ops.buffer / t, ops.params / t
+    return replace(pr, params_layer=sum(rep[o.name].params for o in g.block) / t,
+                   params_pre=sum(rep[o.name].params for o in g.pre) / t,
+                   params_post=sum(rep[o.name].params for o in g.post) / t,
+                   params_op=max(c.params for c in rep.values()) / t,
+                   act_layer=rep["add2"].out_bytes[g.block_output] / t, ops=ops, even=None)
+
+
+def undivided_dimensions(tb: Tables) -> dict[str, int]:
+    """The model's dimensions (DIMENSION_NAMES) that no split factor of the group divides."""
+    r, c = tb.shape
+    factors = {r, c, r * c} - {1}
+    return {name: tb.graph.sizes[d] for d, name in DIMENSION_NAMES.items()
+            if factors and all(tb.graph.sizes[d] % f for f in factors)}
 
 
 def _least_kept(pr: _Probe, layers: np.ndarray) -> np.ndarray:
@@ -175,14 +206,15 @@ def _least_kept(pr: _Probe, layers: np.ndarray) -> np.ndarray:
     return (layers[:, None, None] * act[None] + tab.buffer[None]).min(axis=2).sum(axis=1)
 
 
-def _op_table(tb: Tables) -> _OpTable:
-    """The (option, recompute) choices of every block op as padded arrays (see _OpTable)."""
+def _op_table(tb: Tables, options: dict | None = None) -> _OpTable:
+    """The (option, recompute) choices of every block op as padded arrays (see _OpTable); options:
+    per op name the options to tabulate (default the tables' own)."""
     g = tb.graph
     need = {t for o in g.block for t in o.saved}
     rows = []
     for o in g.block:
         row = []
-        for opt in tb.options(o):
+        for opt in (options[o.name] if options else tb.options(o)):
             c = tb.option_cost(o, opt)
             fwd, bwd = c.fwd_s, c.bwd_s  # collectives may hide under other ops' compute; compute never does
             kept = sum(v for t, v in c.out_bytes.items() if t in need and t != g.block_output)
@@ -233,25 +265,47 @@ class _Tiers:
         return cls(subsets, off, sum(p.bandwidth for p in hw.dram_ports), hw.die.memory_bytes, hw.dram_capacity)
 
 
+def _stage_params(pt: OuterPoint, pr: _Probe, work: Workload) -> tuple[np.ndarray, np.ndarray]:
+    """(layers per stage, least parameters on one die of each stage) of an outer point."""
+    lps = np.array(balanced_layers(work.model.layers, pt.pp), dtype=float)
+    params = lps * pr.params_layer
+    params[0] += pr.params_pre
+    params[-1] += pr.params_post
+    return lps, params
+
+
+def _on_die(pt: OuterPoint, pr: _Probe, work: Workload, space: Space, tiers: _Tiers) -> np.ndarray:
+    """Least bytes on one die, stages × DRAM subsets × (weights, grads, optimizer, kept activations
+    with recomputation buffers). A class in DRAM leaves the die but for its working piece (the
+    largest op's weights or gradients, one layer of one micro-batch's activations, no Adam state)."""
+    lps, params = _stage_params(pt, pr, work)
+    m = work.global_batch // (pt.dp * pt.micro_batch)
+    per_param = cost.zero_state_bytes(1.0, pt.dp, pt.zero_stage, space.fp32_grads, work.dtype_bytes)
+    working = cost.offload_working_bytes(pr.params_op, pt.dp, pt.zero_stage, space.fp32_grads, work.dtype_bytes)
+    flight = cost.micro_batches_in_flight(np.arange(pt.pp), pt.pp, m, pt.virtual, pt.layer_group)
+    off = tiers.off[None]  # 1 × subsets × classes
+    state = np.stack([params * per_param[c] for c in cost.OFFLOAD_CLASSES[:3]], axis=1)[:, None, :]
+    piece = np.array([working[c] for c in cost.OFFLOAD_CLASSES[:3]])[None, None, :]
+    state = np.where(off[..., :3] > 0, piece, state)
+    # kept activations and recomputation buffers, each op at its least
+    kept = _least_kept(pr, np.append(lps * flight, 1.0))
+    act = np.where(off[..., 3] > 0, kept[-1], kept[:-1, None])
+    return np.concatenate([state, act[..., None]], axis=2)
+
+
 def _bounds(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space: Space,
             tiers: _Tiers | None = None) -> tuple[float, float, float, list[tuple[float, tuple[str, ...]]]]:
     """(step-time lower bound, least memory per die, least bytes any fitting choice keeps in DRAM,
     the subsets of tensor classes in DRAM that can fit, each with its bound, ascending) of an outer
-    point. Every subset of the tensor classes the space may move to DRAM is tried: a
-    class in DRAM leaves the die but for its working piece (the largest op's weights or gradients,
-    one layer's activations, no Adam state) and costs its least port traffic. The time bound is
-    the least over the subsets that fit (inf if none does). Arrays: stages × classes, × subsets.
-    `tiers`: _Tiers.of(space, hw), passed in by callers that bound many points."""
+    point. Every subset of the tensor classes the space may move to DRAM is tried (_on_die); a
+    class in DRAM costs its least port traffic. The time bound is the least over the subsets that
+    fit (inf if none does). Arrays: stages × classes, × subsets. `tiers`: _Tiers.of(space, hw),
+    passed in by callers that bound many points."""
     tiers = tiers or _Tiers.of(space, hw)
-    lps = np.array(balanced_layers(work.model.layers, pt.pp), dtype=float)
+    lps, params = _stage_params(pt, pr, work)
     m = work.global_batch // (pt.dp * pt.micro_batch)
     dies_per_stage = pt.dp * pt.shape[0] * pt.shape[1]
     bw = tiers.port_bandwidth / (pt.pp * dies_per_stage)
-    first = np.zeros(pt.pp)
-    first[0] = 1.0
-    last = np.zeros(pt.pp)
-    last[-1] = 1.0
-    params = lps * pr.params_layer + first * pr.params_pre + last * pr.params_post
     per_param = cost.zero_state_bytes(1.0, pt.dp, pt.zero_stage, space.fp32_grads, work.dtype_bytes)
     flight = cost.micro_batches_in_flight(np.arange(pt.pp), pt.pp, m, pt.virtual, pt.layer_group)
     classes = cost.OFFLOAD_CLASSES  # weights, grads, optimizer, activations: the columns below
@@ -259,17 +313,12 @@ def _bounds(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space: Spa
     model_state = [params * per_param[c] for c in classes[:3]]
     held = np.column_stack(model_state + [act_mb * flight])
     moved = np.column_stack(model_state + [act_mb])  # bytes a traffic rate applies to
-    working = cost.offload_working_bytes(pr.params_op, pt.dp, pt.zero_stage, space.fp32_grads, work.dtype_bytes)
-    work_piece = np.array([working[c] for c in classes[:3]])
     subsets, off = tiers.subsets, tiers.off  # subsets × classes
-    on_die = held[:, :3] @ (1.0 - off[:, :3]).T + (off[:, :3] @ work_piece)[None, :]  # stages × subsets
-    # kept activations and recomputation buffers, each op at its least (activations in DRAM: one
-    # layer of one micro-batch stays on the die)
-    kept = _least_kept(pr, np.append(lps * flight, 1.0))
-    on_die += np.where(off[:, 3][None, :] > 0, kept[-1], kept[:-1, None])
-    mem = on_die.max(axis=0)
+    mem = _on_die(pt, pr, work, space, tiers).sum(axis=2).max(axis=0)
     dram = (held @ off.T).sum(axis=0) * dies_per_stage
-    t = lps * pr.layer_s + first * pr.pre_s + last * pr.post_s
+    t = lps * pr.layer_s
+    t[0] += pr.pre_s
+    t[-1] += pr.post_s
     upd = params * cost.optimizer_update_time(1.0, pt.dp, pt.zero_stage, hw.die)
     times, syncs = np.repeat(t[:, None], len(subsets), 1), np.repeat(upd[:, None], len(subsets), 1)
     if bw:
@@ -283,6 +332,21 @@ def _bounds(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space: Spa
     best_t = float(step[fits].min()) if fits.any() else float("inf")
     fitting = sorted((float(step[i]), subsets[i]) for i in np.flatnonzero(fits))
     return best_t, float(mem.min()), least_dram, fitting
+
+
+def _memory_need(pt: OuterPoint, pr: _Probe, work: Workload, space: Space, tiers: _Tiers,
+                 even: bool = False) -> tuple[float, dict[str, float]]:
+    """(least bytes on the fullest die of an outer point over the DRAM subsets, that die's bytes per
+    class). even: as if every op split evenly over the tensor group (_Probe.even)."""
+    if even:
+        if pr.even is None:
+            pr.even = _even_probe(pr.tables, pr)
+        pr = pr.even
+    parts = _on_die(pt, pr, work, space, tiers)
+    need = parts.sum(axis=2)
+    k = int(need.max(axis=0).argmin())
+    s = int(need[:, k].argmax())
+    return float(need[s, k]), dict(zip(cost.OFFLOAD_CLASSES, map(float, parts[s, k])))
 
 
 LAMBDA_STEPS = 33  # on-die memory multipliers tried per tier subset: a geometric sweep over 2^±16 of a scale
@@ -842,7 +906,8 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
     floors: dict[int, float] = {}  # point key -> its energy floor (objectives other than time)
     fitting_of: dict[int, list] = {}  # point key -> the DRAM subsets that can fit, with their cheap bounds
     tiers = _Tiers.of(sp, hw)
-    least_mem = least_spill = float("inf")
+    ev = infeasible.Evidence()
+    seen: list[tuple[OuterPoint, _Probe]] = []  # the points bounded, for an infeasible answer's reasons
     total = pruned_mem = 0
     enumeration_cut = False  # outer points left unenumerated (bounded by the machine-wide bound)
     dead_family = None  # degrees whose layer-wise group no longer fits (space.layer_groups ascend)
@@ -857,8 +922,10 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
             pruned_mem += 1
             continue
         lb, mem, spill, fitting = _bounds(pt, pr, work, hw, sp, tiers)
-        least_mem = min(least_mem, mem)
-        least_spill = min(least_spill, spill)
+        seen.append((pt, pr))
+        if mem < ev.least:
+            ev.least, ev.least_point = mem, pt
+        ev.least_spill = min(ev.least_spill, spill)
         if lb == float("inf"):  # no choice of tiers fits this point
             pruned_mem += 1
             dead_family = family if pt.layer_group > 1 else None  # larger groups only hold more
@@ -950,8 +1017,9 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
             bound = min(unexplored + open_bounds) if (unexplored or open_bounds) else None
             return Solution(status="timeout", bound_s=bound if is_time else None, bound_value=bound,
                             explanation="no feasible mapping found within the time limit", **common)
-        return Solution(status="infeasible", points_pruned=pruned_mem,
-                        explanation=_why_infeasible(least_mem, least_spill, hw, work, space, solved), **common)
+        ev.solved = solved
+        reasons, text = infeasible.explain(_evidence(ev, seen, work, hw, sp), hw, work, space)
+        return Solution(status="infeasible", points_pruned=pruned_mem, reasons=reasons, explanation=text, **common)
     obj, mp, model_s = best
     cand = [obj] + open_bounds + (unexplored if timed_out else [])
     bound = min(cand)
@@ -967,22 +1035,20 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
                     objective_value=obj, bound_value=bound, **common)
 
 
-def _why_infeasible(least_mem: float, least_spill: float, hw: Hardware, work: Workload, space: str,
-                    solved: int) -> str:
-    cap = hw.die.memory_bytes
-    if least_mem <= cap and least_spill > hw.dram_capacity:
-        return (f"infeasible: every mapping in space {space!r} must keep at least {least_spill / 1e9:.1f} GB "
-                f"beyond on-die memory, but {hw.name}'s DRAM holds {hw.dram_capacity / 1e9:.1f} GB")
-    dies = f"{hw.num_dies} usable dies"
+def _evidence(ev: infeasible.Evidence, seen: list, work: Workload, hw: Hardware, sp: Space) -> infeasible.Evidence:
+    """ev completed for an infeasible answer: the class split of the least-memory point, the least
+    need had every op split evenly (and which dimensions do not divide that point's group), and
+    the least need on the defect-free grid when the grid has defects. Arithmetic only."""
+    tiers = _Tiers.of(sp, hw)
+    for pt, pr in seen:
+        if pt == ev.least_point:
+            _need, ev.least_parts = _memory_need(pt, pr, work, sp, tiers)
+        even, parts = _memory_need(pt, pr, work, sp, tiers, even=True)
+        if even < ev.even:
+            ev.even, ev.even_parts, ev.even_point = even, parts, pt
+            ev.undivided = undivided_dimensions(pr.tables)
     if hw.defects:
-        dies += f"; {len(hw.defects)} of {hw.rows * hw.cols} dies are defective"
-    if least_mem == float("inf"):
-        return (f"no outer point of space {space!r} fits {work.model.name} on {hw.name} "
-                f"({dies}): no degrees divide the batch or tile the grid's usable dies")
-    if least_mem > cap:
-        return (f"infeasible: the least memory per die any mapping in space {space!r} needs is "
-                f"{least_mem / 1e9:.2f} GB, but {hw.name} has {cap / 1e9:.2f} GB per die ({dies})")
-    return (f"infeasible: {hw.name} has {cap / 1e9:.2f} GB per die; a lower bound on what a mapping in space "
-            f"{space!r} needs is {least_mem / 1e9:.2f} GB (model state and the block inputs), but the solver "
-            f"proved that none of the {solved} remaining candidates fits once activations kept or rebuilt "
-            f"for backward are counted")
+        clean = hw.model_copy(update={"defects": []})
+        ev.clean_least = min((_bounds(pt, pr, work, clean, sp, tiers)[1] for pt, pr in probed_points(work, clean, sp)),
+                             default=float("inf"))
+    return ev
