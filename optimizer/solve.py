@@ -19,6 +19,8 @@ from __future__ import annotations
 import heapq
 import os
 import time
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -882,6 +884,107 @@ def _solve_edp(inner: Inner, tb: Tables, pt: OuterPoint, sp: Space, work: Worklo
             return out
 
 
+@dataclass
+class _Found:
+    """The search's results so far: the incumbent (objective, mapping, modeled step time), inner
+    solves run, bounds left open by solves that did not finish, whether any ran out of time."""
+
+    objective: str
+    total: int
+    progress: Callable[[Progress], None] | None
+    best: tuple[float, Mapping, float] | None = None
+    solved: int = 0
+    open_bounds: list[float] = field(default_factory=list)
+    timed_out: bool = False
+
+    def offer(self, cand: tuple[float, Mapping, float]) -> None:
+        if self.best is None or cand[0] < self.best[0]:
+            self.best = cand
+
+    def absorb(self, results: list[tuple[float, "_PointResult"]]) -> None:
+        """Take finished inner solves in, each with its point's bound lb, and report progress."""
+        for lb, res in results:
+            self.solved += 1
+            for cand in res.candidates:
+                self.offer(cand)
+            self.open_bounds.extend(res.open_bounds)
+            self.timed_out = self.timed_out or res.timed_out
+            if not self.progress:
+                continue
+            best = self.best
+            if self.objective == "time":
+                self.progress(Progress(self.solved, self.total, best[0] if best else None, lb))
+            else:
+                self.progress(Progress(self.solved, self.total, best[2] if best else None, None,
+                                       {"objective": self.objective, "incumbent": best[0] if best else None,
+                                        "bound": lb}))
+
+
+class _InnerPool:
+    """Inner solves of outer points run side by side, one solver thread each, on up to `workers`
+    cores (CP-SAT, HiGHS and CBC release the interpreter while they search), while the search goes
+    on bounding the next points. One worker: each solve runs at once, in the caller's thread."""
+
+    def __init__(self, backend: str, workers: int):
+        self.workers = max(1, workers)
+        self._ex = ThreadPoolExecutor(self.workers) if self.workers > 1 else None
+        self._pending: list[tuple[float, Future]] = []
+        self._ready: list[tuple[float, _PointResult]] = []
+
+    def full(self) -> bool:
+        return len(self._pending) >= self.workers
+
+    def submit(self, lb: float, fn, *args) -> None:
+        """fn(*args, threads=1) -> _PointResult, for a point of bound lb."""
+        if self._ex is None:
+            self._ready.append((lb, fn(*args, 1)))
+        else:
+            self._pending.append((lb, self._ex.submit(fn, *args, 1)))
+
+    def done(self, wait: bool = False, wait_all: bool = False) -> list[tuple[float, _PointResult]]:
+        """The solves finished so far (wait: at least one, if any runs; wait_all: every one)."""
+        if self._pending and (wait or wait_all):
+            futures_wait([f for _, f in self._pending], return_when=ALL_COMPLETED if wait_all else FIRST_COMPLETED)
+        out, self._ready = self._ready, []
+        finished = [(lb, f) for lb, f in self._pending if f.done()]
+        self._pending = [(lb, f) for lb, f in self._pending if (lb, f) not in finished]
+        return out + [(lb, f.result()) for lb, f in finished]
+
+    def close(self) -> None:
+        if self._ex is not None:
+            self._ex.shutdown(wait=True, cancel_futures=True)
+
+
+def _refine(key: int, pt: OuterPoint, pr: _Probe, stage: dict, fitting_of: dict, work: Workload, hw: Hardware,
+            sp: Space, objective: str, backend: str, found: _Found, deadline: float, threads: int) -> float | None:
+    """The next bound of a point that reached the front (None: it cannot be solved). Tightened
+    lazily: first the separable Lagrangian bound; the next time, the same on the point's
+    placement and, unless that reaches the incumbent, the one that prices resharding, whose best
+    joint choice seeds a primal heuristic (found.offer takes its mappings)."""
+    done = stage.get(key, 0)
+    stage[key] = done + 1
+    if done == 0:  # gathers at their least: no placement solved yet
+        comm = _layer_comm(pr, _gathers(pt, pr, work, hw, None))
+        return _lagrangian_bound(_relaxations(pt, pr, work, hw, sp, fitting_of[key], comm))
+    tb = _tables(pt, pr, work, hw, sp)
+    if tb is None:  # no placement: the point cannot be solved
+        fitting_of.pop(key)
+        return None
+    comm = _layer_comm(pr, _gathers(pt, pr, work, hw, tb))
+    relaxed = _relaxations(pt, pr, work, hw, sp, fitting_of.pop(key), comm)
+    refined = _lagrangian_bound(relaxed)
+    block = _block_comm(pr)
+    best = found.best
+    target = best[0] if best is not None and objective == "time" else float("inf")  # seconds
+    if block is not None and refined < target:
+        refined = max(refined, _resharding_bound(relaxed, block, target))
+        if refined < target and objective != "edp":  # its options may give a better incumbent
+            for cand in _relaxed_mapping(pt, tb, relaxed, block, hw, sp, objective, best[0] if best else None,
+                                         backend, PRIMAL_SHARE * (deadline - time.perf_counter()), threads):
+                found.offer(cand)
+    return refined
+
+
 def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full", backend: str = "cpsat",
           objective: str = "time", time_limit_s: float = 60.0, threads: int | None = None,
           progress: Callable[[Progress], None] | None = None) -> Solution:
@@ -935,74 +1038,48 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
         floors[total] = _energy_floor(pt, pr, work, hw) if objective != "time" else 0.0
         heapq.heappush(heap, (_point_bound(objective, lb, floors[total], static_w * pt.dies), total, pt))
 
-    best: tuple[float, Mapping, float] | None = None  # (objective, mapping, modeled step time)
-    solved = 0
-    open_bounds: list[float] = []  # bounds of points whose inner solve did not finish
-    timed_out = False
+    found = _Found(objective, total, progress)
     stage: dict[int, int] = {}  # point key -> bounds applied so far (1: Lagrangian, 2: placed, with resharding)
-    while heap:
-        lb, key, pt = heap[0]
-        if best is not None and lb >= best[0] * (1 - REL_TOL):
-            break
-        remaining = deadline - time.perf_counter()
-        if remaining <= 0:
-            timed_out = True
-            break
-        heapq.heappop(heap)
-        pr = probes[(pt.shape, pt.micro_batch)]
-        # tighten lazily, only for points that reach the front: first the separable Lagrangian
-        # bound, then (if the point comes back to the front) the same on the point's placement
-        # and, unless that reaches the incumbent, the one that prices resharding
-        done = stage.get(key, 0)
-        if done < 2:
-            stage[key] = done + 1
-            if done == 0:  # gathers at their least: no placement solved yet
-                comm = _layer_comm(pr, _gathers(pt, pr, work, hw, None))
-                refined = _lagrangian_bound(_relaxations(pt, pr, work, hw, sp, fitting_of[key], comm))
-            else:  # on the point's own placement, then with resharding
-                tb = _tables(pt, pr, work, hw, sp)
-                if tb is None:  # no placement: the point cannot be solved
-                    fitting_of.pop(key)
-                    continue
-                comm = _layer_comm(pr, _gathers(pt, pr, work, hw, tb))
-                relaxed = _relaxations(pt, pr, work, hw, sp, fitting_of.pop(key), comm)
-                refined = _lagrangian_bound(relaxed)
-                block = _block_comm(pr)
-                target = best[0] if best is not None and objective == "time" else float("inf")  # seconds
-                if block is not None and refined < target:
-                    refined = max(refined, _resharding_bound(relaxed, block, target))
-                    if refined < target and objective != "edp":  # its options may give a better incumbent
-                        found = _relaxed_mapping(pt, tb, relaxed, block, hw, sp, objective, best[0] if best else None,
-                                                 backend, PRIMAL_SHARE * (deadline - time.perf_counter()), threads)
-                        for cand in found:
-                            if best is None or cand[0] < best[0]:
-                                best = cand
-            time_lbs[key] = max(time_lbs[key], refined)
-            heapq.heappush(heap, (_point_bound(objective, time_lbs[key], floors[key], static_w * pt.dies), key, pt))
-            continue
-        fitting_of.pop(key, None)  # solved without the last bound
-        tb = _tables(pt, pr, work, hw, sp)
-        if tb is None:
-            continue
-        inner = build_inner(tb, sp.recompute_allowed(tb.graph, pt.recompute_policy), hw.die.memory_bytes,
-                            sp.offload_classes(hw), energy=objective != "time")
-        incumbent = best[0] if best is not None else None
-        if objective == "edp":
-            res = _solve_edp(inner, tb, pt, sp, work, hw, lb, incumbent, backend, deadline, threads)
-        else:
-            res = _solve_time_or_energy(inner, tb, pt, sp, objective, lb, incumbent, backend, remaining, threads)
-        solved += 1
-        for cand in res.candidates:
-            if best is None or cand[0] < best[0]:
-                best = cand
-        open_bounds.extend(res.open_bounds)
-        timed_out = timed_out or res.timed_out
-        if progress:
-            if objective == "time":
-                progress(Progress(solved, total, best[0] if best else None, lb))
+    pool = _InnerPool(backend, threads if objective != "edp" else 1)
+    try:
+        while heap:
+            found.absorb(pool.done())
+            best = found.best
+            lb, key, pt = heap[0]
+            if best is not None and lb >= best[0] * (1 - REL_TOL):
+                break
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                found.timed_out = True
+                break
+            if stage.get(key, 0) >= 2 and pool.full():  # the point needs a worker: wait for one
+                found.absorb(pool.done(wait=True))
+                continue
+            heapq.heappop(heap)
+            pr = probes[(pt.shape, pt.micro_batch)]
+            if stage.get(key, 0) < 2:
+                refined = _refine(key, pt, pr, stage, fitting_of, work, hw, sp, objective, backend, found, deadline,
+                                  threads)
+                if refined is not None:
+                    time_lbs[key] = max(time_lbs[key], refined)
+                    heapq.heappush(heap, (_point_bound(objective, time_lbs[key], floors[key], static_w * pt.dies),
+                                          key, pt))
+                continue
+            fitting_of.pop(key, None)  # solved without the last bound
+            tb = _tables(pt, pr, work, hw, sp)
+            if tb is None:
+                continue
+            inner = build_inner(tb, sp.recompute_allowed(tb.graph, pt.recompute_policy), hw.die.memory_bytes,
+                                sp.offload_classes(hw), energy=objective != "time")
+            incumbent = best[0] if best is not None else None
+            if objective == "edp":
+                found.absorb([(lb, _solve_edp(inner, tb, pt, sp, work, hw, lb, incumbent, backend, deadline, threads))])
             else:
-                progress(Progress(solved, total, best[2] if best else None, None,
-                                  {"objective": objective, "incumbent": best[0] if best else None, "bound": lb}))
+                pool.submit(lb, _solve_time_or_energy, inner, tb, pt, sp, objective, lb, incumbent, backend, remaining)
+        found.absorb(pool.done(wait_all=True))
+    finally:
+        pool.close()
+    best, solved, open_bounds, timed_out = found.best, found.solved, found.open_bounds, found.timed_out
 
     elapsed = time.perf_counter() - t0
     unexplored = [h[0] for h in heap]
