@@ -138,6 +138,7 @@ class _Probe:
     # of this probe whose first group sits at the same origin share one cache (Tables._ec)
     edge_caches: dict = field(default_factory=dict)
     pair_tables: tuple[dict, dict, dict] | None = None  # _pair_tables of the block ops, once needed
+    act_post: float = 0.0  # least bytes the post ops (final norm, head, loss) keep for backward, per micro-batch
     even: "_Probe | None" = None  # the same had every op split evenly over the group (_even_probe)
 
 
@@ -157,13 +158,15 @@ def _probe(work: Workload, hw: Hardware, space: Space, shape: tuple[int, int], m
     add2 = graph.op("add2")
     x_bytes = min(tb.option_cost(add2, opt).out_bytes[graph.block_output] for opt in tb.options(add2))
     params_op = max(least((o,), lambda c: c.params) for o in graph.block + graph.pre + graph.post)
-    return _Probe(tb, least(graph.block, lambda c: c.fwd_s + c.bwd_s), least(graph.pre, lambda c: c.fwd_s + c.bwd_s),
-                  least(graph.post, lambda c: c.fwd_s + c.bwd_s), least(graph.block, lambda c: c.params),
-                  least(graph.pre, lambda c: c.params), least(graph.post, lambda c: c.params), params_op, x_bytes,
-                  _op_table(tb), least(graph.block, lambda c: c.flops), least(graph.pre, lambda c: c.flops),
-                  least(graph.post, lambda c: c.flops), least(graph.block, lambda c: c.mem_bytes),
-                  least(graph.pre, lambda c: c.mem_bytes), least(graph.post, lambda c: c.mem_bytes),
-                  edge_caches=caches)
+    post_saved = sum(min(tb.option_cost(src, opt).out_bytes[t] for opt in tb.options(src))
+                     for o in graph.post for t in o.saved for src in (graph.producer(t),))
+    pr = _Probe(tb, least(graph.block, lambda c: c.fwd_s + c.bwd_s), least(graph.pre, lambda c: c.fwd_s + c.bwd_s),
+                least(graph.post, lambda c: c.fwd_s + c.bwd_s), least(graph.block, lambda c: c.params),
+                least(graph.pre, lambda c: c.params), least(graph.post, lambda c: c.params), params_op, x_bytes,
+                _op_table(tb), least(graph.block, lambda c: c.flops), least(graph.pre, lambda c: c.flops),
+                least(graph.post, lambda c: c.flops), least(graph.block, lambda c: c.mem_bytes),
+                least(graph.pre, lambda c: c.mem_bytes), least(graph.post, lambda c: c.mem_bytes),
+                edge_caches=caches, act_post=post_saved)
     return pr
 
 
@@ -291,6 +294,7 @@ def _on_die(pt: OuterPoint, pr: _Probe, work: Workload, space: Space, tiers: _Ti
     state = np.where(off[..., :3] > 0, piece, state)
     # kept activations and recomputation buffers, each op at its least
     kept = _least_kept(pr, np.append(lps * flight, 1.0))
+    kept[-2] += np.broadcast_to(flight, lps.shape)[-1] * pr.act_post  # the last stage holds the post ops' saved tensors too
     act = np.where(off[..., 3] > 0, kept[-1], kept[:-1, None])
     return np.concatenate([state, act[..., None]], axis=2)
 
@@ -312,6 +316,7 @@ def _bounds(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space: Spa
     flight = cost.micro_batches_in_flight(np.arange(pt.pp), pt.pp, m, pt.virtual, pt.layer_group)
     classes = cost.OFFLOAD_CLASSES  # weights, grads, optimizer, activations: the columns below
     act_mb = lps * pr.act_layer  # saved activations of one micro-batch
+    act_mb[-1] += pr.act_post
     model_state = [params * per_param[c] for c in classes[:3]]
     held = np.column_stack(model_state + [act_mb * flight])
     moved = np.column_stack(model_state + [act_mb])  # bytes a traffic rate applies to
@@ -407,6 +412,7 @@ def _relaxations(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space
     c_wrap = (sum(lps) - 1) / v + (m - 1 / v) * (lps[slow] - (1 if slow == 0 else 0))
     const = (pr.pre_s + pr.post_s) / v + (m - 1 / v) * ((pr.pre_s if slow == 0 else 0.0) +
                                                       (pr.post_s if slow == pp - 1 else 0.0))
+    w_post = 1 / v + (m - 1 / v) * (slow == pp - 1)  # objective seconds per second of the last stage's post ops
     allowed = space.recompute_allowed(pr.tables.graph, pt.recompute_policy)
     valid = np.array([[(r and True in allowed[n]) or (not r and False in allowed[n]) for r in rec_row]
                       for n, rec_row in zip(tab.names, tab.recompute)])
@@ -427,7 +433,8 @@ def _relaxations(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space
                                                      state["grads"] if "grads" in off else 0.0, 0.0, pt.layer_group)
         step_bytes = cost.dram_traffic_per_step(*(state[c] if c in off else 0.0 for c in ("weights", "grads", "optimizer")))
         c_params = c_layer * mb_bytes / bw + lps[slow] * (upd + step_bytes / bw) if bw else lps[slow] * upd
-        c_act = c_layer * cost.dram_traffic_per_micro_batch(0, 0, 1, pt.layer_group) / bw if "activations" in off else 0.0
+        act_rate = cost.dram_traffic_per_micro_batch(0, 0, 1, pt.layer_group)  # bytes moved per byte kept in DRAM
+        c_act = c_layer * act_rate / bw if "activations" in off else 0.0
         m_params = lps[0] * sum(v_ for c, v_ in state.items() if c not in off)
         m_act = 1.0 if "activations" in off else lps[0] * flight  # offloaded: one layer's working piece
         fixed = pr.params_pre * sum(v_ for c, v_ in state.items() if c not in off)
@@ -437,7 +444,8 @@ def _relaxations(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space
         out.append(_Relaxed(cheap, c_layer * (time_ + comm) + c_params * tab.params + c_act * tab.act,
                             m_params * tab.params + m_act * tab.act + tab.buffer,
                             d_params * tab.params + d_act * tab.act, params, hw.die.memory_bytes - fixed,
-                            hw.dram_capacity, sum(working.get(c, 0.0) for c in off), holder, const,
+                            hw.dram_capacity, sum(working.get(c, 0.0) for c in off), holder,
+                            const + (w_post * act_rate * pr.act_post / bw if "activations" in off else 0.0),
                             c_layer, c_wrap, c_act, m_act, offload=off))
     return out
 

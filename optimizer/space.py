@@ -66,17 +66,20 @@ class Space:
     free_ops: frozenset[str] | None = None  # if set, every other op is fixed: replicated, stored
     points: tuple[OuterPoint, ...] | None = None  # if set, exactly these outer points
 
-    def shapes(self, hw: Hardware) -> list[tuple[int, int]]:
-        """Tensor group shapes r×c that fit the grid. A shape need not divide it: its aligned tiles
-        cover the top-left part and the dies beyond stay idle (topology.usable_tiles), so the
-        space on a grid holds the space of every sub-grid anchored at its corner."""
+    def shapes(self, hw: Hardware, work: Workload | None = None) -> list[tuple[int, int]]:
+        """Tensor group shapes r×c that fit the grid. A side need not divide the grid's: the aligned
+        tiles of the shape cover the grid's top-left part and the dies beyond stay idle
+        (topology.usable_tiles), so the space on a grid holds the space of every sub-grid anchored
+        at its corner. A side that divides neither the grid's side nor any dimension of `work`'s
+        model (side_lengths) is left out: no option splits across it, so its dies would only repeat
+        the work of the others."""
         if not self.tensor:
             return [(1, 1)]
         if self.whole_grid:
             return [(hw.rows, hw.cols)]
         out = []
-        for r in range(1, hw.rows + 1):
-            for c in range(1, hw.cols + 1):
+        for r in side_lengths(hw.rows, work):
+            for c in side_lengths(hw.cols, work):
                 if hw.topology.kind == "switched" and r > 1 and c != hw.cols:
                     continue  # a group spanning nodes takes whole nodes
                 if self.name == "megatron" and r > 1 and hw.topology.kind == "switched":
@@ -96,7 +99,7 @@ class Space:
         # the layer-wise schedule only pays where DRAM holds weights or gradients (else it only keeps
         # more activations), and only with more than one micro-batch per step
         layerwise = self.layerwise and bool(self.offload_classes(hw))
-        for shape in self.shapes(hw):
+        for shape in self.shapes(hw, work):
             tiles = (hw.rows // shape[0]) * (hw.cols // shape[1])
             for pp in (range(1, min(L, tiles) + 1) if self.pipeline else (1,)):
                 for dp in range(1, tiles // pp + 1):
@@ -177,6 +180,17 @@ class Space:
 MEGATRON_SPLITS = {"q_proj": "a", "kv_proj": "g", "qk": "a", "softmax": "a", "attn_dropout": "a", "av": "a",
                    "attention": "a", "out_proj": "a", "fc1": "f", "act": "f", "fc2": "f", "embedding": "v",
                    "lm_head": "v", "loss": "v"}
+
+
+def side_lengths(side: int, work: Workload | None) -> list[int]:
+    """Group side lengths tried along a grid side of `side` dies: its divisors and, with a
+    workload, every length up to `side` that divides one of the model's split dimensions
+    (hidden, heads, kv heads, head dim, ffn, vocab, sequence) or a micro-batch size."""
+    if work is None:
+        return [n for n in range(1, side + 1) if side % n == 0]
+    m = work.model
+    dims = (m.hidden, m.heads, m.n_kv_heads, m.dim_per_head, m.ffn_size, m.vocab, work.seq_len) + MICRO_BATCHES
+    return [n for n in range(1, side + 1) if side % n == 0 or any(d % n == 0 for d in dims)]
 
 
 def layer_groups(m: int) -> list[int]:
