@@ -362,6 +362,9 @@ COARSE_EVERY = 4  # the resharding bound tries every 4th multiplier, then the ne
 # weights θ on the first of the two linear pieces of a pass's exposed ZeRO-3 gathers (the second gets
 # 1 − θ): max(piece 1, piece 2) ≥ θ·piece 1 + (1 − θ)·piece 2 for each, forward and backward
 THETAS = (0.0, 0.5, 1.0)
+# (assumption, from measurement: near the incumbent the heuristic rarely improves it, and the inner
+# solve of the point, which must run anyway, finds what it would)
+PRIMAL_MIN_GAIN = 0.005  # the primal heuristic runs where the bound lies this far (relative) below the incumbent
 PRIMAL_SHARE = 0.05  # of the time left, at most, for one primal heuristic solve (_relaxed_mapping)
 
 
@@ -986,7 +989,8 @@ def _refine(key: int, pt: OuterPoint, pr: _Probe, stage: dict, fitting_of: dict,
     target = best[0] if best is not None and objective == "time" else float("inf")  # seconds
     if block is not None and refined < target:
         refined = max(refined, _resharding_bound(relaxed, block, target))
-        if refined < target and objective != "edp":  # its options may give a better incumbent
+        # its options may give a better incumbent, worth a solve where the bound leaves room
+        if refined < target * (1 - PRIMAL_MIN_GAIN) and objective != "edp":
             for cand in _relaxed_mapping(pt, tb, relaxed, block, hw, sp, objective, best[0] if best else None,
                                          backend, PRIMAL_SHARE * (deadline - time.perf_counter()), threads):
                 found.offer(cand)
