@@ -50,7 +50,8 @@ def run_one(model: str, preset: str, nodes: int | None, time_limit: float) -> di
            "objective_s": sol.objective_s, "bound_s": sol.bound_s, "gap": sol.gap,
            "points_total": sol.points_total, "points_solved": sol.points_solved,
            "explanation": sol.explanation or None}
-    print(f"{label:42s} {sol.status:10s} {wall:7.1f} s  gap={sol.gap if sol.gap is not None else '-'!s:10.8s} "
+    gap = f"{sol.gap:.2e}" if sol.gap is not None else "-"
+    print(f"{label:42s} {sol.status:10s} {wall:7.1f} s  gap={gap:9s} "
           f"points {sol.points_solved}/{sol.points_total}", flush=True)
     return row
 
