@@ -3,7 +3,8 @@
 Reasons (Solution.reasons, most binding first):
   dram          a mapping fits on the dies only by keeping more in DRAM than the DRAM holds
   memory        even split perfectly over every usable die, the model state and the activations
-                exceed a die (least need vs capacity, per class)
+                exceed a die (least need vs capacity, per class); in a peer's restricted space,
+                the least need of its mappings exceeds it
   divisibility  a perfect split would fit, but the model's dimensions do not divide the degrees
                 the grid and the batch allow (named: which dimension, which group size)
   defects       the defect-free grid would fit; its defective dies leave too few usable tiles
@@ -64,7 +65,8 @@ def reasons(ev: Evidence, hw: Hardware, work: Workload, space: str) -> list[tupl
         out.append(("dram", f"every mapping in space {space!r} must keep at least {ev.least_spill / GB:.3g} GB "
                             f"beyond on-die memory, but {hw.name}'s DRAM holds {hw.dram_capacity / GB:.3g} GB"))
     if ev.even > cap:
-        out.append(("memory", f"even split perfectly, a die needs at least {ev.even / GB:.3g} GB "
+        how = "even split perfectly, a die" if space == "full" else f"in space {space!r}, some die"
+        out.append(("memory", f"{how} needs at least {ev.even / GB:.3g} GB "
                               f"({_parts(ev.even_parts)} GB at {_degrees(ev.even_point)}), but {hw.name} has "
                               f"{cap / GB:.3g} GB per die ({dies})"))
     elif ev.least > cap:

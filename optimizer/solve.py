@@ -171,7 +171,7 @@ def _probe(work: Workload, hw: Hardware, space: Space, shape: tuple[int, int], m
 
 
 REPLICATED = (None, None)
-DIMENSION_NAMES = {"b": "micro-batch", "s": "sequence", "h": "hidden", "a": "heads", "g": "kv heads",
+DIMENSION_NAMES = {"s": "sequence", "h": "hidden", "a": "heads", "g": "kv heads",
                    "d": "head dim", "f": "ffn", "v": "vocab"}
 
 
@@ -1127,15 +1127,20 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
 def _evidence(ev: infeasible.Evidence, seen: list, work: Workload, hw: Hardware, sp: Space) -> infeasible.Evidence:
     """ev completed for an infeasible answer: the class split of the least-memory point, the least
     need had every op split evenly (and which dimensions do not divide that point's group), and
-    the least need on the defect-free grid when the grid has defects. Arithmetic only."""
+    the least need on the defect-free grid when the grid has defects. Arithmetic only. In a
+    restricted space (a peer's) the even split is not asked: its least need stands for it."""
     tiers = _Tiers.of(sp, hw)
     for pt, pr in seen:
         if pt == ev.least_point:
             _need, ev.least_parts = _memory_need(pt, pr, work, sp, tiers)
+        if sp.name != "full":  # a peer's space restricts the options beyond divisibility: no even split
+            continue
         even, parts = _memory_need(pt, pr, work, sp, tiers, even=True)
         if even < ev.even:
             ev.even, ev.even_parts, ev.even_point = even, parts, pt
             ev.undivided = undivided_dimensions(pr.tables)
+    if sp.name != "full":
+        ev.even, ev.even_parts, ev.even_point = ev.least, ev.least_parts, ev.least_point
     if hw.defects:
         clean = hw.model_copy(update={"defects": []})
         ev.clean_least = min((_bounds(pt, pr, work, clean, sp, tiers)[1] for pt, pr in probed_points(work, clean, sp)),
