@@ -36,6 +36,10 @@ def instances() -> list[tuple[str, str, int | None]]:
     return out + list(CLUSTERS)
 
 
+def label(model: str, preset: str, nodes: int | None) -> str:
+    return f"{model} on {preset}" + (f" ({nodes} nodes)" if nodes else "")
+
+
 def run_one(model: str, preset: str, nodes: int | None, time_limit: float) -> dict:
     m = models.load(model)
     batch = 1024 if models.parameter_count(m) >= LARGE_PARAMS else 512
@@ -44,14 +48,14 @@ def run_one(model: str, preset: str, nodes: int | None, time_limit: float) -> di
     t0 = time.perf_counter()
     sol = optimizer.solve(work, hardware, space="full", time_limit_s=time_limit)
     wall = time.perf_counter() - t0
-    label = f"{model} on {preset}" + (f" ({nodes} nodes)" if nodes else "")
-    row = {"instance": label, "model": model, "hardware": preset, "nodes": nodes, "dies": hardware.num_dies,
+    name = label(model, preset, nodes)
+    row = {"instance": name, "model": model, "hardware": preset, "nodes": nodes, "dies": hardware.num_dies,
            "global_batch": batch, "seq_len": work.seq_len, "status": sol.status, "solve_s": wall,
            "objective_s": sol.objective_s, "bound_s": sol.bound_s, "gap": sol.gap,
            "points_total": sol.points_total, "points_solved": sol.points_solved,
            "explanation": sol.explanation or None}
     gap = f"{sol.gap:.2e}" if sol.gap is not None else "-"
-    print(f"{label:42s} {sol.status:10s} {wall:7.1f} s  gap={gap:9s} "
+    print(f"{name:42s} {sol.status:10s} {wall:7.1f} s  gap={gap:9s} "
           f"points {sol.points_solved}/{sol.points_total}", flush=True)
     return row
 
@@ -73,8 +77,7 @@ def main() -> int:
     args = ap.parse_args()
     rows = []
     for model, preset, nodes in instances():
-        label = f"{model} on {preset}" + (f" ({nodes} nodes)" if nodes else "")
-        if args.only and args.only not in label:
+        if args.only and args.only not in label(model, preset, nodes):
             continue
         rows.append(run_one(model, preset, nodes, args.time_limit))
     s = summary(rows)

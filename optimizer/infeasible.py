@@ -23,6 +23,8 @@ from models.schema import Workload
 from .space import OuterPoint
 
 GB = 1e9
+DIMENSION_NAMES = {"s": "sequence", "h": "hidden", "a": "heads", "g": "kv heads", "d": "head dim", "f": "ffn",
+                   "v": "vocab"}  # the operator graph's dimension letters (models.graph) a split can divide
 
 
 @dataclass
@@ -38,8 +40,15 @@ class Evidence:
     undivided: dict[str, int] = field(default_factory=dict)  # at even_point: dimension -> size not divisible
     least_spill: float = math.inf  # bytes in DRAM any fitting choice keeps
     clean_least: float | None = None  # least bytes on the defect-free grid (None: no defects)
-    points: int = 0
-    solved: int = 0
+    solved: int = 0  # inner solves run
+
+
+def undivided_dimensions(sizes: dict[str, int], shape: tuple[int, int]) -> dict[str, int]:
+    """The model's dimensions (DIMENSION_NAMES, sizes: the graph's) that no split factor of an r×c
+    group (r, c, r·c) divides."""
+    r, c = shape
+    factors = {r, c, r * c} - {1}
+    return {name: sizes[d] for d, name in DIMENSION_NAMES.items() if factors and all(sizes[d] % f for f in factors)}
 
 
 def _degrees(pt: OuterPoint) -> str:

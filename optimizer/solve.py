@@ -160,19 +160,16 @@ def _probe(work: Workload, hw: Hardware, space: Space, shape: tuple[int, int], m
     params_op = max(least((o,), lambda c: c.params) for o in graph.block + graph.pre + graph.post)
     post_saved = sum(min(tb.option_cost(src, opt).out_bytes[t] for opt in tb.options(src))
                      for o in graph.post for t in o.saved for src in (graph.producer(t),))
-    pr = _Probe(tb, least(graph.block, lambda c: c.fwd_s + c.bwd_s), least(graph.pre, lambda c: c.fwd_s + c.bwd_s),
-                least(graph.post, lambda c: c.fwd_s + c.bwd_s), least(graph.block, lambda c: c.params),
-                least(graph.pre, lambda c: c.params), least(graph.post, lambda c: c.params), params_op, x_bytes,
-                _op_table(tb), least(graph.block, lambda c: c.flops), least(graph.pre, lambda c: c.flops),
-                least(graph.post, lambda c: c.flops), least(graph.block, lambda c: c.mem_bytes),
-                least(graph.pre, lambda c: c.mem_bytes), least(graph.post, lambda c: c.mem_bytes),
-                edge_caches=caches, act_post=post_saved)
-    return pr
+    return _Probe(tb, least(graph.block, lambda c: c.fwd_s + c.bwd_s), least(graph.pre, lambda c: c.fwd_s + c.bwd_s),
+                  least(graph.post, lambda c: c.fwd_s + c.bwd_s), least(graph.block, lambda c: c.params),
+                  least(graph.pre, lambda c: c.params), least(graph.post, lambda c: c.params), params_op, x_bytes,
+                  _op_table(tb), least(graph.block, lambda c: c.flops), least(graph.pre, lambda c: c.flops),
+                  least(graph.post, lambda c: c.flops), least(graph.block, lambda c: c.mem_bytes),
+                  least(graph.pre, lambda c: c.mem_bytes), least(graph.post, lambda c: c.mem_bytes),
+                  edge_caches=caches, act_post=post_saved)
 
 
 REPLICATED = (None, None)
-DIMENSION_NAMES = {"s": "sequence", "h": "hidden", "a": "heads", "g": "kv heads",
-                   "d": "head dim", "f": "ffn", "v": "vocab"}
 
 
 def _even_probe(tb: Tables, pr: _Probe) -> _Probe:
@@ -188,14 +185,6 @@ def _even_probe(tb: Tables, pr: _Probe) -> _Probe:
                    params_post=sum(rep[o.name].params for o in g.post) / t,
                    params_op=max(c.params for c in rep.values()) / t,
                    act_layer=rep["add2"].out_bytes[g.block_output] / t, ops=ops, even=None)
-
-
-def undivided_dimensions(tb: Tables) -> dict[str, int]:
-    """The model's dimensions (DIMENSION_NAMES) that no split factor of the group divides."""
-    r, c = tb.shape
-    factors = {r, c, r * c} - {1}
-    return {name: tb.graph.sizes[d] for d, name in DIMENSION_NAMES.items()
-            if factors and all(tb.graph.sizes[d] % f for f in factors)}
 
 
 def _least_kept(pr: _Probe, layers: np.ndarray) -> np.ndarray:
@@ -270,31 +259,41 @@ class _Tiers:
         return cls(subsets, off, sum(p.bandwidth for p in hw.dram_ports), hw.die.memory_bytes, hw.dram_capacity)
 
 
-def _stage_params(pt: OuterPoint, pr: _Probe, work: Workload) -> tuple[np.ndarray, np.ndarray]:
-    """(layers per stage, least parameters on one die of each stage) of an outer point."""
-    lps = np.array(balanced_layers(work.model.layers, pt.pp), dtype=float)
-    params = lps * pr.params_layer
-    params[0] += pr.params_pre
-    params[-1] += pr.params_post
-    return lps, params
+@dataclass
+class _StageTerms:
+    """What an outer point's bounds share, per stage: layers, least parameters on one die,
+    micro-batches per step and held at the peak, model-state bytes per parameter by class."""
+
+    lps: np.ndarray
+    params: np.ndarray
+    m: int
+    flight: np.ndarray | float
+    per_param: dict[str, float]
+
+    @classmethod
+    def of(cls, pt: OuterPoint, pr: _Probe, work: Workload, space: Space) -> "_StageTerms":
+        lps = np.array(balanced_layers(work.model.layers, pt.pp), dtype=float)
+        params = lps * pr.params_layer
+        params[0] += pr.params_pre
+        params[-1] += pr.params_post
+        m = work.global_batch // (pt.dp * pt.micro_batch)
+        return cls(lps, params, m, cost.micro_batches_in_flight(np.arange(pt.pp), pt.pp, m, pt.virtual, pt.layer_group),
+                   cost.zero_state_bytes(1.0, pt.dp, pt.zero_stage, space.fp32_grads, work.dtype_bytes))
 
 
-def _on_die(pt: OuterPoint, pr: _Probe, work: Workload, space: Space, tiers: _Tiers) -> np.ndarray:
+def _on_die(pt: OuterPoint, pr: _Probe, work: Workload, space: Space, tiers: _Tiers, st: _StageTerms) -> np.ndarray:
     """Least bytes on one die, stages × DRAM subsets × (weights, grads, optimizer, kept activations
     with recomputation buffers). A class in DRAM leaves the die but for its working piece (the
     largest op's weights or gradients, one layer of one micro-batch's activations, no Adam state)."""
-    lps, params = _stage_params(pt, pr, work)
-    m = work.global_batch // (pt.dp * pt.micro_batch)
-    per_param = cost.zero_state_bytes(1.0, pt.dp, pt.zero_stage, space.fp32_grads, work.dtype_bytes)
     working = cost.offload_working_bytes(pr.params_op, pt.dp, pt.zero_stage, space.fp32_grads, work.dtype_bytes)
-    flight = cost.micro_batches_in_flight(np.arange(pt.pp), pt.pp, m, pt.virtual, pt.layer_group)
     off = tiers.off[None]  # 1 × subsets × classes
-    state = np.stack([params * per_param[c] for c in cost.OFFLOAD_CLASSES[:3]], axis=1)[:, None, :]
+    state = np.stack([st.params * st.per_param[c] for c in cost.OFFLOAD_CLASSES[:3]], axis=1)[:, None, :]
     piece = np.array([working[c] for c in cost.OFFLOAD_CLASSES[:3]])[None, None, :]
     state = np.where(off[..., :3] > 0, piece, state)
     # kept activations and recomputation buffers, each op at its least
-    kept = _least_kept(pr, np.append(lps * flight, 1.0))
-    kept[-2] += np.broadcast_to(flight, lps.shape)[-1] * pr.act_post  # the last stage holds the post ops' saved tensors too
+    flight = np.broadcast_to(st.flight, st.lps.shape)
+    kept = _least_kept(pr, np.append(st.lps * flight, 1.0))
+    kept[-2] += flight[-1] * pr.act_post  # the last stage holds the post ops' saved tensors too
     act = np.where(off[..., 3] > 0, kept[-1], kept[:-1, None])
     return np.concatenate([state, act[..., None]], axis=2)
 
@@ -308,12 +307,10 @@ def _bounds(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space: Spa
     fit (inf if none does). Arrays: stages × classes, × subsets. `tiers`: _Tiers.of(space, hw),
     passed in by callers that bound many points."""
     tiers = tiers or _Tiers.of(space, hw)
-    lps, params = _stage_params(pt, pr, work)
-    m = work.global_batch // (pt.dp * pt.micro_batch)
+    st = _StageTerms.of(pt, pr, work, space)
+    lps, params, m, flight, per_param = st.lps, st.params, st.m, st.flight, st.per_param
     dies_per_stage = pt.dp * pt.shape[0] * pt.shape[1]
     bw = tiers.port_bandwidth / (pt.pp * dies_per_stage)
-    per_param = cost.zero_state_bytes(1.0, pt.dp, pt.zero_stage, space.fp32_grads, work.dtype_bytes)
-    flight = cost.micro_batches_in_flight(np.arange(pt.pp), pt.pp, m, pt.virtual, pt.layer_group)
     classes = cost.OFFLOAD_CLASSES  # weights, grads, optimizer, activations: the columns below
     act_mb = lps * pr.act_layer  # saved activations of one micro-batch
     act_mb[-1] += pr.act_post
@@ -321,7 +318,7 @@ def _bounds(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space: Spa
     held = np.column_stack(model_state + [act_mb * flight])
     moved = np.column_stack(model_state + [act_mb])  # bytes a traffic rate applies to
     subsets, off = tiers.subsets, tiers.off  # subsets × classes
-    mem = _on_die(pt, pr, work, space, tiers).sum(axis=2).max(axis=0)
+    mem = _on_die(pt, pr, work, space, tiers, st).sum(axis=2).max(axis=0)
     dram = (held @ off.T).sum(axis=0) * dies_per_stage
     t = lps * pr.layer_s
     t[0] += pr.pre_s
@@ -349,7 +346,7 @@ def _memory_need(pt: OuterPoint, pr: _Probe, work: Workload, space: Space, tiers
         if pr.even is None:
             pr.even = _even_probe(pr.tables, pr)
         pr = pr.even
-    parts = _on_die(pt, pr, work, space, tiers)
+    parts = _on_die(pt, pr, work, space, tiers, _StageTerms.of(pt, pr, work, space))
     need = parts.sum(axis=2)
     k = int(need.max(axis=0).argmin())
     s = int(need[:, k].argmax())
@@ -936,7 +933,7 @@ class _InnerPool:
     cores (CP-SAT, HiGHS and CBC release the interpreter while they search), while the search goes
     on bounding the next points. One worker: each solve runs at once, in the caller's thread."""
 
-    def __init__(self, backend: str, workers: int):
+    def __init__(self, workers: int):
         self.workers = max(1, workers)
         self._ex = ThreadPoolExecutor(self.workers) if self.workers > 1 else None
         self._pending: list[tuple[float, Future]] = []
@@ -1052,7 +1049,7 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
 
     found = _Found(objective, total, progress)
     stage: dict[int, int] = {}  # point key -> bounds applied so far (1: Lagrangian, 2: placed, with resharding)
-    pool = _InnerPool(backend, threads if objective != "edp" else 1)
+    pool = _InnerPool(threads if objective != "edp" else 1)
     try:
         while heap:
             found.absorb(pool.done())
@@ -1138,7 +1135,7 @@ def _evidence(ev: infeasible.Evidence, seen: list, work: Workload, hw: Hardware,
         even, parts = _memory_need(pt, pr, work, sp, tiers, even=True)
         if even < ev.even:
             ev.even, ev.even_parts, ev.even_point = even, parts, pt
-            ev.undivided = undivided_dimensions(pr.tables)
+            ev.undivided = infeasible.undivided_dimensions(pr.tables.graph.sizes, pt.shape)
     if sp.name != "full":
         ev.even, ev.even_parts, ev.even_point = ev.least, ev.least_parts, ev.least_point
     if hw.defects:
