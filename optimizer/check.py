@@ -32,7 +32,7 @@ from models.schema import Workload
 from . import baselines
 from .evaluate import evaluate
 from .mapping import Mapping, Report
-from .solve import Progress, solve
+from .solve import Progress, plain_explanation, solve
 from .space import OuterPoint, Space, get_space
 
 DESCRIPTION_KEYS = ("tp", "pp", "dp", "micro_batch", "recompute", "sequence_parallel", "virtual_stages")
@@ -170,7 +170,7 @@ def check(mapping: Mapping | str | os.PathLike | dict, work: Workload, hw: Hardw
         notes.append(f"the given mapping is faster than the best mapping the solver found ({sol.status}); "
                      f"a longer time limit may find better")
     if optimum is None:
-        why = _reason(sol.explanation, sol.status)
+        why = plain_explanation(sol.explanation, sol.status)
         notes.append(f"no mapping of space {sol.space!r} found ({sol.status})" + (f": {why}" if why else ""))
     elif sol.status != "optimal":
         notes.append(f"the solve stopped with status {sol.status!r}: the optimum lies between the bound and "
@@ -182,7 +182,7 @@ def check(mapping: Mapping | str | os.PathLike | dict, work: Workload, hw: Hardw
                          f"({same_s / t:.3g}x the given step time; partitions, recomputation and DRAM classes "
                          f"chosen by the solver, status {same.status})")
         elif same.status == "infeasible":
-            notes.append("no mapping with the same degrees fits: " + _reason(same.explanation, same.status))
+            notes.append("no mapping with the same degrees fits: " + plain_explanation(same.explanation, same.status))
 
     return CheckResult(
         mapping=given, step_time_s=t, report=rep, fits=rep.fits, optimum_s=optimum,
@@ -193,12 +193,6 @@ def check(mapping: Mapping | str | os.PathLike | dict, work: Workload, hw: Hardw
         same_degrees_status=same.status if same is not None else None,
         same_degrees_explanation=same.explanation if same is not None and same_s is None else "",
     )
-
-
-def _reason(explanation: str, status: str) -> str:
-    """A solver explanation on one line, without its leading status word."""
-    why = " ".join(explanation.split())
-    return why[len(status) + 1:].strip() if why.lower().startswith(f"{status}:") else why
 
 
 __all__ = ["check", "CheckResult", "from_description", "same_degrees"]

@@ -31,7 +31,7 @@ from . import baselines
 from .evaluate import evaluate as evaluate_mapping
 from .formulation.backends import BACKENDS
 from .mapping import Mapping, Report
-from .solve import OBJECTIVES, Solution
+from .solve import OBJECTIVES, Solution, plain_explanation
 from .solve import Progress as SolveProgress
 from .solve import solve as solve_workload
 from .space import SPACES
@@ -419,13 +419,6 @@ def _split_text(split: tuple[Optional[str], Optional[str]], shape: tuple[int, in
     return f"rows: {_dim(a) if a else 'replicated'} x cols: {_dim(b) if b else 'replicated'}"
 
 
-def _strip_status(explanation: str, status: str) -> str:
-    """The solver's explanation without a leading '<status>: ' (the CLI adds its own)."""
-    text = " ".join(explanation.split())
-    prefix = f"{status}:"
-    return text[len(prefix):].strip() if text.lower().startswith(prefix) else text
-
-
 def _fmt_opt(x: Optional[float], unit: str = "") -> str:
     return "-" if x is None else _num(x, unit)
 
@@ -574,7 +567,7 @@ def solve(
             plan = {"mapping": mapping, "report": report, **summary, **context}
             out.write_text(json.dumps(plan, indent=2) + "\n")
 
-    explanation = _strip_status(sol.explanation, sol.status) if mapping is None else ""
+    explanation = plain_explanation(sol.explanation, sol.status) if mapping is None else ""
     written = _write_plots(plot_paths, sol.mapping, machine, sol.report)
     if json_out:
         data = {**(report or {}), **summary, "model": work.model.name, "hw": machine.name,

@@ -85,6 +85,13 @@ class Solution(BaseModel):
     bound_value: float | None = None  # proven lower bound on objective_value
 
 
+def plain_explanation(explanation: str, status: str) -> str:
+    """A solver explanation on one line, without its leading '<status>: ' (callers add their own)."""
+    text = " ".join(explanation.split())
+    prefix = f"{status}:"
+    return text[len(prefix):].strip() if text.lower().startswith(prefix) else text
+
+
 @dataclass
 class Progress:
     """What a long solve reports as it goes (for a progress bar)."""
