@@ -214,8 +214,8 @@ def published_flops(row: dict[str, Any], model: models.ModelConfig, work: models
 def layer_times(mapping: optimizer.Mapping, work: models.Workload, hardware: Hardware,
                 recompute: str) -> tuple[float, float]:
     """Seconds of one transformer layer's forward and of its backward (recomputation included) for
-    one micro-batch on one GPU: the step-time difference of the model with one layer less gives
-    the layer's whole time; the forward is its ops' forward compute plus the share of its tensor-
+    one micro-batch on one GPU: the step-time difference of the model with one layer less, less
+    that layer's share of the optimizer step, gives the layer's whole time; the forward is its ops' forward compute plus the share of its tensor-
     parallel collectives that runs in the forward (one pass of the two or three: forward,
     recomputed forward, backward)."""
     from optimizer.tables import tables_for
@@ -224,7 +224,9 @@ def layer_times(mapping: optimizer.Mapping, work: models.Workload, hardware: Har
     full = optimizer.evaluate(mapping, work, hardware)
     less = optimizer.evaluate(mapping.model_copy(update={"layers_per_stage": None}), fewer, hardware)
     m = work.global_batch // (mapping.dp * mapping.micro_batch)
-    per_mb = (full.step_time_s - less.step_time_s) / m
+    # the paper times the passes alone: the layer's share of the optimizer step is not in them
+    optimizer_share = full.breakdown.get("optimizer", 0.0) - less.breakdown.get("optimizer", 0.0)
+    per_mb = (full.step_time_s - less.step_time_s - optimizer_share) / m
     tables = tables_for(mapping, work, hardware)
     ch = {o.name: mapping.choice(o.name) for o in tables.graph.block}
     fwd_compute = sum(tables.option_cost(o, ch[o.name].split).fwd_s for o in tables.graph.block)
