@@ -46,8 +46,8 @@ if str(HERE) not in sys.path:  # `common` sits next to this file, whether run or
 
 import models  # noqa: E402
 from common import RESULTS_DIR, claim, write_result  # noqa: E402
-from optimizer.explore import SRAM_MM2_PER_GB_N5, Budget, DesignPoint, Template, explore, pareto  # noqa: E402
-from optimizer.pictures import pareto_picture  # noqa: E402
+from optimizer.tools.explore import SRAM_MM2_PER_GB_N5, Budget, DesignPoint, Template, explore, pareto  # noqa: E402
+from optimizer.tools.pictures import pareto_picture  # noqa: E402
 
 BASE = "tmac-wafer"
 WORKERS = 2  # the machine's cores

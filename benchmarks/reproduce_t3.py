@@ -25,7 +25,7 @@ Setup (every choice not from T3 is an assumption, see docs/reproduction.md, "T3"
   * the ring sends in one direction (RING_DIRECTIONS = 1, assumption: a single ring as in RCCL and
     T3's DMA ring; hw.topology's torus convention of two counter-rotating half rings is reported as
     a sensitivity);
-  * times and bytes from optimizer/overlap.py: GEMM by cost.matmul_time (roofline with its memory
+  * times and bytes from optimizer/model/overlap.py: GEMM by cost.matmul_time (roofline with its memory
     traffic), collectives by overlap.ring_time, modes and data moved by overlap.sublayer;
   * data moved (T3's accounting, overlap.reduce_scatter_pieces): the sequential reduce-scatter reads
     2t − 1 and writes t pieces of T×N/t (sums on the cores, kernel-driven ring); fused with near-memory
@@ -58,7 +58,7 @@ import hw  # noqa: E402
 import models  # noqa: E402
 from common import RESULTS_DIR, claim, save_figure, write_result  # noqa: E402
 from hw.schema import DTYPE_BYTES  # noqa: E402
-from optimizer import overlap  # noqa: E402
+from optimizer.model import overlap  # noqa: E402
 
 HARDWARE = "t3-gpu"
 CASES: tuple[tuple[str, tuple[int, ...]], ...] = (  # (model preset, tensor-parallel degrees): T3's

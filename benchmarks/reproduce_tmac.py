@@ -66,8 +66,8 @@ import optimizer  # noqa: E402
 from common import RESULTS_DIR, claim, save_figure, write_result  # noqa: E402
 from hw.loader import build_hardware, raw_preset, strip_sources  # noqa: E402
 from optimizer import baselines  # noqa: E402
-from optimizer.check import same_degrees  # noqa: E402
-from optimizer.space import get_space  # noqa: E402
+from optimizer.tools.check import same_degrees  # noqa: E402
+from optimizer.search.space import get_space  # noqa: E402
 
 HARDWARE = ("tmac-wafer", "wse2")  # claims from the first; the second is reported beside them
 CLAIM_HARDWARE = "tmac-wafer"

@@ -20,8 +20,8 @@ import hw  # noqa: E402
 import models  # noqa: E402
 import optimizer  # noqa: E402
 from common import write_result  # noqa: E402
-from optimizer.bruteforce import brute_force  # noqa: E402
-from optimizer.space import Space, get_space  # noqa: E402
+from optimizer.search.bruteforce import brute_force  # noqa: E402
+from optimizer.search.space import Space, get_space  # noqa: E402
 
 SAMPLE = 2000  # mappings scored to time brute force per mapping
 

@@ -218,7 +218,7 @@ def layer_times(mapping: optimizer.Mapping, work: models.Workload, hardware: Har
     that layer's share of the optimizer step, gives the layer's whole time; the forward is its ops' forward compute plus the share of its tensor-
     parallel collectives that runs in the forward (one pass of the two or three: forward,
     recomputed forward, backward)."""
-    from optimizer.tables import tables_for
+    from optimizer.model.tables import tables_for
 
     fewer = work.model_copy(update={"model": work.model.model_copy(update={"layers": work.model.layers - 1})})
     full = optimizer.evaluate(mapping, work, hardware)

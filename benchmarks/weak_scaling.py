@@ -34,7 +34,7 @@ Setup (every choice is ours, see docs/reproduction.md):
     and fc1 (k, out) -- input gathered along the grid rows, output reduce-scattered along the
     grid columns; out_proj and fc2 (n, in) -- the transpose. The residual stream, norms and adds
     stay 2D-distributed as (hidden on axis 0, sequence on axis 1); the attention core splits the
-    heads over both axes. Every option is checked against optimizer.space's "hecaton" restriction;
+    heads over both axes. Every option is checked against optimizer.search.space's "hecaton" restriction;
   * 1D: optimizer.baselines.megatron(tp=n², pp=1, dp=1, recompute="none") -- Megatron-LM's heads /
     column-row split over all n² dies of the n×n group, norms and residuals replicated.
 
@@ -78,8 +78,8 @@ import optimizer  # noqa: E402
 from common import RESULTS_DIR, claim, save_figure, write_result  # noqa: E402
 from hw.topology import fold, ring_profile  # noqa: E402
 from models.graph import build_graph  # noqa: E402
-from optimizer.mapping import Mapping, OpChoice  # noqa: E402
-from optimizer.space import get_space  # noqa: E402
+from optimizer.model.mapping import Mapping, OpChoice  # noqa: E402
+from optimizer.search.space import get_space  # noqa: E402
 
 HARDWARE = "hecaton-chiplet"
 SIZES = (4, 8, 16)  # grid side n: n×n dies
@@ -95,7 +95,7 @@ SEQ_LEN_PER_SIDE = 256  # seq_len = 256·n: 1024, 2048, 4096 (Llama2's context a
 TOLERANCE_2D = 0.15  # acceptance: 2D ratio within ±15% of its first value
 MIN_DROP_1D = 2.0  # acceptance: 1D ratio falls by at least 2x
 
-# Hecaton-style 2D options, (axis 0, axis 1) loop dims (see optimizer/sharding.py). The residual
+# Hecaton-style 2D options, (axis 0, axis 1) loop dims (see optimizer/model/sharding.py). The residual
 # stream lives as (h on axis 0, s on axis 1); linears alternate (in, out) and (out, in).
 RESIDUAL = ("h", "s")
 ATTENTION_CORE = ("a", "a")  # heads over both axes: a/n per column, one n-th of that per die
@@ -162,7 +162,7 @@ def mapping_2d(work: models.Workload, n: int, micro_batch: int | None = None,
     """Hecaton-style 2D weight-stationary mapping on one n×n group spanning the grid. The micro-batch
     defaults to the whole step (pp = dp = 1: there is no pipeline to feed).
 
-    Raises ValueError if an option is not one optimizer.space's "hecaton" restriction admits."""
+    Raises ValueError if an option is not one optimizer.search.space's "hecaton" restriction admits."""
     micro_batch = micro_batch or work.global_batch
     graph = build_graph(work.model, micro_batch, work.seq_len, work.dtype_bytes)
     allowed = get_space("hecaton").allowed_options(graph, (n, n))
@@ -312,10 +312,10 @@ PARTS_2D = {  # compute_parts_2d: how the 2D compute splits, by op
 
 def compute_parts_2d(n: int) -> dict[str, float]:
     """Seconds of 2D compute per step on one die, by op group (forward + backward, all layers), from
-    the evaluator's own per-op costs (optimizer.tables.Tables.option_cost, one micro-batch per step).
+    the evaluator's own per-op costs (optimizer.model.tables.Tables.option_cost, one micro-batch per step).
     Matmuls keep their FLOPs per die; the memory-bound softmax over the b·a·s·s score tensor grows as n
     (heads = n²), the norms, adds and activation (T·h/n² per die) and the head (T·h·V/n²) shrink as 1/n."""
-    from optimizer.tables import tables_for
+    from optimizer.model.tables import tables_for
 
     work = workload_for(n)
     m = mapping_2d(work, n)

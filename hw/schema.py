@@ -144,7 +144,7 @@ class Overlap(Frozen):
 
     compute_slowdown / comm_slowdown apply to software overlap (the collective runs on the compute
     cores, chunk by chunk); the fused_* factors apply to a fused GEMM + collective (T3-style track &
-    trigger) and model the contention that remains there. See optimizer/overlap.py."""
+    trigger) and model the contention that remains there. See optimizer/model/overlap.py."""
 
     compute_slowdown: float = Field(default=1.0, ge=1, description="factor on compute time under overlap")
     comm_slowdown: float = Field(default=1.0, ge=1, description="factor on communication time under overlap")

@@ -8,7 +8,7 @@
   heuristic(name, ...)     any of them by name
   with_least_offload(...)  a mapping with the smallest set of tensor classes in DRAM that makes it fit
 
-Each returns an optimizer.Mapping inside the strategy space of the same name (optimizer.space);
+Each returns an optimizer.Mapping inside the strategy space of the same name (optimizer.search.space);
 a mapping that cannot fit is still returned (the most memory-frugal the heuristic knows) and
 evaluate() reports fits=False.
 
@@ -39,13 +39,13 @@ from hw.topology import usable_tiles
 from models.graph import BLOCK_LINEARS, RECOMPUTE_POLICIES, SELECTIVE_RECOMPUTE, build_graph, recompute_set
 from models.schema import Workload
 
-from . import cost
-from .cost import OFFLOAD_CLASSES
-from .evaluate import evaluate
-from .mapping import Mapping, OpChoice, StageGroup
-from .sharding import Option
-from .space import LINEARS, MEGATRON_SPLITS, MICRO_BATCHES, get_space, layer_groups
-from .tables import Tables, default_groups, tables_for
+from .model import cost
+from .model.cost import OFFLOAD_CLASSES
+from .model.evaluate import evaluate
+from .model.mapping import Mapping, OpChoice, StageGroup
+from .model.sharding import Option
+from .search.space import LINEARS, MEGATRON_SPLITS, MICRO_BATCHES, get_space, layer_groups
+from .model.tables import Tables, default_groups, tables_for
 
 HEURISTICS = ("megatron", "deepspeed", "accpar", "hecaton")
 Offload = Union[bool, tuple[str, ...]]  # False: nothing in DRAM; True: the least set that fits; or the classes
@@ -375,7 +375,7 @@ def deepspeed(work: Workload, hw: Hardware, zero_stage: int | None = None, micro
     holds a full replica of the computation (no tensor split, no pipeline); the data-parallel
     degree is the largest number of dies that divides the global batch. The heuristic a DeepSpeed
     user follows: the lowest ZeRO stage (1, 2, 3) and the largest micro-batch (of
-    optimizer.space.MICRO_BATCHES dividing the per-replica batch) that fit in die memory, turning
+    optimizer.search.space.MICRO_BATCHES dividing the per-replica batch) that fit in die memory, turning
     on activation checkpointing (full recompute of every block) only if nothing fits without it.
     A given zero_stage / micro_batch / checkpointing fixes that choice. If nothing fits, the most
     frugal choice (ZeRO-3, micro-batch 1, checkpointing) is returned and evaluate() says fits=False.

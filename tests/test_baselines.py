@@ -12,7 +12,7 @@ import optimizer
 from hw.loader import ConfigError
 from models.graph import RECOMPUTE_POLICIES, build_graph, recompute_set
 from optimizer import OpChoice, baselines, evaluate
-from optimizer.space import LINEARS, get_space
+from optimizer.search.space import LINEARS, get_space
 
 REL = 1e-6  # CP-SAT optimizes on an integer time scale: its optimum matches evaluate() to this (test_solver)
 GPT = models.load("megatron-1.7b")  # 24 layers, hidden 2304, 24 heads (SC21 Table 1)
@@ -60,7 +60,7 @@ def test_scored_inside_its_space_and_deterministic(name, case):
     assert m.zero_stage in sp.zero_stages
     assert m.pp == 1 or sp.pipeline
     assert m.tp == 1 or sp.tensor
-    assert m.micro_batch in optimizer.space.MICRO_BATCHES
+    assert m.micro_batch in optimizer.search.space.MICRO_BATCHES
     assert not m.offload or sp.offload
     assert baselines.heuristic(name, *CASES[case]()) == m  # deterministic
 

@@ -11,7 +11,7 @@ import hw
 import models
 import optimizer
 from hw.loader import ConfigError
-from optimizer.cli import app
+from optimizer.tools.cli import app
 
 REL = 1e-6
 # megatron-1.7b, batch 4 x 512 tokens on two tmac dies with 40 GB each: the full space solves to

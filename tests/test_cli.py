@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 import hw
 import models
 import optimizer
-from optimizer.cli import app
+from optimizer.tools.cli import app
 
 runner = CliRunner()
 
@@ -255,8 +255,8 @@ def test_solve_infeasible_is_an_answer(tmp_path):
 
 
 def test_solve_progress_bar_updates():
-    from optimizer.cli import _SolveBar
-    from optimizer.solve import Progress
+    from optimizer.tools.cli import _SolveBar
+    from optimizer.search.solve import Progress
 
     with _SolveBar(enabled=True) as bar:
         bar(Progress(solved=3, total=10, incumbent_s=1.5, bound_s=1.2))

@@ -9,8 +9,8 @@ import hw
 import models
 import optimizer
 from hw.loader import ConfigError
-from optimizer.bruteforce import brute_force
-from optimizer.space import OuterPoint, Space
+from optimizer.search.bruteforce import brute_force
+from optimizer.search.space import OuterPoint, Space
 
 REL = 1e-6
 # CP-SAT counts DRAM bytes kept off the die in KB (rounded up) and step times in ns or ps, so its

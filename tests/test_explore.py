@@ -19,8 +19,8 @@ import hw
 import models
 import optimizer
 from hw.loader import ConfigError
-from optimizer.cli import app
-from optimizer.explore import SRAM_MM2_PER_GB_N5, Budget, DesignPoint, Template, explore, pareto, variants
+from optimizer.tools.cli import app
+from optimizer.tools.explore import SRAM_MM2_PER_GB_N5, Budget, DesignPoint, Template, explore, pareto, variants
 
 runner = CliRunner()
 SMALL = Template(base="tmac-wafer", rows=[2], cols=[1, 2], sram_bytes=[2.56e8, 5.12e8])

@@ -14,13 +14,13 @@ import hw
 import models
 import optimizer
 from hw.loader import ConfigError
-from optimizer import cost
-from optimizer.cli import app
-from optimizer.export import (
+from optimizer.model import cost
+from optimizer.tools.cli import app
+from optimizer.tools.export import (
     MEGATRON_FLAGS, _flow_shop, _simulate, chrome_trace, deepspeed_config, megatron_args, megatron_caveats,
     parse_megatron_args,
 )
-from optimizer.mapping import Mapping, OpChoice
+from optimizer.model.mapping import Mapping, OpChoice
 
 runner = CliRunner()
 NODE = hw.load("dgx-a100", nodes=1)  # 1 x 8 A100s

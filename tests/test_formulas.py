@@ -23,7 +23,8 @@ import hw
 import models
 import optimizer
 from models.graph import build_graph
-from optimizer import Mapping, baselines, cost
+from optimizer import Mapping, baselines
+from optimizer.model import cost
 
 GPT_PRESETS = [
     "megatron-1.7b", "megatron-3.6b", "megatron-7.5b", "megatron-18.4b", "megatron-39.1b",

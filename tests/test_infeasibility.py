@@ -2,13 +2,13 @@
 
 A tensor group need not divide the grid: the dies beyond its aligned tiles stay idle, so more
 hardware never makes training slower or impossible. An infeasible answer names its binding
-reason (optimizer/infeasible.py): memory, divisibility, DRAM capacity or defects.
+reason (optimizer/search/infeasible.py): memory, divisibility, DRAM capacity or defects.
 """
 
 import hw
 import models
 import optimizer
-from optimizer.space import Space
+from optimizer.search.space import Space
 
 REL = 1e-6
 

@@ -10,8 +10,8 @@ import hw
 import models
 import optimizer
 from hw.loader import ConfigError
-from optimizer import cost
-from optimizer.space import OuterPoint, Space, layer_groups
+from optimizer.model import cost
+from optimizer.search.space import OuterPoint, Space, layer_groups
 
 REL = 1e-6
 SMALL = models.ModelConfig(name="small", layers=4, hidden=1024, heads=16, vocab=8192, seq_len=1024)
@@ -128,9 +128,9 @@ def test_bad_layerwise_mappings_are_rejected():
 
 def test_megatron_space_never_runs_layerwise():
     h = chiplets(1.5e8)
-    pts = list(optimizer.space.get_space("megatron").outer_points(WORK, h))
+    pts = list(optimizer.search.space.get_space("megatron").outer_points(WORK, h))
     assert pts and all(p.layer_group == 1 for p in pts)
-    assert any(p.layer_group > 1 for p in optimizer.space.get_space("hecaton").outer_points(WORK, h))
+    assert any(p.layer_group > 1 for p in optimizer.search.space.get_space("hecaton").outer_points(WORK, h))
 
 
 def test_exports_reject_layerwise():

@@ -9,8 +9,8 @@ import hw
 import models
 import optimizer
 from hw.loader import ConfigError
-from optimizer import cost
-from optimizer.space import OuterPoint, Space
+from optimizer.model import cost
+from optimizer.search.space import OuterPoint, Space
 
 REL = 1e-6
 SMALL = models.ModelConfig(name="small", layers=4, hidden=1024, heads=16, vocab=8192, seq_len=1024)

@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from optimizer.minsum import argmin_sum, min_sum
+from optimizer.search.minsum import argmin_sum, min_sum
 
 
 def brute(unary, pairs):

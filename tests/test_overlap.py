@@ -1,4 +1,4 @@
-"""Overlap of a reduce-scatter with its producer GEMM (optimizer/overlap.py) and the T3 reproduction.
+"""Overlap of a reduce-scatter with its producer GEMM (optimizer/model/overlap.py) and the T3 reproduction.
 
 Hand-checked formulas, the ordering ideal ≤ fused ≤ chunked, software overlap losing to sequential
 on small GEMMs, the feature gate of the fused mode, the data-movement count, and the acceptance
@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 import hw
 import models
 from hw.topology import collective, ring_order
-from optimizer import overlap as ov
+from optimizer.model import overlap as ov
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "reproduce_t3.py"
 

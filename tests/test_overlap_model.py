@@ -2,7 +2,7 @@
 
 - The overlap mode of each GEMM (OpChoice.overlap: sequential, chunked software overlap, fused
   T3-style track & trigger) prices the reduction of the partial results it produces with
-  optimizer.overlap.overlap_time; software overlap is never free and can lose to sequential.
+  optimizer.model.overlap.overlap_time; software overlap is never free and can lose to sequential.
 - Fused collectives change the optimum where communication matters (T3: Pati et al., ASPLOS 2024).
 - Brute force == every backend == evaluate on small instances where the modes are picked.
 - Data-parallel gradient reduction, pipeline transfers and ZeRO-3 gathers are overlapped and their
@@ -19,12 +19,12 @@ import hw
 import models
 import optimizer
 from hw.schema import Overlap
-from optimizer import overlap as ov
-from optimizer.bruteforce import brute_force
-from optimizer.evaluate import prepare, stage_scores
+from optimizer.model import overlap as ov
+from optimizer.search.bruteforce import brute_force
+from optimizer.model.evaluate import prepare, stage_scores
 from optimizer.formulation.backends import BACKENDS
-from optimizer.mapping import Mapping, OpChoice
-from optimizer.space import OuterPoint, Space
+from optimizer.model.mapping import Mapping, OpChoice
+from optimizer.search.space import OuterPoint, Space
 
 REL = 1e-6
 GPT = models.Workload(model=models.load("megatron-1.7b"), global_batch=4, seq_len=1024)

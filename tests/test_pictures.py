@@ -1,4 +1,4 @@
-"""optimizer.pictures: the die grid of a mapping, the step-time breakdown and the Pareto front are
+"""optimizer.tools.pictures: the die grid of a mapping, the step-time breakdown and the Pareto front are
 written as non-empty PNG or SVG files (by suffix); any other suffix is a clear error."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import hw
 import models
 import optimizer
 from hw.loader import ConfigError
-from optimizer.explore import DesignPoint
-from optimizer.pictures import breakdown_picture, grid_picture, pareto_picture
+from optimizer.tools.explore import DesignPoint
+from optimizer.tools.pictures import breakdown_picture, grid_picture, pareto_picture
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -13,9 +13,9 @@ import optimizer
 from hw.topology import hops
 from hw.topology import usable_tiles
 from optimizer.formulation.placement import _cpsat_placement, hop_profile, place_groups
-from optimizer.mapping import StageGroup
-from optimizer.space import OuterPoint, Space
-from optimizer.tables import default_groups
+from optimizer.model.mapping import StageGroup
+from optimizer.search.space import OuterPoint, Space
+from optimizer.model.tables import default_groups
 
 REL = 1e-6
 WORK = models.Workload(model=models.load("megatron-1.7b"), global_batch=64, seq_len=2048)

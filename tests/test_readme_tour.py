@@ -44,7 +44,7 @@ def test_the_tour_has_the_main_commands():
 
 
 def test_readme_tour_runs_verbatim(tmp_path):
-    meshmap = [sys.executable, "-c", "from optimizer.cli import main; main()"]
+    meshmap = [sys.executable, "-c", "from optimizer.tools.cli import main; main()"]
     for lang, block in tour_blocks():
         if lang == "python":
             res = subprocess.run([sys.executable, "-c", IMPORTS + block], cwd=tmp_path, capture_output=True,

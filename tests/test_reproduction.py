@@ -15,7 +15,7 @@ import hw
 import models
 import optimizer
 from optimizer import baselines, evaluate
-from optimizer.cost import OFFLOAD_CLASSES
+from optimizer.model.cost import OFFLOAD_CLASSES
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 if str(BENCH) not in sys.path:

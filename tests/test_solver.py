@@ -10,11 +10,11 @@ import hw
 import models
 import optimizer
 from hw.topology import collective, ring_order
-from optimizer.bruteforce import _choices, brute_force, score
+from optimizer.search.bruteforce import _choices, brute_force, score
 from optimizer.formulation.backends import BACKENDS
-from optimizer.solve import _probe, _tables
-from optimizer.space import OuterPoint, Space, get_space
-from optimizer.tables import tables_for
+from optimizer.search.solve import _probe, _tables
+from optimizer.search.space import OuterPoint, Space, get_space
+from optimizer.model.tables import tables_for
 
 REL = 1e-6
 
@@ -194,7 +194,7 @@ def test_point_bounds_never_exceed_the_point_optimum():
     point, memory tight or not, on a line and on a 2×2 grid, with and without ZeRO-3."""
     import dataclasses
 
-    from optimizer.solve import (_block_comm, _bounds, _gathers, _lagrangian_bound, _layer_comm, _relaxations,
+    from optimizer.search.solve import (_block_comm, _bounds, _gathers, _lagrangian_bound, _layer_comm, _relaxations,
                                   _resharding_bound, probed_points)
 
     w = models.Workload(model=models.load("megatron-1.7b"), global_batch=4, seq_len=512)
@@ -229,7 +229,7 @@ def test_backends_agree_where_cpsat_presolve_misproved():
     now return the same optimum, and evaluate() scores CP-SAT's mapping at its objective."""
     from optimizer.formulation.backends import solve_model
     from optimizer.formulation.inner import build_inner
-    from optimizer.solve import _mapping, _tables, probed_points
+    from optimizer.search.solve import _mapping, _tables, probed_points
 
     w = models.Workload(model=models.load("llama2-70b"), global_batch=512, seq_len=4096)
     h, sp = hw.load("tmac-wafer"), get_space("full")
@@ -258,7 +258,7 @@ def test_tensor_group_costs_do_not_depend_on_the_tile():
 
     import numpy as np
 
-    from optimizer.solve import _op_table, _pair_tables, _tables, probed_points
+    from optimizer.search.solve import _op_table, _pair_tables, _tables, probed_points
 
     w = models.Workload(model=models.load("megatron-1.7b"), global_batch=8, seq_len=512)
     h, sp = hw.load("tmac-wafer", rows=4, cols=4), get_space("full")
@@ -284,7 +284,7 @@ def test_relaxed_options_give_feasible_mappings():
     never below the point's brute-force optimum."""
     import dataclasses
 
-    from optimizer.solve import (_block_comm, _bounds, _gathers, _lagrangian_bound, _layer_comm, _relaxations,
+    from optimizer.search.solve import (_block_comm, _bounds, _gathers, _lagrangian_bound, _layer_comm, _relaxations,
                                   _relaxed_mapping, _resharding_bound, probed_points)
 
     w = models.Workload(model=models.load("megatron-1.7b"), global_batch=4, seq_len=512)

@@ -13,7 +13,7 @@ import hw
 import models
 import optimizer
 from hw.topology import switched_collective
-from optimizer import cost
+from optimizer.model import cost
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -129,7 +129,7 @@ def test_committed_validation_results_match_the_code():
 # ---- per-op terms the published runs need --------------------------------------------------------
 def test_memory_bound_backward_moves_the_bytes_of_its_kernel():
     from models.graph import MEMORY_BOUND_BACKWARD
-    from optimizer.tables import tables_for
+    from optimizer.model.tables import tables_for
 
     work = models.Workload(model=models.load("megatron-1.7b"), global_batch=8, seq_len=2048)
     h = hw.load("dgx-a100", nodes=1)
@@ -143,7 +143,7 @@ def test_memory_bound_backward_moves_the_bytes_of_its_kernel():
 
 
 def test_fp8_runs_the_linears_at_the_fp8_peak_and_attention_at_bf16():
-    from optimizer.tables import tables_for
+    from optimizer.model.tables import tables_for
 
     h = hw.load("dgx-h100", nodes=1)
     h = h.model_copy(update={"die": h.die.model_copy(update={"gemm_roofline": False, "compute_units": 0})})
@@ -164,7 +164,7 @@ def test_per_tensor_zero3_gathers_pay_each_tensors_latency_and_hide_nothing():
     h = hw.load("dgx-a100", nodes=4)
     base = optimizer.baselines.deepspeed(work, h, zero_stage=3, micro_batch=2, checkpointing=True)
     per = base.model_copy(update={"zero3_gather": "per_tensor"})
-    from optimizer.tables import tables_for
+    from optimizer.model.tables import tables_for
 
     tb_b, tb_p = tables_for(base, work, h), tables_for(per, work, h)
     op = tb_b.graph.op("fc1")
@@ -194,7 +194,7 @@ def test_async_tp_comm_hides_input_gradient_collectives_only_in_backward():
 
 
 def test_blocking_pipeline_transfers_send_the_whole_activation_and_wait():
-    from optimizer.tables import tables_for
+    from optimizer.model.tables import tables_for
 
     work = models.Workload(model=models.load("megatron-18.4b"), global_batch=64, seq_len=2048)
     h = hw.load("dgx-a100", nodes=4)

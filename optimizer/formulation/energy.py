@@ -24,8 +24,8 @@ nearest unit: at most half a unit per chosen variable.
 
 from __future__ import annotations
 
-from .. import cost
-from ..tables import Tables
+from ..model import cost
+from ..model.tables import Tables
 from .inner import GB, Inner
 from .model import add_expr
 

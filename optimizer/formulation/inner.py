@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..tables import Tables
-from .. import cost, overlap
+from ..model.tables import Tables
+from ..model import cost, overlap
 from .model import LinearModel, add_expr
 
 GB = 1e9  # memory rows are written in GB for numerical balance
@@ -444,7 +444,7 @@ def build_inner(tb: Tables, rec_allowed: dict[str, tuple[bool, ...]], capacity: 
 
 def _overlap_modes(lm: LinearModel, tb: Tables, Y: dict, X: dict, Z: dict, targets: dict[str, dict],
                    energy: bool = False) -> tuple[dict, dict]:
-    """The overlap modes of the GEMMs (optimizer.overlap; evaluate.score_stage prices them the same).
+    """The overlap modes of the GEMMs (optimizer.model.overlap; evaluate.score_stage prices them the same).
 
     W[op, option, r, mode] (binary; Σ_mode W ≤ the choice (option, r), none = sequential) exists only
     where `mode` makes some use of the option faster than sequential: a mode that never saves time

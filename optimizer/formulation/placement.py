@@ -17,8 +17,8 @@ from __future__ import annotations
 from hw.schema import Hardware
 from hw.topology import grid_cycle, usable_tiles
 
-from ..mapping import StageGroup
-from ..tables import default_groups
+from ..model.mapping import StageGroup
+from ..model.tables import default_groups
 from .backends import cpsat_solver
 
 Tile = tuple[int, int]

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 from hw.loader import ConfigError
 from hw.schema import Hardware
 
-from .mapping import Mapping, Report
+from ..model.mapping import Mapping, Report
 
 if TYPE_CHECKING:  # pragma: no cover
     from .explore import DesignPoint
@@ -57,7 +57,7 @@ def _save(fig: Any, path: Path) -> Path:
 def _groups(mapping: Mapping, hw: Hardware) -> tuple:
     if mapping.groups:
         return mapping.groups
-    from .tables import default_groups
+    from ..model.tables import default_groups
 
     groups = default_groups(hw, mapping.pp, mapping.dp, mapping.tp_shape)
     if groups is None:

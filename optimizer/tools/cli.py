@@ -27,14 +27,14 @@ import hw
 import models
 from models.graph import RECOMPUTE_POLICIES
 
-from . import baselines
-from .evaluate import evaluate as evaluate_mapping
-from .formulation.backends import BACKENDS
-from .mapping import Mapping, Report
-from .solve import OBJECTIVES, Solution, plain_explanation
-from .solve import Progress as SolveProgress
-from .solve import solve as solve_workload
-from .space import SPACES
+from .. import baselines
+from ..model.evaluate import evaluate as evaluate_mapping
+from ..formulation.backends import BACKENDS
+from ..model.mapping import Mapping, Report
+from ..search.solve import OBJECTIVES, Solution, plain_explanation
+from ..search.solve import Progress as SolveProgress
+from ..search.solve import solve as solve_workload
+from ..search.space import SPACES
 
 EXIT_ERROR = 2
 
@@ -1041,7 +1041,7 @@ def compare(
     space at its heuristic's degrees (its inner choices free: can those degrees fit?), of each peer's
     space and of the full space, with status and bound."""
     from .check import same_degrees
-    from .space import get_space
+    from ..search.space import get_space
 
     if batch <= 0:
         raise UsageError(f"--batch must be > 0, got {batch}")
@@ -1159,7 +1159,7 @@ def reproduce(
         fail(f"benchmarks/{REPRODUCTIONS[name]} exited with code {code}")
 
 
-def main() -> None:  # pragma: no cover - `python -m optimizer.cli`
+def main() -> None:  # pragma: no cover - `python -m optimizer.tools.cli`
     app()
 
 

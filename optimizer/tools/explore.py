@@ -44,9 +44,9 @@ from hw.loader import ConfigError
 from hw.schema import Hardware
 from models.schema import Workload
 
-from .formulation.backends import BACKENDS
-from .mapping import Mapping
-from .space import get_space
+from ..formulation.backends import BACKENDS
+from ..model.mapping import Mapping
+from ..search.space import get_space
 
 EXECUTORS = ("serial", "pool", "ray")
 # assumption: relative slack when comparing an area/power sum with a budget, only to absorb float
@@ -249,7 +249,7 @@ class DesignPoint(_Frozen):
 
 def _solve_point(args: tuple) -> Any:
     """One design's solve (runs in a worker process: module-level so it pickles)."""
-    from .solve import solve
+    from ..search.solve import solve
 
     work, hardware, space, backend, time_limit_s, threads = args
     return solve(work, hardware, space=space, backend=backend, time_limit_s=time_limit_s, threads=threads)

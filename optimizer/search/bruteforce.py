@@ -11,12 +11,12 @@ from math import prod
 from hw.schema import Hardware
 from models.schema import Workload
 
-from . import cost
-from .evaluate import assemble, finish_stages, in_dram_bytes, score_stage
-from .mapping import OpChoice
+from ..model import cost
+from ..model.evaluate import assemble, finish_stages, in_dram_bytes, score_stage
+from ..model.mapping import OpChoice
 from .solve import OBJECTIVES, _mapping, _tables, probed_points
 from .space import OuterPoint, Space, get_space
-from .tables import default_groups
+from ..model.tables import default_groups
 
 
 @dataclass

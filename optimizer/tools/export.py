@@ -15,11 +15,11 @@ from hw.schema import Hardware
 from models.graph import SELECTIVE_RECOMPUTE
 from models.schema import Workload
 
-from . import cost
-from .baselines import megatron_ops
-from .evaluate import StageScore, assemble, evaluate, normalized_choices, prepare, stage_scores
-from .mapping import Mapping, OpChoice
-from .tables import Tables
+from ..model import cost
+from ..baselines import megatron_ops
+from ..model.evaluate import StageScore, assemble, evaluate, normalized_choices, prepare, stage_scores
+from ..model.mapping import Mapping, OpChoice
+from ..model.tables import Tables
 
 # ------------------------------------------------------------------------------------- Megatron-LM
 # Every flag below exists, with this spelling and meaning, in megatron/training/arguments.py of

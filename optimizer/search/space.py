@@ -27,8 +27,8 @@ from hw.schema import Hardware
 from models.graph import RECOMPUTE_POLICIES, Graph, recompute_set
 from models.schema import Workload
 
-from .cost import OFFLOAD_CLASSES
-from .sharding import Option, options as op_options
+from ..model.cost import OFFLOAD_CLASSES
+from ..model.sharding import Option, options as op_options
 
 SPACES = ("full", "megatron", "deepspeed", "accpar", "hecaton")
 MICRO_BATCHES = (1, 2, 4, 8, 16, 32)

@@ -34,15 +34,16 @@ from hw.schema import Hardware
 from models.graph import build_graph, step_flops
 from models.schema import Workload
 
-from . import cost, infeasible, minsum, overlap
-from .evaluate import evaluate
-from .formulation.backends import BACKENDS, solve_model
-from .formulation.energy import minimize_energy, modeled
-from .formulation.inner import Inner, build_inner
-from .formulation.placement import place_groups
-from .mapping import Mapping, OpChoice, Report
+from ..model import cost, overlap
+from . import infeasible, minsum
+from ..model.evaluate import evaluate
+from ..formulation.backends import BACKENDS, solve_model
+from ..formulation.energy import minimize_energy, modeled
+from ..formulation.inner import Inner, build_inner
+from ..formulation.placement import place_groups
+from ..model.mapping import Mapping, OpChoice, Report
 from .space import OuterPoint, Space, get_space
-from .tables import Tables, balanced_layers, default_groups
+from ..model.tables import Tables, balanced_layers, default_groups
 
 OBJECTIVES = ("time", "energy", "edp")
 EDP_MAX_SOLVES = 24  # inner solves per outer point in the EDP walk, at most (then its bound stays open)
@@ -528,7 +529,7 @@ def _resharding_bound(relaxed: list[_Relaxed], comm: _BlockComm, target: float) 
     least Σ_ops (base + λ·mem) + Σ_edges pair cost over joint choices of the block ops —
     resharding (less what overlap can hide) on the edges, and the activations kept only for a
     recomputed consumer, priced like any kept activation — solved exactly by min-sum variable
-    elimination (optimizer.minsum), less λ·budget. The DRAM capacity row is dropped; the gathers'
+    elimination (optimizer.search.minsum), less λ·budget. The DRAM capacity row is dropped; the gathers'
     weighting is the one the Lagrangian bound found best (r.theta; the last if it did not run).
     Multipliers: every COARSE_EVERY-th of the sweep, then the neighbours of the best (any λ
     gives a valid bound). Once the next subset's cheap bound reaches `target` (or the least so
@@ -580,7 +581,7 @@ def _relaxed_mapping(pt: OuterPoint, tb: Tables, relaxed: list[_Relaxed], comm: 
                      space: Space, objective: str, incumbent: float | None, backend: str, time_limit_s: float,
                      threads: int) -> list:
     """A primal heuristic: the partition options of the block's ops that _resharding_bound's best
-    multiplier makes optimal (optimizer.minsum.argmin_sum, for the DRAM subset with the least
+    multiplier makes optimal (optimizer.search.minsum.argmin_sum, for the DRAM subset with the least
     bound), fixed in the point's inner model, which then picks recomputation, overlap modes, the
     DRAM tiers and the pre/post ops (a far smaller model than the point's). Its candidates are
     feasible mappings of the point (_PointResult.candidates); its bound is not one of the point's,

@@ -29,11 +29,11 @@ from hw.schema import Hardware
 from models.graph import RECOMPUTE_POLICIES
 from models.schema import Workload
 
-from . import baselines
-from .evaluate import evaluate
-from .mapping import Mapping, Report
-from .solve import Progress, plain_explanation, solve
-from .space import OuterPoint, Space, get_space
+from .. import baselines
+from ..model.evaluate import evaluate
+from ..model.mapping import Mapping, Report
+from ..search.solve import Progress, plain_explanation, solve
+from ..search.space import OuterPoint, Space, get_space
 
 DESCRIPTION_KEYS = ("tp", "pp", "dp", "micro_batch", "recompute", "sequence_parallel", "virtual_stages")
 REL_TOL = 1e-9

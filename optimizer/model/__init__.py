@@ -1,0 +1,6 @@
+"""The cost model and its referee: what one training step of a mapping costs.
+
+cost (pure formulas: compute, memory, collectives), sharding (an operator's partition options and
+the layouts they leave), overlap (a collective beside the GEMM it feeds or drains), tables (per
+operator and per edge costs of one outer point, shared by the solver and the referee), mapping
+(Mapping, Report) and evaluate (the referee: a mapping's step time, memory and energy)."""
