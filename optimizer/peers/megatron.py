@@ -1,0 +1,142 @@
+"""Megatron-LM as a fixed mapping: a given launch config (megatron) or the one Megatron users pick
+(megatron_heuristic), with Megatron's tensor-parallel splits, tile shape and rank order."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from hw.loader import ConfigError
+from hw.schema import Hardware
+from hw.topology import usable_tiles
+from models.graph import BLOCK_LINEARS, RECOMPUTE_POLICIES, SELECTIVE_RECOMPUTE, build_graph
+from models.schema import Workload
+
+from ..model.mapping import Mapping, OpChoice, StageGroup
+from ..search.space import MEGATRON_SPLITS
+from .common import (Offload, _check_inputs, _check_offload, _fewest_classes, _fits, _named, squarest,
+                     with_least_offload)
+
+
+def megatron_shape(hw: Hardware, tp: int) -> tuple[int, int]:
+    """Megatron keeps tensor parallelism inside a node (a row of the grid) when it can."""
+    if hw.cols % tp == 0:
+        return (1, tp)
+    shape = squarest(tp, hw.rows, hw.cols)
+    if shape is None:
+        raise ConfigError(f"tp ({tp}) does not tile the {hw.rows}x{hw.cols} grid")
+    return shape
+
+
+# Column-parallel linears: their input gradient is a partial sum all-reduced (reduce-scattered with
+# sequence parallelism) in backward, which Megatron-LM runs beside the weight-gradient GEMM
+ASYNC_TP_OPS = ("q_proj", "kv_proj", "fc1", "lm_head")
+
+
+def megatron_ops(work: Workload, tp: int, recompute: str, sequence_parallel: bool,
+                 async_tp_comm: bool = False, tp_comm_overlap: bool = False) -> dict[str, OpChoice]:
+    """Megatron-LM's 1D tensor parallelism: heads for attention, column/row pairs for the linears,
+    vocab-parallel embedding, head and loss; norms, dropouts and residuals replicated or, with
+    sequence parallelism, split on the sequence. `async_tp_comm`: the column-parallel linears
+    overlap their input-gradient collective with their backward (overlap mode "chunked");
+    `tp_comm_overlap`: every TP linear overlaps its collectives with its GEMM, forward and backward."""
+    if recompute not in RECOMPUTE_POLICIES:
+        raise ConfigError(f"recompute must be one of none, selective, full; got {recompute!r}")
+    model = work.model
+    t = tp > 1
+    seq = ("s", "s") if (sequence_parallel and t) else (None, None)
+
+    def one(dim: str) -> tuple[str | None, str | None]:
+        return (dim, dim) if t else (None, None)
+
+    kv = one("g") if model.n_kv_heads % tp == 0 else (None, None)
+    # Megatron-LM pads the vocabulary to a multiple of 128·tp; the graph keeps the true size, so a
+    # vocabulary tp does not divide stays replicated
+    voc = one("v") if model.vocab % tp == 0 else (None, None)
+    fixed = {"kv_proj": kv, "embedding": voc, "lm_head": voc, "loss": voc}
+    graph = build_graph(model, 1, work.seq_len, flash_attention=work.flash_attention)
+    split = {o.name: fixed.get(o.name, one(MEGATRON_SPLITS[o.name]) if o.name in MEGATRON_SPLITS else seq)
+             for o in graph.block + graph.pre + graph.post}  # norms, dropouts, residuals: SP or replicated
+    block = {o.name for o in graph.block}
+    rec = set() if recompute == "none" else (set(SELECTIVE_RECOMPUTE) & block if recompute == "selective" else block)
+    overlapped = (set(ASYNC_TP_OPS) if async_tp_comm else set()) | (set(BLOCK_LINEARS) if tp_comm_overlap else set())
+    overlapped = overlapped if t else set()
+    return {k: OpChoice(split=v, recompute=k in rec, overlap="chunked" if k in overlapped else "sequential")
+            for k, v in split.items()}
+
+
+def megatron_groups(hw: Hardware, pp: int, dp: int, shape: tuple[int, int]) -> tuple[StageGroup, ...]:
+    """Megatron's rank order (tensor fastest, then data, then pipeline) on row-major tiles."""
+    r, c = shape
+    tiles = [(i * r, j * c) for i in range(hw.rows // r) for j in range(hw.cols // c)]
+    tiles = [t for t in tiles if all(hw.usable((t[0] + a, t[1] + b)) for a in range(r) for b in range(c))]
+    if len(tiles) < pp * dp:
+        raise ConfigError(f"pp x dp x tp = {pp * dp * r * c} dies do not fit on {hw.name} "
+                          f"({hw.num_dies} usable dies)")
+    return tuple(StageGroup(stage=s, replica=d, origin=tiles[s * dp + d]) for s in range(pp) for d in range(dp))
+
+
+def megatron(work: Workload, hw: Hardware, tp: int = 1, pp: int = 1, dp: int = 1, micro_batch: int = 1,
+             recompute: Literal["none", "selective", "full"] = "full", sequence_parallel: bool = False,
+             virtual_stages: int = 1, offload: Offload = False, distributed_optimizer: bool = False,
+             async_tp_comm: bool = False, tp_comm_overlap: bool = False) -> Mapping:
+    """The fixed Megatron-LM mapping: TP inside a node, PP across nodes, DP over the rest.
+    `distributed_optimizer` (--use-distributed-optimizer): Adam states sharded over the
+    data-parallel ranks, gradients reduce-scattered and weights all-gathered (ZeRO stage 1 with
+    fp32 gradients: 6 + 12/dp bytes per parameter). `async_tp_comm`
+    (--async-tensor-model-parallel-allreduce, default in Megatron-LM since late 2021 and always on in
+    Megatron-Core): a column-parallel linear's input-gradient all-reduce (reduce-scatter with sequence
+    parallelism) runs beside its weight-gradient GEMM. `tp_comm_overlap` (--tp-comm-overlap,
+    Transformer Engine's userbuffers): every TP linear's collectives run chunk by chunk beside its
+    GEMM, forward and backward (overlap mode "chunked").
+    `offload`: see optimizer.baselines (True: the least set of classes in DRAM that fits)."""
+    for name, v in (("tp", tp), ("pp", pp), ("dp", dp), ("micro_batch", micro_batch)):
+        if v <= 0:
+            raise ConfigError(f"{name} must be > 0, got {v}")
+    _check_offload(offload, hw)
+    shape = megatron_shape(hw, tp)
+    mapping = Mapping(
+        pp=pp, dp=dp, tp_shape=shape, micro_batch=micro_batch, zero_stage=1 if distributed_optimizer else 0,
+        schedule="interleaved" if virtual_stages > 1 else "1f1b", virtual_stages=virtual_stages,
+        ops=megatron_ops(work, tp, recompute, sequence_parallel, async_tp_comm, tp_comm_overlap),
+        groups=megatron_groups(hw, pp, dp, shape), fp32_grad_accumulation=True,
+        name=f"megatron tp={tp} pp={pp} dp={dp} mb={micro_batch} recompute={recompute}"
+             f"{' sp' if sequence_parallel else ''}{' distopt' if distributed_optimizer else ''}",
+    )
+    if offload is False:
+        return mapping
+    if offload is True:
+        return with_least_offload(mapping, work, hw)
+    return _named(mapping.model_copy(update={"offload": tuple(offload)}))
+
+
+def megatron_heuristic(work: Workload, hw: Hardware, offload: Offload = False) -> Mapping:
+    """Megatron-LM's usual launch rule (Narayanan et al., "Efficient Large-Scale Language Model
+    Training on GPU Clusters Using Megatron-LM", SC21, Sections 3.3 and 5.4): tensor parallelism
+    as wide as a node (here a row of the grid), at most 8, dividing the heads and the ffn; the
+    fewest pipeline stages (dividing the layers) with which the model fits; data parallelism over
+    the remaining tiles (the largest degree dividing the batch); micro-batch 1 and full activation
+    recomputation. If no depth fits, the deepest pipeline is returned (evaluate() says fits=False).
+    offload=True: if no depth fits with nothing in DRAM, the depth that fits with the fewest classes
+    in DRAM (with_least_offload; ties: the fewest stages); if none, the deepest pipeline with every
+    class in DRAM. A tuple: exactly those classes in DRAM at every depth.
+    """
+    _check_inputs(work, hw)
+    _check_offload(offload, hw)
+    m = work.model
+    tps = [t for t in range(1, min(8, hw.cols) + 1) if hw.cols % t == 0 and m.heads % t == 0 and m.ffn_size % t == 0]
+    tp = max(tps)
+    shape = megatron_shape(hw, tp)
+    tiles = len(usable_tiles(hw, shape))
+    fixed = offload if isinstance(offload, (tuple, list)) else False
+    configs = []
+    for pp in (p for p in range(1, min(m.layers, tiles) + 1) if m.layers % p == 0):
+        dp = max(d for d in range(1, tiles // pp + 1) if work.global_batch % d == 0)
+        mapping = megatron(work, hw, tp=tp, pp=pp, dp=dp, micro_batch=1, recompute="full", offload=fixed)
+        if _fits(mapping, work, hw):
+            return mapping
+        configs.append(mapping)
+    assert configs
+    if offload is True:
+        best = _fewest_classes(configs, work, hw)
+        return best if best is not None else with_least_offload(configs[-1], work, hw)
+    return configs[-1]
