@@ -17,9 +17,9 @@ from hw.loader import ConfigError
 from optimizer.model import cost
 from optimizer.tools.cli import app
 from optimizer.tools.export import (
-    MEGATRON_FLAGS, _flow_shop, _simulate, chrome_trace, deepspeed_config, megatron_args, megatron_caveats,
-    parse_megatron_args,
+    MEGATRON_FLAGS, chrome_trace, deepspeed_config, megatron_args, megatron_caveats, parse_megatron_args,
 )
+from optimizer.tools.export.trace import _flow_shop, _simulate
 from optimizer.model.mapping import Mapping, OpChoice
 
 runner = CliRunner()
