@@ -30,11 +30,7 @@ depends on the machine's speed.
 from __future__ import annotations
 
 import itertools
-import logging
 import math
-import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -47,8 +43,8 @@ from models.schema import Workload
 from ..formulation.backends import BACKENDS
 from ..model.mapping import Mapping
 from ..search.space import get_space
+from .executors import EXECUTORS, solve_points
 
-EXECUTORS = ("serial", "pool", "ray")
 # assumption: relative slack when comparing an area/power sum with a budget, only to absorb float
 # rounding (a design at exactly the preset's area must fit a budget set to that area)
 BUDGET_REL_TOL = 1e-12
@@ -245,54 +241,6 @@ class DesignPoint(_Frozen):
         return self.model_dump(mode="json", exclude={"solve_time_s"})
 
 
-# ------------------------------------------------------------------------------------------ solving
-
-def _solve_point(args: tuple) -> Any:
-    """One design's solve (runs in a worker process: module-level so it pickles)."""
-    from ..search.solve import solve
-
-    work, hardware, space, backend, time_limit_s, threads = args
-    return solve(work, hardware, space=space, backend=backend, time_limit_s=time_limit_s, threads=threads)
-
-
-def _ray_module() -> Any:
-    try:
-        import ray  # noqa: PLC0415 - optional dependency, imported only when asked for
-    except ImportError:
-        raise ImportError("executor 'ray' needs Ray, which is not installed: pip install meshmap[ray]") from None
-    return ray
-
-
-def _run_ray(jobs: list[tuple], workers: int, threads: int, address: str | None,
-             done: Callable[[int, Any], None]) -> None:
-    ray = _ray_module()
-    started = False
-    if not ray.is_initialized():
-        # quiet: Ray's start-up notes would mix with a command's own output on stderr
-        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
-        if address is None:
-            # a local Ray sized to the pool: `workers` tasks of `threads` CPUs at a time; workers
-            # find this package even when it is run from a source tree rather than installed
-            root = str(Path(__file__).resolve().parent.parent)
-            path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
-            kwargs.update(num_cpus=workers * threads, runtime_env={"env_vars": {"PYTHONPATH": path}})
-        else:
-            kwargs["address"] = address
-        ray.init(**kwargs)
-        started = True
-    try:
-        remote = ray.remote(num_cpus=threads)(_solve_point)
-        refs = {remote.remote(job): i for i, job in enumerate(jobs)}
-        pending = list(refs)
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
-            for ref in ready:
-                done(refs[ref], ray.get(ref))
-    finally:
-        if started:
-            ray.shutdown()
-
-
 def _check_args(executor: str, workers: int, time_limit_s: float, threads_per_worker: int, space: str,
                 backend: str, ray_address: str | None) -> None:
     if executor not in EXECUTORS:
@@ -373,20 +321,7 @@ def explore(template: Template | dict, work: Workload, budget: Budget | dict | N
         if progress is not None:
             progress(sum(r is not None for r in results), len(jobs), results[i])
 
-    if executor == "serial" or not jobs:
-        for i, job in enumerate(jobs):
-            done(i, _solve_point(job))
-    elif executor == "pool":
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
-            futures = {pool.submit(_solve_point, job): i for i, job in enumerate(jobs)}
-            try:
-                for fut in as_completed(futures):
-                    done(futures[fut], fut.result())
-            except BaseException:  # a failed point: do not wait for the designs not yet started
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
-    else:
-        _run_ray(jobs, workers, threads_per_worker, ray_address, done)
+    solve_points(executor, jobs, workers, threads_per_worker, ray_address, done)
     return [r for r in results if r is not None]
 
 
