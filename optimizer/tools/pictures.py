@@ -12,7 +12,7 @@ nothing here touches pyplot's global state or needs a display.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from hw.loader import ConfigError
 from hw.schema import Hardware
@@ -71,13 +71,54 @@ def _port_sides(row: int, col: int, rows: int, cols: int) -> list[str]:
     return sides or ["in"]
 
 
+def _draw_dram_ports(ax: Any, hw: Hardware) -> None:
+    """Each DRAM port of `hw` as a small square on the die edge it attaches to (inside the die if it
+    is not on an edge); coordinates in dies, column right and row down."""
+    from matplotlib.patches import Rectangle
+
+    per_die: dict[tuple[int, int], int] = {}
+    m = 0.16  # port marker size, in dies
+    for p in hw.dram_ports:
+        k = per_die.get((p.row, p.col), 0)
+        per_die[(p.row, p.col)] = k + 1
+        sides = _port_sides(p.row, p.col, hw.rows, hw.cols)
+        side = sides[k % len(sides)]
+        shift = (k // len(sides)) * 1.3 * m  # more ports on the same side: side by side
+        x, y = {"N": (p.col + 0.5 - m / 2 + shift, p.row - m - 0.04),
+                "S": (p.col + 0.5 - m / 2 + shift, p.row + 1 + 0.04),
+                "W": (p.col - m - 0.04, p.row + 0.5 - m / 2 + shift),
+                "E": (p.col + 1 + 0.04, p.row + 0.5 - m / 2 + shift),
+                "in": (p.col + 0.08 + shift, p.row + 0.08)}[side]
+        ax.add_patch(Rectangle((x, y), m, m, facecolor="#1f4e9c", edgecolor="none"))
+
+
+def _grid_legend(mapping: Mapping, hw: Hardware, colour: Callable[[int], Any]) -> list:
+    """grid_picture's legend: the first stages' colours, the first replicas' hatches, defective
+    dies and DRAM ports."""
+    from matplotlib.patches import Patch
+
+    handles = [Patch(facecolor=colour(s), edgecolor="black", label=f"stage {s}") for s in range(min(mapping.pp, 12))]
+    if mapping.pp > 12:
+        handles.append(Patch(facecolor="white", edgecolor="white", label=f"… {mapping.pp} stages"))
+    if mapping.dp > 1:
+        handles += [Patch(facecolor="white", edgecolor="black", hatch=HATCHES[d % len(HATCHES)],
+                          label=f"replica {d}") for d in range(min(mapping.dp, 4))]
+        if mapping.dp > 4:
+            handles.append(Patch(facecolor="white", edgecolor="white", label=f"… {mapping.dp} replicas"))
+    if hw.defects:
+        handles.append(Patch(facecolor="#777777", edgecolor="red", label="defective die"))
+    if hw.dram_ports:
+        handles.append(Patch(facecolor="#1f4e9c", label=f"DRAM port ({len(hw.dram_ports)})"))
+    return handles
+
+
 def grid_picture(mapping: Mapping, hw: Hardware, path: str | Path) -> Path:
     """The die grid of `hw` with each (stage, replica) tensor group of `mapping` drawn: stage as
     colour, replica as hatch and label 's<stage> r<replica>'; defective dies crossed out in grey;
     DRAM ports as small squares on the die edge they attach to (inside the die if it is not on an
     edge). Rows go down, columns right; die (0, 0) is top left."""
     from matplotlib import colormaps
-    from matplotlib.patches import Patch, Rectangle
+    from matplotlib.patches import Rectangle
 
     out = _target(path)
     rows, cols = hw.rows, hw.cols
@@ -113,20 +154,7 @@ def grid_picture(mapping: Mapping, hw: Hardware, path: str | Path) -> Path:
         ax.add_patch(Rectangle((c, r), 1, 1, facecolor="#777777", edgecolor="black", linewidth=0.8))
         ax.plot([c + 0.15, c + 0.85], [r + 0.15, r + 0.85], color="red", linewidth=1.5)
         ax.plot([c + 0.15, c + 0.85], [r + 0.85, r + 0.15], color="red", linewidth=1.5)
-    per_die: dict[tuple[int, int], int] = {}
-    m = 0.16  # port marker size, in dies
-    for p in hw.dram_ports:
-        k = per_die.get((p.row, p.col), 0)
-        per_die[(p.row, p.col)] = k + 1
-        sides = _port_sides(p.row, p.col, rows, cols)
-        side = sides[k % len(sides)]
-        shift = (k // len(sides)) * 1.3 * m  # more ports on the same side: side by side
-        x, y = {"N": (p.col + 0.5 - m / 2 + shift, p.row - m - 0.04),
-                "S": (p.col + 0.5 - m / 2 + shift, p.row + 1 + 0.04),
-                "W": (p.col - m - 0.04, p.row + 0.5 - m / 2 + shift),
-                "E": (p.col + 1 + 0.04, p.row + 0.5 - m / 2 + shift),
-                "in": (p.col + 0.08 + shift, p.row + 0.08)}[side]
-        ax.add_patch(Rectangle((x, y), m, m, facecolor="#1f4e9c", edgecolor="none"))
+    _draw_dram_ports(ax, hw)
     ax.set_xlim(-0.35, cols + 0.35)
     ax.set_ylim(rows + 0.35, -0.35)
     ax.set_aspect("equal")
@@ -141,18 +169,7 @@ def grid_picture(mapping: Mapping, hw: Hardware, path: str | Path) -> Path:
     name = mapping.name or "mapping"
     ax.set_title(f"{name} on {hw.name} ({rows}x{cols}): pp {mapping.pp}, dp {mapping.dp}, "
                  f"tensor group {mapping.tp_shape[0]}x{mapping.tp_shape[1]}", fontsize=9)
-    handles = [Patch(facecolor=colour(s), edgecolor="black", label=f"stage {s}") for s in range(min(mapping.pp, 12))]
-    if mapping.pp > 12:
-        handles.append(Patch(facecolor="white", edgecolor="white", label=f"… {mapping.pp} stages"))
-    if mapping.dp > 1:
-        handles += [Patch(facecolor="white", edgecolor="black", hatch=HATCHES[d % len(HATCHES)],
-                          label=f"replica {d}") for d in range(min(mapping.dp, 4))]
-        if mapping.dp > 4:
-            handles.append(Patch(facecolor="white", edgecolor="white", label=f"… {mapping.dp} replicas"))
-    if hw.defects:
-        handles.append(Patch(facecolor="#777777", edgecolor="red", label="defective die"))
-    if hw.dram_ports:
-        handles.append(Patch(facecolor="#1f4e9c", label=f"DRAM port ({len(hw.dram_ports)})"))
+    handles = _grid_legend(mapping, hw, colour)
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7, frameon=False)
     return _save(fig, out)
 
