@@ -38,7 +38,7 @@ def _run_ray(jobs: list[tuple], workers: int, threads: int, address: str | None,
         if address is None:
             # a local Ray sized to the pool: `workers` tasks of `threads` CPUs at a time; workers
             # find this package even when it is run from a source tree rather than installed
-            root = str(Path(__file__).resolve().parent.parent)
+            root = str(Path(__file__).resolve().parents[2])
             path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
             kwargs.update(num_cpus=workers * threads, runtime_env={"env_vars": {"PYTHONPATH": path}})
         else:
