@@ -212,6 +212,52 @@ def _solve_time_or_energy(inner: Inner, tb: Tables, pt: OuterPoint, sp: Space, o
     return out
 
 
+@dataclass
+class _EdpWalk:
+    """The steps of one outer point's EDP walk (_solve_edp): a solve of its inner model under extra
+    rows, an answer scored by evaluate() as a candidate, the walk stopped with a bound left open.
+    best: the least E·T known, the incumbent's or one of the walk's candidates'."""
+
+    inner: Inner
+    tb: Tables
+    pt: OuterPoint
+    sp: Space
+    work: Workload
+    hw: Hardware
+    lb: float
+    best: float | None
+    backend: str
+    deadline: float
+    threads: int
+    out: _PointResult = field(default_factory=_PointResult)
+
+    def run(self, expr: dict, const: float, scale: float, extra: list) -> object:
+        lm = self.inner.model
+        lm.minimize(expr, const)
+        lm.objective_scale = scale
+        n = len(lm.rows)
+        for coeffs, rhs, sc, name in extra:
+            lm.add(coeffs, "<=", rhs, scale=sc, name=name)
+        res = solve_model(lm, self.backend, self.deadline - time.perf_counter(), self.threads)
+        del lm.rows[n:]
+        self.out.solves += 1
+        return res
+
+    def candidate(self, values) -> tuple[float, float]:
+        mp = _mapping(self.pt, self.tb, self.inner.choices(values), self.sp, self.inner.offload(values))
+        rep = evaluate(mp, self.work, self.hw)
+        val = rep.energy_j * rep.step_time_s
+        self.out.candidates.append((val, mp, rep.step_time_s))
+        self.best = val if self.best is None else min(self.best, val)
+        return rep.energy_j, rep.step_time_s
+
+    def stop(self, bound: float, res) -> _PointResult:
+        out = self.out
+        out.open_bounds.append(max(self.lb, bound))
+        out.timed_out = out.timed_out or res is None or res.status == "timeout"
+        return out
+
+
 def _solve_edp(inner: Inner, tb: Tables, pt: OuterPoint, sp: Space, work: Workload, hw: Hardware, lb: float,
                incumbent: float | None, backend: str, deadline: float, threads: int) -> _PointResult:
     """Energy × step time at one outer point, exactly, by an epsilon-constraint walk over the
@@ -222,48 +268,22 @@ def _solve_edp(inner: Inner, tb: Tables, pt: OuterPoint, sp: Space, work: Worklo
     has E ≥ E_k and T ≥ T_min. Each min-energy solve carries the cutoff E < incumbent / T_min, so
     "infeasible" ends it too. At most EDP_MAX_SOLVES solves per point; a walk cut short (or a
     solve that did not finish) leaves its bound E·T_min open."""
-    out = _PointResult()
-    lm = inner.model
+    walk = _EdpWalk(inner, tb, pt, sp, work, hw, lb, incumbent, backend, deadline, threads)
+    out = walk.out
     time_expr, time_scale = dict(inner.time_objective), inner.time_scale * tb.virtual
     energy_expr, energy_const = minimize_energy(inner, tb)
-    energy_scale = lm.objective_scale
-    best = incumbent
-
-    def run(expr: dict, const: float, scale: float, extra: list) -> object:
-        lm.minimize(expr, const)
-        lm.objective_scale = scale
-        n = len(lm.rows)
-        for coeffs, rhs, sc, name in extra:
-            lm.add(coeffs, "<=", rhs, scale=sc, name=name)
-        res = solve_model(lm, backend, deadline - time.perf_counter(), threads)
-        del lm.rows[n:]
-        out.solves += 1
-        return res
-
-    def candidate(values) -> tuple[float, float]:
-        nonlocal best
-        mp = _mapping(pt, tb, inner.choices(values), sp, inner.offload(values))
-        rep = evaluate(mp, work, hw)
-        val = rep.energy_j * rep.step_time_s
-        out.candidates.append((val, mp, rep.step_time_s))
-        best = val if best is None else min(best, val)
-        return rep.energy_j, rep.step_time_s
-
-    def stop(bound: float, res) -> _PointResult:
-        out.open_bounds.append(max(lb, bound))
-        out.timed_out = out.timed_out or res is None or res.status == "timeout"
-        return out
+    energy_scale = inner.model.objective_scale
 
     if time.perf_counter() >= deadline:
-        return stop(lb, None)
+        return walk.stop(lb, None)
     # 1. the least step time of the point
-    res = run(time_expr, 0.0, time_scale, [])
+    res = walk.run(time_expr, 0.0, time_scale, [])
     if res.status == "infeasible":
         return out
     if res.values is None or res.status != "optimal":
-        return stop(lb, res)
+        return walk.stop(lb, res)
     t_min = min(res.objective, res.bound if res.bound is not None else res.objective)
-    candidate(res.values)
+    walk.candidate(res.values)
     e_floor = lb / t_min  # lb = E_lb·T_lb ≤ E_lb·t_min
     # 2. the least energy; 3. the walk towards shorter steps
     limit = None  # step time the next answer must beat
@@ -272,24 +292,24 @@ def _solve_edp(inner: Inner, tb: Tables, pt: OuterPoint, sp: Space, work: Worklo
             out.open_bounds.append(max(lb, e_floor * t_min))
             return out
         if time.perf_counter() >= deadline:
-            return stop(e_floor * t_min, None)
-        extra = [(dict(energy_expr), best / t_min - energy_const, energy_scale, "cutoff")]
+            return walk.stop(e_floor * t_min, None)
+        extra = [(dict(energy_expr), walk.best / t_min - energy_const, energy_scale, "cutoff")]
         if limit is not None:
             # written relative to the limit (time / limit ≤ 1), so a MIP solver's absolute
             # feasibility tolerance is a relative one here
             extra.append(({i: c / limit for i, c in time_expr.items()}, 1.0, time_scale * limit, "edp step"))
-        res = run(energy_expr, energy_const, energy_scale, extra)
+        res = walk.run(energy_expr, energy_const, energy_scale, extra)
         if res.status == "infeasible":
             return out
         if res.values is None:
-            return stop(e_floor * t_min, res)
+            return walk.stop(e_floor * t_min, res)
         if res.status != "optimal":  # a shorter step of this point may still do better
             out.open_bounds.append(max(lb, (res.bound if res.bound is not None else e_floor) * t_min))
             return out
         e_k = res.objective
         e_floor = max(e_floor, min(e_k, res.bound if res.bound is not None else e_k))
-        _e, t_k = candidate(res.values)
-        if e_floor * t_min >= best * (1 - REL_TOL):
+        _e, t_k = walk.candidate(res.values)
+        if e_floor * t_min >= walk.best * (1 - REL_TOL):
             return out
         limit = min(t_k, modeled(time_expr, res.values)) * (1 - EDP_STEP)
         if limit < t_min:  # no mapping of the point is faster than t_min: the front is walked

@@ -225,48 +225,79 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
     _check_args(space, backend, objective, time_limit_s)
     hw = hw_loader.load(hardware) if isinstance(hardware, str) else hardware
     sp = get_space(space)
-    space = sp.name
     threads = threads or min(8, os.cpu_count() or 1)
     t0 = time.perf_counter()
-    deadline = t0 + time_limit_s
-    static_w = hw.energy.static_w
+    queue = _enumerate(work, hw, sp, objective, t0, time_limit_s)
+    found = _Found(objective, queue.total, progress)
+    _search(queue, found, work, hw, sp, backend, t0 + time_limit_s, threads)
+    return _solution(queue, found, work, hw, sp, backend, time.perf_counter() - t0)
 
-    probes: dict = {}
-    heap: list = []
-    time_lbs: dict[int, float] = {}  # point key -> its step-time lower bound
-    floors: dict[int, float] = {}  # point key -> its energy floor (objectives other than time)
-    fitting_of: dict[int, list] = {}  # point key -> the DRAM subsets that can fit, with their cheap bounds
-    tiers = _Tiers.of(sp, hw)
-    ev = infeasible.Evidence()
-    seen: list[tuple[OuterPoint, _Probe]] = []  # the points bounded, for an infeasible answer's reasons
-    total = pruned_mem = 0
-    enumeration_cut = False  # outer points left unenumerated (bounded by the machine-wide bound)
+
+@dataclass
+class _Queue:
+    """The outer points bounded, best bound first (heap: (bound on the objective, key, point)), what
+    their bounds are made of, and what the enumeration saw for an infeasible answer's reasons."""
+
+    objective: str
+    static_w: float  # W of static power per die
+    heap: list = field(default_factory=list)
+    probes: dict = field(default_factory=dict)  # (shape, micro-batch) -> the probe of the points enumerated
+    time_lbs: dict[int, float] = field(default_factory=dict)  # point key -> its step-time lower bound
+    floors: dict[int, float] = field(default_factory=dict)  # point key -> its energy floor (objectives other than time)
+    # point key -> the DRAM subsets that can fit, with their cheap bounds
+    fitting_of: dict[int, list] = field(default_factory=dict)
+    ev: infeasible.Evidence = field(default_factory=infeasible.Evidence)
+    # the points bounded, for an infeasible answer's reasons
+    seen: list[tuple[OuterPoint, _Probe]] = field(default_factory=list)
+    total: int = 0
+    pruned_mem: int = 0
+    enumeration_cut: bool = False  # outer points left unenumerated (bounded by the machine-wide bound)
+
+    def push(self, key: int, pt: OuterPoint) -> None:
+        """Queue point `key` at the objective's bound made of its step-time bound and energy floor."""
+        heapq.heappush(self.heap, (_point_bound(self.objective, self.time_lbs[key], self.floors[key],
+                                                self.static_w * pt.dies), key, pt))
+
+
+def _enumerate(work: Workload, hw: Hardware, sp: Space, objective: str, t0: float, time_limit_s: float) -> _Queue:
+    """Every outer point of the space given its cheap bounds (_bounds) and queued, but those that no
+    choice of tiers fits; the enumeration stops at ENUMERATION_SHARE of the time limit."""
+    queue = _Queue(objective, hw.energy.static_w)
+    tiers, ev = _Tiers.of(sp, hw), queue.ev
     dead_family = None  # degrees whose layer-wise group no longer fits (space.layer_groups ascend)
     for pt, pr in probed_points(work, hw, sp):
-        if total % 256 == 0 and time.perf_counter() - t0 > ENUMERATION_SHARE * time_limit_s:
-            enumeration_cut = True
+        if queue.total % 256 == 0 and time.perf_counter() - t0 > ENUMERATION_SHARE * time_limit_s:
+            queue.enumeration_cut = True
             break
-        probes[(pt.shape, pt.micro_batch)] = pr
-        total += 1
+        queue.probes[(pt.shape, pt.micro_batch)] = pr
+        queue.total += 1
+        key = queue.total
         family = (pt.pp, pt.dp, pt.shape, pt.micro_batch, pt.zero_stage, pt.virtual, pt.recompute_policy)
         if pt.layer_group > 1 and family == dead_family:  # a smaller group of these degrees did not fit
-            pruned_mem += 1
+            queue.pruned_mem += 1
             continue
         lb, mem, spill, fitting = _bounds(pt, pr, work, hw, sp, tiers)
-        seen.append((pt, pr))
+        queue.seen.append((pt, pr))
         if mem < ev.least:
             ev.least, ev.least_point = mem, pt
         ev.least_spill = min(ev.least_spill, spill)
         if lb == float("inf"):  # no choice of tiers fits this point
-            pruned_mem += 1
+            queue.pruned_mem += 1
             dead_family = family if pt.layer_group > 1 else None  # larger groups only hold more
             continue
-        time_lbs[total] = lb
-        fitting_of[total] = fitting
-        floors[total] = _energy_floor(pt, pr, work, hw) if objective != "time" else 0.0
-        heapq.heappush(heap, (_point_bound(objective, lb, floors[total], static_w * pt.dies), total, pt))
+        queue.time_lbs[key] = lb
+        queue.fitting_of[key] = fitting
+        queue.floors[key] = _energy_floor(pt, pr, work, hw) if objective != "time" else 0.0
+        queue.push(key, pt)
+    return queue
 
-    found = _Found(objective, total, progress)
+
+def _search(queue: _Queue, found: _Found, work: Workload, hw: Hardware, sp: Space, backend: str, deadline: float,
+            threads: int) -> None:
+    """Points taken best bound first until the next bound is no better than the incumbent or time
+    runs out: a point's first two turns at the front tighten its bound (_refine) and queue it
+    again; its third solves its inner model (on the pool, beside the search; EDP in this thread)."""
+    objective, heap = queue.objective, queue.heap
     stage: dict[int, int] = {}  # point key -> bounds applied so far (1: Lagrangian, 2: placed, with resharding)
     pool = _InnerPool(threads if objective != "edp" else 1)
     try:
@@ -284,16 +315,15 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
                 found.absorb(pool.done(wait=True))
                 continue
             heapq.heappop(heap)
-            pr = probes[(pt.shape, pt.micro_batch)]
+            pr = queue.probes[(pt.shape, pt.micro_batch)]
             if stage.get(key, 0) < 2:
-                refined = _refine(key, pt, pr, stage, fitting_of, work, hw, sp, objective, backend, found, deadline,
-                                  threads)
+                refined = _refine(key, pt, pr, stage, queue.fitting_of, work, hw, sp, objective, backend, found,
+                                  deadline, threads)
                 if refined is not None:
-                    time_lbs[key] = max(time_lbs[key], refined)
-                    heapq.heappush(heap, (_point_bound(objective, time_lbs[key], floors[key], static_w * pt.dies),
-                                          key, pt))
+                    queue.time_lbs[key] = max(queue.time_lbs[key], refined)
+                    queue.push(key, pt)
                 continue
-            fitting_of.pop(key, None)  # solved without the last bound
+            queue.fitting_of.pop(key, None)  # solved without the last bound
             tb = _tables(pt, pr, work, hw, sp)
             if tb is None:
                 continue
@@ -307,24 +337,30 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
         found.absorb(pool.done(wait_all=True))
     finally:
         pool.close()
-    best, solved, open_bounds, timed_out = found.best, found.solved, found.open_bounds, found.timed_out
 
-    elapsed = time.perf_counter() - t0
-    unexplored = [h[0] for h in heap]
-    if enumeration_cut:
+
+def _solution(queue: _Queue, found: _Found, work: Workload, hw: Hardware, sp: Space, backend: str,
+              elapsed: float) -> Solution:
+    """The answer from where the search stopped: its incumbent scored by evaluate(), with the
+    least bound of the points left unsolved (and the machine-wide bound for those never
+    enumerated); without one, a timeout, or the reasons no point fits."""
+    objective = queue.objective
+    best, solved, open_bounds, timed_out = found.best, found.solved, found.open_bounds, found.timed_out
+    unexplored = [h[0] for h in queue.heap]
+    if queue.enumeration_cut:
         timed_out = True
         unexplored.append(_machine_objective_bound(objective, work, hw))
     is_time = objective == "time"
-    common = dict(solve_time_s=elapsed, points_total=total, points_solved=solved, backend=backend, space=space,
-                  objective=objective)
+    common = dict(solve_time_s=elapsed, points_total=queue.total, points_solved=solved, backend=backend,
+                  space=sp.name, objective=objective)
     if best is None:
-        if timed_out or (unexplored and not heap == []):
+        if timed_out or (unexplored and not queue.heap == []):
             bound = min(unexplored + open_bounds) if (unexplored or open_bounds) else None
             return Solution(status="timeout", bound_s=bound if is_time else None, bound_value=bound,
                             explanation="no feasible mapping found within the time limit", **common)
-        ev.solved = solved
-        reasons, text = infeasible.explain(_evidence(ev, seen, work, hw, sp), hw, work, space)
-        return Solution(status="infeasible", points_pruned=pruned_mem, reasons=reasons, explanation=text, **common)
+        queue.ev.solved = solved
+        reasons, text = infeasible.explain(_evidence(queue.ev, queue.seen, work, hw, sp), hw, work, sp.name)
+        return Solution(status="infeasible", points_pruned=queue.pruned_mem, reasons=reasons, explanation=text, **common)
     obj, mp, model_s = best
     cand = [obj] + open_bounds + (unexplored if timed_out else [])
     bound = min(cand)
@@ -336,7 +372,7 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
     bound = bound if not optimal else obj
     gap = (value - bound) / bound if bound > 0 else 0.0
     return Solution(status=status, mapping=mp, report=report, objective_s=obj if is_time else model_s,
-                    bound_s=bound if is_time else None, gap=max(gap, 0.0), points_pruned=total - solved,
+                    bound_s=bound if is_time else None, gap=max(gap, 0.0), points_pruned=queue.total - solved,
                     objective_value=obj, bound_value=bound, **common)
 
 
