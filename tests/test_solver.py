@@ -12,7 +12,7 @@ import optimizer
 from hw.topology import collective, ring_order
 from optimizer.search.bruteforce import _choices, brute_force, score
 from optimizer.formulation.backends import BACKENDS
-from optimizer.search.solve import _probe, _tables
+from optimizer.search.points import _probe, _tables
 from optimizer.search.space import OuterPoint, Space, get_space
 from optimizer.model.tables import tables_for
 
@@ -194,8 +194,10 @@ def test_point_bounds_never_exceed_the_point_optimum():
     point, memory tight or not, on a line and on a 2×2 grid, with and without ZeRO-3."""
     import dataclasses
 
-    from optimizer.search.solve import (_block_comm, _bounds, _gathers, _lagrangian_bound, _layer_comm, _relaxations,
-                                  _resharding_bound, probed_points)
+    from optimizer.search.bounds import _bounds
+    from optimizer.search.lagrangian import (_block_comm, _gathers, _lagrangian_bound, _layer_comm, _relaxations,
+                                             _resharding_bound)
+    from optimizer.search.points import probed_points
 
     w = models.Workload(model=models.load("megatron-1.7b"), global_batch=4, seq_len=512)
     tightened = {"lagrangian": 0, "resharding": 0, "placed gathers": 0}
@@ -229,7 +231,7 @@ def test_backends_agree_where_cpsat_presolve_misproved():
     now return the same optimum, and evaluate() scores CP-SAT's mapping at its objective."""
     from optimizer.formulation.backends import solve_model
     from optimizer.formulation.inner import build_inner
-    from optimizer.search.solve import _mapping, _tables, probed_points
+    from optimizer.search.points import _mapping, _tables, probed_points
 
     w = models.Workload(model=models.load("llama2-70b"), global_batch=512, seq_len=4096)
     h, sp = hw.load("tmac-wafer"), get_space("full")
@@ -258,7 +260,8 @@ def test_tensor_group_costs_do_not_depend_on_the_tile():
 
     import numpy as np
 
-    from optimizer.search.solve import _op_table, _pair_tables, _tables, probed_points
+    from optimizer.search.lagrangian import _pair_tables
+    from optimizer.search.points import _op_table, _tables, probed_points
 
     w = models.Workload(model=models.load("megatron-1.7b"), global_batch=8, seq_len=512)
     h, sp = hw.load("tmac-wafer", rows=4, cols=4), get_space("full")
@@ -284,8 +287,10 @@ def test_relaxed_options_give_feasible_mappings():
     never below the point's brute-force optimum."""
     import dataclasses
 
-    from optimizer.search.solve import (_block_comm, _bounds, _gathers, _lagrangian_bound, _layer_comm, _relaxations,
-                                  _relaxed_mapping, _resharding_bound, probed_points)
+    from optimizer.search.bounds import _bounds
+    from optimizer.search.lagrangian import (_block_comm, _gathers, _lagrangian_bound, _layer_comm, _relaxations,
+                                             _relaxed_mapping, _resharding_bound)
+    from optimizer.search.points import probed_points
 
     w = models.Workload(model=models.load("megatron-1.7b"), global_batch=4, seq_len=512)
     h = hw.load("tmac-wafer", rows=2, cols=2, sram_bytes=2e9)

@@ -14,7 +14,8 @@ from models.schema import Workload
 from ..model import cost
 from ..model.evaluate import assemble, finish_stages, in_dram_bytes, score_stage
 from ..model.mapping import OpChoice
-from .solve import OBJECTIVES, _mapping, _tables, probed_points
+from .points import _mapping, _tables, probed_points
+from .solve import OBJECTIVES
 from .space import OuterPoint, Space, get_space
 from ..model.tables import default_groups
 
