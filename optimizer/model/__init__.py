@@ -3,4 +3,5 @@
 cost (pure formulas: compute, memory, collectives), sharding (an operator's partition options and
 the layouts they leave), overlap (a collective beside the GEMM it feeds or drains), tables (per
 operator and per edge costs of one outer point, shared by the solver and the referee), mapping
-(Mapping, Report) and evaluate (the referee: a mapping's step time, memory and energy)."""
+(Mapping, Report), stage (one pipeline stage's score from the tables) and evaluate (the referee: a
+mapping's step time, memory and energy)."""
