@@ -117,6 +117,8 @@ FLASH_BACKWARD_FACTOR = 2.5
 # masks them. Model FLOPs (step_flops, MFU) count the full s×s either way, as SC21 does.
 CAUSAL_SHARE = 0.5
 
+_BSH = ("b", "s", "h")  # dims of the residual stream: batch, sequence, hidden
+
 
 def build_graph(model: ModelConfig, micro_batch: int = 1, seq_len: int | None = None, dtype_bytes: int = 2,
                 flash_attention: bool = False) -> Graph:
@@ -128,48 +130,67 @@ def build_graph(model: ModelConfig, micro_batch: int = 1, seq_len: int | None = 
     live only as tiles in on-chip memory and are never stored,
     its backward recomputes them tile by tile (FLASH_BACKWARD_FACTOR) and regenerates the dropout
     mask from the RNG state."""
-    s = seq_len or model.seq_len
-    sz = _sizes(model, micro_batch, s)
-    B = dtype_bytes
-    h, f, a, g, d, v = sz["h"], sz["f"], sz["a"], sz["g"], sz["d"], sz["v"]
-    bias = model.bias
-    norm_params = 2 * h if model.norm == "layernorm" else h
-    norm_stats = 2 if model.norm == "layernorm" else 1
+    sz = _sizes(model, micro_batch, seq_len or model.seq_len)
     glu = 2 if model.activation == "swiglu" else 1
-    tokens = micro_batch * s
     T: dict[str, Tensor] = {}
 
-    def t(name: str, dims: tuple[str, ...], eb: int = B, count: int = 1) -> str:
+    def t(name: str, dims: tuple[str, ...], eb: int = dtype_bytes, count: int = 1) -> str:
         T[name] = Tensor(name, dims, eb, count)
         return name
 
-    BSH = ("b", "s", "h")
-    ops: list[Op] = []
+    _block_tensors(t, glu)
+    ops = _attention_ops(model, sz, t, flash_attention) + _mlp_ops(model, sz, t, glu)
+    pre = _pre_ops(model, sz, t)
+    post = _post_ops(model, sz, t)
+    consumers: dict[str, list[str]] = {}
+    for o in (*ops, *post):
+        for x in o.inputs:
+            consumers.setdefault(x.tensor, []).append(o.name)
+    return Graph(model, sz, T, tuple(ops), pre, post,
+                 consumers={k: tuple(v_) for k, v_ in consumers.items()})
 
-    def norm(name: str, x: str, y: str) -> Op:
-        return Op(name, "norm", ("b", "s", "h"), (Operand(x, BSH),), (Operand(y, BSH),), 0,
-                  params=norm_params, weight=("h",), saved=(x,), splittable=("b", "s", "h"),
-                  reduced=("h",), stats=norm_stats, backward_factor=MEMORY_BOUND_BACKWARD["norm"],
-                  param_tensors=norm_stats)
 
-    def dropout(name: str, x: str, y: str, mask: str, dims: tuple[str, ...]) -> Op:
-        return Op(name, "dropout", dims, (Operand(x, dims),), (Operand(y, dims), Operand(mask, dims)), 0,
-                  saved=(mask,), splittable=tuple(x for x in dims if x != "z"),
-                  backward_factor=MEMORY_BOUND_BACKWARD["dropout"])
+def _norm(model: ModelConfig, name: str, x: str, y: str) -> Op:
+    """A layer norm (or RMS norm) over h, keeping its input for the backward."""
+    norm_params = 2 * model.hidden if model.norm == "layernorm" else model.hidden
+    norm_stats = 2 if model.norm == "layernorm" else 1
+    return Op(name, "norm", ("b", "s", "h"), (Operand(x, _BSH),), (Operand(y, _BSH),), 0,
+              params=norm_params, weight=("h",), saved=(x,), splittable=("b", "s", "h"),
+              reduced=("h",), stats=norm_stats, backward_factor=MEMORY_BOUND_BACKWARD["norm"],
+              param_tensors=norm_stats)
 
-    def add(name: str, x: str, y: str, out: str) -> Op:
-        return Op(name, "add", BSH, (Operand(x, BSH), Operand(y, BSH)), (Operand(out, BSH),), 0,
-                  splittable=("b", "s", "h"), backward_factor=MEMORY_BOUND_BACKWARD["add"])
 
-    t("x0", BSH); t("y1", BSH)
+def _dropout(name: str, x: str, y: str, mask: str, dims: tuple[str, ...]) -> Op:
+    """A dropout writing its output and the mask its backward needs."""
+    return Op(name, "dropout", dims, (Operand(x, dims),), (Operand(y, dims), Operand(mask, dims)), 0,
+              saved=(mask,), splittable=tuple(x for x in dims if x != "z"),
+              backward_factor=MEMORY_BOUND_BACKWARD["dropout"])
+
+
+def _add(name: str, x: str, y: str, out: str) -> Op:
+    """A residual add."""
+    return Op(name, "add", _BSH, (Operand(x, _BSH), Operand(y, _BSH)), (Operand(out, _BSH),), 0,
+              splittable=("b", "s", "h"), backward_factor=MEMORY_BOUND_BACKWARD["add"])
+
+
+def _block_tensors(t, glu: int) -> None:
+    """The tensors every block has, whatever its dropouts and attention core."""
+    t("x0", _BSH); t("y1", _BSH)
     t("q", ("b", "s", "a", "d")); t("kv", ("b", "s", "g", "d"), count=2)
     t("scores", ("b", "a", "s", "z")); t("probs", ("b", "a", "s", "z"))
-    t("ctx", ("b", "s", "a", "d")); t("o", BSH)
-    t("x1", BSH); t("y2", BSH)
+    t("ctx", ("b", "s", "a", "d")); t("o", _BSH)
+    t("x1", _BSH); t("y2", _BSH)
     t("u", ("b", "s", "f"), count=glu); t("act", ("b", "s", "f"))
-    t("m", BSH); t("x2", BSH)
+    t("m", _BSH); t("x2", _BSH)
 
-    ops.append(norm("ln1", "x0", "y1"))
+
+def _attention_ops(model: ModelConfig, sz: dict[str, int], t, flash_attention: bool) -> list[Op]:
+    """The block's attention half: norm, projections, attention core, output projection, residual add."""
+    micro_batch, s = sz["b"], sz["s"]
+    h, a, g, d = sz["h"], sz["a"], sz["g"], sz["d"]
+    bias = model.bias
+    tokens = micro_batch * s
+    ops = [_norm(model, "ln1", "x0", "y1")]
     ops.append(Op("q_proj", "matmul", ("b", "s", "k", "a", "d"),
                   (Operand("y1", ("b", "s", "k")),), (Operand("q", ("b", "s", "a", "d")),),
                   2 * tokens * h * a * d, params=h * a * d + (a * d if bias else 0), weight=("k", "a", "d"),
@@ -187,18 +208,50 @@ def build_graph(model: ModelConfig, micro_batch: int = 1, seq_len: int | None = 
                       splittable=("b", "a", "s"),
                       backward_factor=FLASH_BACKWARD_FACTOR))
     else:
-        ops.extend(_attention_core(model, micro_batch, s, d, a, t, dropout))
+        ops.extend(_attention_core(model, sz, t))
     ops.append(Op("out_proj", "matmul", ("b", "s", "a", "d", "n"),
                   (Operand("ctx", ("b", "s", "a", "d")),), (Operand("o", ("b", "s", "n")),),
                   2 * tokens * a * d * h, params=a * d * h + (h if bias else 0), weight=("a", "d", "n"),
                   saved=("ctx",), splittable=("b", "s", "a", "n"), param_tensors=1 + bias))
     res1 = "o"
     if model.dropout:
-        t("o_d", BSH); t("mask_o", BSH, MASK_BYTES)
-        ops.append(dropout("out_dropout", "o", "o_d", "mask_o", BSH))
+        t("o_d", _BSH); t("mask_o", _BSH, MASK_BYTES)
+        ops.append(_dropout("out_dropout", "o", "o_d", "mask_o", _BSH))
         res1 = "o_d"
-    ops.append(add("add1", "x0", res1, "x1"))
-    ops.append(norm("ln2", "x1", "y2"))
+    ops.append(_add("add1", "x0", res1, "x1"))
+    return ops
+
+
+def _attention_core(model: ModelConfig, sz: dict[str, int], t) -> list[Op]:
+    """The unfused attention core: QKᵀ, softmax, dropout (GPT), attention·V, each storing its s×s output."""
+    micro_batch, s, d, a = sz["b"], sz["s"], sz["d"], sz["a"]
+    ops: list[Op] = []
+    # Scores: queries of head a attend to keys of kv head g(a); splitting heads a splits kv heads g alike.
+    ops.append(Op("qk", "matmul", ("b", "a", "s", "z", "d"),
+                  (Operand("q", ("b", "s", "a", "d")), Operand("kv", ("b", "z", "a", "d"))),
+                  (Operand("scores", ("b", "a", "s", "z")),),
+                  2 * micro_batch * a * s * s * d, saved=("q", "kv"), splittable=("b", "a", "s")))
+    ops.append(Op("softmax", "softmax", ("b", "a", "s", "z"), (Operand("scores", ("b", "a", "s", "z")),),
+                  (Operand("probs", ("b", "a", "s", "z")),), 0, saved=("probs",), splittable=("b", "a", "s"),
+                  backward_factor=MEMORY_BOUND_BACKWARD["softmax"]))
+    attn_in = "probs"
+    if model.dropout:
+        t("probs_d", ("b", "a", "s", "z")); t("mask_attn", ("b", "a", "s", "z"), MASK_BYTES)
+        ops.append(_dropout("attn_dropout", "probs", "probs_d", "mask_attn", ("b", "a", "s", "z")))
+        attn_in = "probs_d"
+    ops.append(Op("av", "matmul", ("b", "a", "s", "z", "d"),
+                  (Operand(attn_in, ("b", "a", "s", "z")), Operand("kv", ("b", "z", "a", "d"))),
+                  (Operand("ctx", ("b", "s", "a", "d")),),
+                  2 * micro_batch * a * s * s * d, saved=(attn_in, "kv"), splittable=("b", "a", "s")))
+    return ops
+
+
+def _mlp_ops(model: ModelConfig, sz: dict[str, int], t, glu: int) -> list[Op]:
+    """The block's MLP half: norm, fc1, activation (GeLU or SwiGLU), fc2, residual add."""
+    h, f = sz["h"], sz["f"]
+    bias = model.bias
+    tokens = sz["b"] * sz["s"]
+    ops = [_norm(model, "ln2", "x1", "y2")]
     ops.append(Op("fc1", "matmul", ("b", "s", "k", "f"), (Operand("y2", ("b", "s", "k")),),
                   (Operand("u", ("b", "s", "f")),),
                   2 * glu * tokens * h * f, params=glu * (h * f + (f if bias else 0)), weight=("k", "f"),
@@ -212,57 +265,37 @@ def build_graph(model: ModelConfig, micro_batch: int = 1, seq_len: int | None = 
                   saved=("act",), splittable=("b", "s", "f", "n"), param_tensors=1 + bias))
     res2 = "m"
     if model.dropout:
-        t("m_d", BSH); t("mask_m", BSH, MASK_BYTES)
-        ops.append(dropout("mlp_dropout", "m", "m_d", "mask_m", BSH))
+        t("m_d", _BSH); t("mask_m", _BSH, MASK_BYTES)
+        ops.append(_dropout("mlp_dropout", "m", "m_d", "mask_m", _BSH))
         res2 = "m_d"
-    ops.append(add("add2", "x1", res2, "x2"))
+    ops.append(_add("add2", "x1", res2, "x2"))
+    return ops
 
+
+def _pre_ops(model: ModelConfig, sz: dict[str, int], t) -> tuple[Op, ...]:
     # First stage: token (+ learned position) embedding. Vocab-parallel lookup yields partial sums.
-    t("emb", BSH)
+    h, v = sz["h"], sz["v"]
+    t("emb", _BSH)
     emb_params = v * h + (model.seq_len * h if model.position == "learned" else 0)
-    pre = (Op("embedding", "embedding", ("b", "s", "v", "n"), (), (Operand("emb", ("b", "s", "n")),), 0,
-              params=emb_params, weight=("v", "n"), splittable=("b", "s", "v", "n"),
-              param_tensors=1 + (model.position == "learned")),)
+    return (Op("embedding", "embedding", ("b", "s", "v", "n"), (), (Operand("emb", ("b", "s", "n")),), 0,
+               params=emb_params, weight=("v", "n"), splittable=("b", "s", "v", "n"),
+               param_tensors=1 + (model.position == "learned")),)
+
+
+def _post_ops(model: ModelConfig, sz: dict[str, int], t) -> tuple[Op, ...]:
     # Last stage: final norm, LM head (weights shared with the embedding when tied), loss.
-    t("xf", BSH); t("logits", ("b", "s", "v"), LOSS_BYTES)
+    h, v = sz["h"], sz["v"]
+    tokens = sz["b"] * sz["s"]
+    t("xf", _BSH); t("logits", ("b", "s", "v"), LOSS_BYTES)
     head_params = 0 if model.tied_embeddings else v * h
-    post = (
-        norm("final_norm", "x2", "xf"),
+    return (
+        _norm(model, "final_norm", "x2", "xf"),
         Op("lm_head", "matmul", ("b", "s", "k", "v"), (Operand("xf", ("b", "s", "k")),),
            (Operand("logits", ("b", "s", "v")),), 2 * tokens * h * v, params=head_params, weight=("k", "v"),
            saved=("xf",), splittable=("b", "s", "k", "v")),
         Op("loss", "loss", ("b", "s", "v"), (Operand("logits", ("b", "s", "v")),), (), 0,
            saved=("logits",), splittable=("b", "s", "v"), reduced=("v",), stats=2),
     )
-    consumers: dict[str, list[str]] = {}
-    for o in (*ops, *post):
-        for x in o.inputs:
-            consumers.setdefault(x.tensor, []).append(o.name)
-    return Graph(model, sz, T, tuple(ops), pre, post,
-                 consumers={k: tuple(v_) for k, v_ in consumers.items()})
-
-
-def _attention_core(model: ModelConfig, micro_batch: int, s: int, d: int, a: int, t, dropout) -> list[Op]:
-    """The unfused attention core: QKᵀ, softmax, dropout (GPT), attention·V, each storing its s×s output."""
-    ops: list[Op] = []
-    # Scores: queries of head a attend to keys of kv head g(a); splitting heads a splits kv heads g alike.
-    ops.append(Op("qk", "matmul", ("b", "a", "s", "z", "d"),
-                  (Operand("q", ("b", "s", "a", "d")), Operand("kv", ("b", "z", "a", "d"))),
-                  (Operand("scores", ("b", "a", "s", "z")),),
-                  2 * micro_batch * a * s * s * d, saved=("q", "kv"), splittable=("b", "a", "s")))
-    ops.append(Op("softmax", "softmax", ("b", "a", "s", "z"), (Operand("scores", ("b", "a", "s", "z")),),
-                  (Operand("probs", ("b", "a", "s", "z")),), 0, saved=("probs",), splittable=("b", "a", "s"),
-                  backward_factor=MEMORY_BOUND_BACKWARD["softmax"]))
-    attn_in = "probs"
-    if model.dropout:
-        t("probs_d", ("b", "a", "s", "z")); t("mask_attn", ("b", "a", "s", "z"), MASK_BYTES)
-        ops.append(dropout("attn_dropout", "probs", "probs_d", "mask_attn", ("b", "a", "s", "z")))
-        attn_in = "probs_d"
-    ops.append(Op("av", "matmul", ("b", "a", "s", "z", "d"),
-                  (Operand(attn_in, ("b", "a", "s", "z")), Operand("kv", ("b", "z", "a", "d"))),
-                  (Operand("ctx", ("b", "s", "a", "d")),),
-                  2 * micro_batch * a * s * s * d, saved=(attn_in, "kv"), splittable=("b", "a", "s")))
-    return ops
 
 
 def parameter_count(model: ModelConfig) -> int:

@@ -7,38 +7,16 @@ synchronisation across replicas and the Adam update. See docs/cost-model.md.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from hw import loader as hw_loader
 from hw.loader import ConfigError
 from hw.schema import Hardware
-from hw.topology import ZERO
-from models.graph import step_flops, stored_tensors
+from models.graph import step_flops
 from models.schema import Workload
 
-from . import cost, overlap
+from . import cost
 from .mapping import Mapping, OpChoice, Report
+from .stage import StageScore, score_stage
 from .tables import Tables, tables_for
-
-
-@dataclass
-class StageScore:
-    time_s: float  # one micro-batch in the steady state (pipeline transfers overlapped)
-    parts: dict[str, float]  # seconds per micro-batch summing to time_s: compute, recompute, and the
-    # exposed tp_comm (with the exposed ZeRO-3 gathers), pp_comm, dram
-    memory: dict[str, float]
-    sync_s: float  # per step after the pipeline: exposed dp_comm + optimizer (+ bubble: transfers of fill/drain)
-    sync_parts: dict[str, float]
-    flops: float  # per die per micro-batch (executed)
-    mem_bytes: float  # main-memory bytes of one die per micro-batch: compute and collectives
-    byte_hops: float  # per micro-batch, whole stage (all replicas)
-    sync_byte_hops: float
-    dram: dict[str, float]  # bytes one die keeps in DRAM, per tensor class
-    dram_mb_bytes: float  # DRAM traffic of one die per micro-batch
-    dram_step_bytes: float  # DRAM traffic of one die in the optimizer update
-    fill_s: float = 0.0  # one micro-batch with its pipeline transfers serialized (fill and drain)
-    raw: dict = None  # seconds of each communication part run alone: tp_comm, zero_comm, pp_comm, dp_comm
-    step_mem_bytes: float = 0.0  # main-memory bytes of one die per step in collectives after the pipeline
 
 
 def validate(mapping: Mapping, work: Workload, hw: Hardware) -> None:
@@ -120,143 +98,6 @@ def normalized_choices(mapping: Mapping, tables: Tables) -> dict[str, OpChoice]:
             split = (None, None)
         out[o.name] = OpChoice(split=split, recompute=ch.recompute, overlap=ch.overlap)
     return out
-
-
-def score_stage(tables: Tables, ch: dict[str, OpChoice], stage: int, layers: int,
-                offload: tuple[str, ...] = ()) -> StageScore:
-    """One stage's score. The transfers of the pipeline's fill and drain ("bubble" in sync_parts)
-    need every stage: finish_stages() adds them."""
-    g = tables.graph
-    first, last = stage == 0, stage == tables.pp - 1
-    opt = {k: v.split for k, v in ch.items()}
-    rec = {k for k, v in ch.items() if v.recompute}
-    mode = {k: v.overlap for k, v in ch.items()}
-    sc, sm = tables.overlap_params.compute_slowdown, tables.overlap_params.comm_slowdown
-    compute = recompute = 0.0
-    tp = 0.0  # seconds of the tensor-group collectives, each run alone
-    hops = 0.0  # byte-hops of every per-micro-batch collective of one tensor group (link energy)
-    delta = 0.0  # seconds the overlap modes add to tp (negative: hidden under a GEMM)
-    flops = mem = coll = 0.0  # coll: main-memory bytes moved by collectives
-    zf = zb = cf = cb = 0.0  # per layer: ZeRO-3 gathers and the compute they are prefetched under
-    extra_ops = (g.pre if first else ()) + (g.post if last else ())
-    ocs = {o.name: tables.option_cost(o, opt[o.name]) for o in g.block + extra_ops}
-    for o in g.block:
-        oc = ocs[o.name]
-        r = o.name in rec
-        compute += layers * (oc.fwd_s + oc.bwd_s)
-        tp += layers * oc.stats.time_s * (2 + r)
-        hops += layers * (oc.fwd_comm.byte_hops + oc.bwd_comm.byte_hops + r * oc.fwd_comm.byte_hops)
-        flops += layers * oc.flops * (1 + o.backward_factor + r)
-        mem += layers * oc.mem_bytes * (1 + o.backward_factor + r)
-        coll += layers * (oc.stats_bytes + oc.gather_bytes) * (2 + r)
-        zf += oc.gather.time_s
-        zb += oc.gather.time_s * (1 + r)
-        cf += oc.fwd_s
-        cb += oc.bwd_s + r * oc.fwd_s
-        if r:
-            recompute += layers * oc.fwd_s
-    # ZeRO-3: a layer's weights are gathered beside the previous layer's compute (prefetch)
-    zero_raw = layers * (zf + zb)
-    if tables.zero3_gather == "per_tensor":  # each op waits for its own gathers
-        zero_exposed = zero_raw
-    else:
-        zero_exposed = layers * (overlap.exposed_time(cf, zf, sc, sm) + overlap.exposed_time(cb, zb, sc, sm))
-    uses = {"block": layers, "wrap": layers - 1 if first else layers,  # per micro-batch, by edge group
-            "pre": 1 if first else 0, "post": 1 if last else 0}
-    for e in tables.edges:
-        n = uses[e.where]
-        if n == 0:
-            continue
-        o_p, o_c = opt[e.producer], opt[e.consumer]
-        ec = tables.edge_cost(e, o_p, o_c)
-        again = tables.saved_by(e)
-        # the saved input is converted again for the backward, or for the consumer's recomputation
-        k = 2 if (again or e.consumer in rec) else 1
-        tp += n * (k * ec.fwd.time_s + ec.grad.time_s)
-        hops += n * (k * ec.fwd.byte_hops + ec.grad.byte_hops)
-        coll += n * (k * ec.fwd_conv.mem_bytes + ec.grad_conv.mem_bytes)
-        mp, mc = mode[e.producer], mode[e.consumer]
-        if mp != "sequential" or mc != "sequential":
-            # overlap modes: the producer's GEMM with the forward reduction (again after its
-            # recomputation, when the consumer's backward needs the input), the consumer's backward
-            # with the gradient's
-            twice = 1 + (again and e.producer in rec)
-            delta += n * (twice * tables.overlap_delta(e, o_p, o_c, "fwd", mp) +
-                          tables.overlap_delta(e, o_p, o_c, "bwd", mc))
-            coll -= n * (twice * tables.overlap_saving_bytes(e, o_p, o_c, "fwd", mp) +
-                         tables.overlap_saving_bytes(e, o_p, o_c, "bwd", mc))
-    for o in extra_ops:
-        oc = ocs[o.name]
-        compute += oc.fwd_s + oc.bwd_s
-        tp += 2 * oc.stats.time_s
-        hops += oc.fwd_comm.byte_hops + oc.bwd_comm.byte_hops
-        zero_raw += 2 * oc.gather.time_s  # the embedding's and head's gathers are not prefetched
-        zero_exposed += 2 * oc.gather.time_s
-        flops += (1 + o.backward_factor) * oc.flops
-        mem += (1 + o.backward_factor) * oc.mem_bytes
-        coll += 2 * (oc.stats_bytes + oc.gather_bytes)
-    neighbours = (not first) + (not last)
-    pp = tables.p2p(opt["add2"]).time_s * tables.virtual * neighbours
-    if neighbours:
-        coll += neighbours * tables.virtual * tables.p2p_bytes(opt["add2"])
-    # tp_comm: tensor-group collectives as the overlap modes leave them, and the exposed ZeRO-3 gathers
-    parts = {"compute": compute, "recompute": recompute, "tp_comm": tp + delta + zero_exposed}
-    raw = {"tp_comm": tp, "zero_comm": zero_raw, "zero_comm_exposed": zero_exposed, "pp_comm": pp}
-
-    # memory of one die of this stage; a class in `offload` lives in DRAM with a working piece on
-    # the die (cost.offload_working_bytes; activations: one layer of one micro-batch)
-    op_params = {name: oc.params for name, oc in ocs.items()}
-    if last:
-        op_params["lm_head"] += tables.tied_head_params(opt["lm_head"])
-    params = layers * sum(op_params[o.name] for o in g.block) + sum(op_params[o.name] for o in extra_ops)
-    working = max(op_params.values())
-    state = cost.zero_state_bytes(params, tables.dp, tables.zero_stage, tables.fp32_grads, tables.work.dtype_bytes)
-    state_working = cost.offload_working_bytes(working, tables.dp, tables.zero_stage, tables.fp32_grads,
-                                               tables.work.dtype_bytes)
-    stored = stored_tensors(tables.graph, rec)
-    per_layer = sum(tables.tensor_bytes(t, opt) for t in stored)
-    act_mb = layers * per_layer  # saved activations of one micro-batch
-    if last:
-        act_mb += sum(tables.tensor_bytes(t, opt) for o in g.post for t in o.saved)
-    act = act_mb * tables.in_flight(stage)
-    buffers = sum(tables.recompute_buffer(o, opt[o.name]) for o in g.block if o.name in rec)
-    dram = {k: (v if k in offload else 0.0) for k, v in state.items()}
-    dram["activations"] = act if "activations" in offload else 0.0
-    memory = {k: (state_working[k] if k in offload else v) for k, v in state.items()}
-    memory["activations"] = per_layer if "activations" in offload else act
-    memory["buffers"] = buffers
-    bw = tables.dram_bandwidth
-    mb_traffic = cost.dram_traffic_per_micro_batch(dram["weights"], dram["grads"],
-                                                   act_mb if "activations" in offload else 0.0, tables.layer_group)
-    step_traffic = cost.dram_traffic_per_step(dram["weights"], dram["grads"], dram["optimizer"])
-    if mb_traffic or step_traffic:
-        parts["dram"] = mb_traffic / bw
-    # pipeline transfers run beside the rest of the stage's work in the steady state (1F1B); the
-    # fill and drain see them whole (finish_stages)
-    busy = sum(parts.values())
-    parts["pp_comm"] = pp if tables.pp_transfer == "blocking" else overlap.exposed_time(busy, pp, sc, sm)
-    time_s = busy + parts["pp_comm"]
-
-    wsync = ZERO
-    wsync_bytes = 0.0
-    for i, o in enumerate(g.block + extra_ops):
-        k = layers if i < len(g.block) else 1
-        wsync = wsync + ocs[o.name].wsync.scaled(k)
-        wsync_bytes += k * ocs[o.name].wsync_bytes
-    dp = tables.dp_sync(params)
-    # the gradient reduction runs in buckets beside the backward of the last micro-batch
-    dp_exposed = overlap.bucketed_exposed(dp.time_s, cb, layers, sc, sm)
-    raw["dp_comm"] = dp.time_s + wsync.time_s
-    upd = cost.optimizer_update_time(params, tables.dp, tables.zero_stage, tables.hw.die)
-    sync_parts = {"dp_comm": dp_exposed + wsync.time_s, "optimizer": upd}
-    if step_traffic:
-        sync_parts["optimizer_dram"] = step_traffic / bw
-    # group collectives are costed per tensor group (dp of them in a stage); dp rings span all stages
-    return StageScore(time_s, parts, memory, sum(sync_parts.values()), sync_parts,
-                      flops, mem + coll, hops * tables.dp,
-                      dp.byte_hops / tables.pp + wsync.byte_hops * tables.dp,
-                      dram, mb_traffic, step_traffic, busy + pp, raw,
-                      tables.dp_sync_bytes(params) + wsync_bytes)
 
 
 def finish_stages(stages: list[StageScore], virtual: int) -> list[StageScore]:

@@ -2,81 +2,32 @@
 
 Built once from the operator graph, the sharding rules, the topology and cost.py; read by
 evaluate() (which sums the entries a mapping picks) and by every solver formulation (which turns
-them into constraints), so both score a mapping with the same numbers.
+them into constraints), so both score a mapping with the same numbers. An op under an option is
+priced in op_cost, the edges between ops are found in edges, the rings of the collectives in rings.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from math import prod
 
 from hw.schema import Hardware
-from hw.topology import ZERO, CommCost, collective, fold, rectangle, ring_order, transfer, usable_tiles
-from models.graph import BLOCK_LINEARS, Graph, Op, build_graph
+from hw.topology import ZERO, CommCost, rectangle, transfer, usable_tiles
+from models.graph import Graph, Op, build_graph
 from models.schema import Workload
 
 from . import cost, overlap
+from .edges import (
+    Conversion, Edge, EdgeCost, conversion_steps, edge_counts, graph_edges, reduction_follows, saved_inputs,
+)
 from .mapping import Mapping, StageGroup
+from .op_cost import STATS_BYTES, OptionCost, cost_of_option
+from .rings import dp_rings, group_rings, on_rings, p2p_pairs
 from .sharding import (
-    PARTIAL, Option, conversion, input_grad_layout, input_layout, layout_divisor, needed_grad_layout,
-    options as enumerate_options, output_layout, reduced_split_axes, split_factors, weight_partial_axes,
+    PARTIAL, Option, conversion, layout_divisor, options as enumerate_options, output_layout, split_factors,
 )
 
-STATS_BYTES = 4  # fp32 row statistics of a split norm/softmax/loss
 OVERLAP_MODES = ("sequential", "chunked", "fused")  # what a mapping may pick (overlap.MODES less "ideal")
-
-
-@dataclass(frozen=True)
-class OptionCost:
-    """One op under one option, per layer and micro-batch on one die (seconds, bytes)."""
-
-    fwd_s: float  # compute forward
-    bwd_s: float  # compute backward
-    fwd_comm: CommCost  # collectives inside the op (split reductions, ZeRO-3 gathers) = stats + gather
-    bwd_comm: CommCost
-    flops: float  # forward FLOPs on one die
-    mem_bytes: float  # forward bytes through memory on one die (compute: inputs and outputs)
-    params: float  # weights on one die
-    wsync: CommCost  # per step: all-reduce of a weight gradient left partial by a data-like split
-    out_bytes: dict[str, float]  # per output tensor: bytes on one die
-    stats: CommCost = ZERO  # the split-reduction all-reduces of one pass (part of fwd_comm/bwd_comm)
-    gather: CommCost = ZERO  # ZeRO-3 weight all-gather of one pass (part of fwd_comm/bwd_comm), prefetched
-    stats_bytes: float = 0.0  # main-memory bytes one die moves in `stats` (overlap.collective_bytes)
-    gather_bytes: float = 0.0  # ... in `gather`
-    wsync_bytes: float = 0.0  # ... in `wsync`
-
-
-@dataclass(frozen=True)
-class Conversion:
-    """The collectives of one layout conversion: their cost, the main-memory bytes one die moves in
-    them, and their reduction part (the reduce-scatter that sums partial results: a reduce-scatter
-    step whole, the first half of an all-reduce step) — what a producer GEMM can overlap."""
-
-    comm: CommCost = ZERO
-    mem_bytes: float = 0.0  # main-memory bytes one die moves (reductions on the cores)
-    reduce_s: float = 0.0  # seconds of the reduction part (each step alone)
-    ring: int = 1  # largest ring of a reduction step (chunks of an overlapped pipeline)
-    near_memory_saving: float = 0.0  # bytes the reduction part saves with near-memory reduction
-
-
-NO_CONVERSION = Conversion()
-
-
-@dataclass(frozen=True)
-class EdgeCost:
-    fwd: CommCost  # convert the producer's output to the consumer's input layout
-    grad: CommCost  # convert the consumer's input gradient to the producer's output layout
-    fwd_conv: Conversion = NO_CONVERSION  # fwd with its memory bytes and reduction part
-    grad_conv: Conversion = NO_CONVERSION
-
-
-@dataclass(frozen=True)
-class Edge:
-    tensor: str
-    producer: str
-    consumer: str
-    where: str  # "block" (inside a layer), "wrap" (layer to next layer), "pre", "post"
 
 
 @dataclass(frozen=True)
@@ -117,23 +68,13 @@ class Tables:
 
     @cached_property
     def _group_rings(self) -> dict:
-        g = self.groups[0]
-        r, c = self.shape
-        dies = rectangle(g.origin, self.shape)
-        torus = self.hw.topology.kind == "torus2d"
-        row_wraps, col_wraps = torus and c == self.hw.cols, torus and r == self.hw.rows
-        rows = tuple(tuple(dies[i * c:(i + 1) * c]) for i in range(r))
-        cols = tuple(tuple(dies[i * c + j] for i in range(r)) for j in range(c))
-        rows = rows if row_wraps else tuple(fold(x) for x in rows)
-        cols = cols if col_wraps else tuple(fold(x) for x in cols)
-        wraps = (r == 1 and row_wraps) or (c == 1 and col_wraps)
-        return {"group": (ring_order(g.origin, self.shape, wraps),), 1: rows, 0: cols}
+        return group_rings(self.hw, self.groups[0].origin, self.shape)
 
     def group_collective(self, axis, kind: str, nbytes: float) -> CommCost:
         """A collective on every ring of one tensor group along `axis`; byte-hops of the whole group."""
         key = (axis, kind, nbytes)
         if key not in self._gc:
-            self._gc[key] = self._on_rings(self._group_rings[axis], kind, nbytes)
+            self._gc[key] = on_rings(self.hw, self._group_rings[axis], kind, nbytes)
         return self._gc[key]
 
     def group_ring(self, axis) -> int:
@@ -144,38 +85,18 @@ class Tables:
         """Main-memory bytes one die moves in group_collective(axis, kind, nbytes) (sums on the cores)."""
         return overlap.collective_bytes(kind, self.group_ring(axis), nbytes)
 
-    def _on_rings(self, rings: tuple, kind: str, nbytes: float) -> CommCost:
-        if self.hw.topology.kind == "switched":  # rings do not contend: time of one, traffic of all
-            one = collective(kind, rings[:1], nbytes, self.hw)
-            return CommCost(one.time_s, one.byte_hops * len(rings))
-        return collective(kind, rings, nbytes, self.hw)
-
     @cached_property
     def _dp_rings(self) -> tuple:
-        by = {(g.stage, g.replica): g for g in self.groups}
-        rings = []
-        for s in range(self.pp):
-            reps = [by[(s, d)] for d in range(self.dp)]
-            for off in rectangle((0, 0), self.shape):
-                rings.append(tuple((g.origin[0] + off[0], g.origin[1] + off[1]) for g in reps))
-        return tuple(rings)
+        return dp_rings(self.groups, self.pp, self.dp, self.shape)
 
     def dp_collective(self, kind: str, nbytes: float) -> CommCost:
         if self.dp < 2:
             return ZERO
-        return self._on_rings(self._dp_rings, kind, nbytes)
+        return on_rings(self.hw, self._dp_rings, kind, nbytes)
 
     @cached_property
     def _p2p_pairs(self) -> tuple:
-        by = {(g.stage, g.replica): g for g in self.groups}
-        pairs = []
-        for s in range(self.pp - 1):
-            for d in range(self.dp):
-                a, b = by[(s, d)], by[(s + 1, d)]
-                for off in rectangle((0, 0), self.shape):
-                    pairs.append(((a.origin[0] + off[0], a.origin[1] + off[1]),
-                                  (b.origin[0] + off[0], b.origin[1] + off[1])))
-        return tuple(pairs)
+        return p2p_pairs(self.groups, self.pp, self.dp, self.shape)
 
     # ---- DRAM behind the ports ------------------------------------------------------------
     @cached_property
@@ -216,64 +137,8 @@ class Tables:
     def option_cost(self, op: Op, opt: Option) -> OptionCost:
         key = (op.name, opt)
         if key not in self._oc:
-            self._oc[key] = self._option_cost(op, opt)
+            self._oc[key] = cost_of_option(self, op, opt)
         return self._oc[key]
-
-    def _option_cost(self, op: Op, opt: Option) -> OptionCost:
-        g, hw, shape = self.graph, self.hw, self.shape
-        die = hw.die
-        dtype = self.work.dtype
-        peak = hw.peak("bf16" if dtype == "fp8" and op.name not in BLOCK_LINEARS else dtype)
-        fac = split_factors(opt, shape)
-        work_split = 1
-        for v in fac.values():
-            work_split *= v
-        flops = op.flops / work_split
-        io = sum(g.tensors[x.tensor].nbytes(g.sizes) for x in op.inputs + op.outputs) / work_split
-        wsplit = 1
-        for d, k in fac.items():
-            if d in op.weight:
-                wsplit *= k
-        params = op.params / wsplit
-        wbytes = params * self.work.dtype_bytes
-        if op.kind in ("matmul", "attention"):
-            # result elements on this die: a split of a contracted dim leaves each die the whole
-            # (partial) result, so only the output's own dims divide it
-            out = sum(g.tensors[x.tensor].numel(g.sizes) / prod(fac.get(d, 1) for d in x.loop) for x in op.outputs)
-            fwd = cost.matmul_time(flops, die, peak, out, io + wbytes)
-        else:
-            fwd = cost.memory_time(io, die)
-        bwd = op.backward_factor * fwd
-        fwd_comm = ZERO
-        stats_bytes = 0.0
-        for axis, _k in reduced_split_axes(op, opt, shape):
-            rows = 1  # statistics rows this die holds: the non-reduced dims, after their own splits
-            for d in op.loop:
-                if d not in op.reduced:
-                    rows *= g.sizes[d] / fac.get(d, 1)
-            fwd_comm = fwd_comm + self.group_collective(axis, "all_reduce", rows * op.stats * STATS_BYTES)
-            stats_bytes += self.group_traffic(axis, "all_reduce", rows * op.stats * STATS_BYTES)
-        stats = fwd_comm
-        wsync = ZERO
-        wsync_bytes = 0.0
-        for axis, _k in weight_partial_axes(op, opt, shape):
-            wsync = wsync + self.group_collective(axis, "all_reduce", wbytes)
-            wsync_bytes += self.group_traffic(axis, "all_reduce", wbytes)
-        gather, gather_bytes = ZERO, 0.0
-        if self.zero_stage == 3 and self.dp > 1 and params:
-            if self.zero3_gather == "per_tensor":  # one all-gather of each parameter tensor
-                gather = self.dp_collective("all_gather", wbytes / op.param_tensors).scaled(op.param_tensors)
-            else:
-                gather = self.dp_collective("all_gather", wbytes)  # assembles this die's weight shard
-            gather_bytes = overlap.collective_bytes("all_gather", self.dp, wbytes)
-        fwd_comm = stats + gather
-        bwd_comm = fwd_comm
-        outs = {}
-        for x in op.outputs:
-            lay = output_layout(op, opt, x, g.tensors)
-            outs[x.tensor] = g.tensors[x.tensor].nbytes(g.sizes) / layout_divisor(lay, shape)
-        return OptionCost(fwd, bwd, fwd_comm, bwd_comm, flops, io, params, wsync, outs, stats, gather,
-                          stats_bytes, gather_bytes, wsync_bytes)
 
     def recompute_buffer(self, op: Op, opt: Option) -> float:
         """Bytes one die holds while `op` is recomputed for the backward: its outputs, except the
@@ -289,47 +154,15 @@ class Tables:
     # ---- edges ----------------------------------------------------------------------------
     @cached_property
     def edges(self) -> list[Edge]:
-        g = self.graph
-        prod = {x.tensor: o.name for o in g.block for x in o.outputs}
-        out: list[Edge] = []
-        for o in g.block:
-            for x in o.inputs:
-                if x.tensor == g.block_input:
-                    out.append(Edge(x.tensor, prod[g.block_output], o.name, "wrap"))
-                    out.append(Edge("emb", "embedding", o.name, "pre"))
-                else:
-                    out.append(Edge(x.tensor, prod[x.tensor], o.name, "block"))
-        postprod = {x.tensor: o.name for o in g.post for x in o.outputs}
-        for o in g.post:
-            for x in o.inputs:
-                p = postprod.get(x.tensor, prod.get(x.tensor))
-                out.append(Edge(x.tensor, p, o.name, "post"))
-        return out
+        return graph_edges(self.graph)
 
     def edge_cost(self, e: Edge, o_p: Option, o_c: Option) -> EdgeCost:
         key = (e, o_p, o_c)
         if key not in self._ec:
-            g = self.graph
-            prod, cons = g.op(e.producer), g.op(e.consumer)
-            p_operand, c_operand = self._edge_operands(e)
-            src = output_layout(prod, o_p, p_operand, g.tensors)
-            dst = input_layout(cons, o_c, c_operand, g.tensors)
-            nbytes = g.tensors[p_operand.tensor].nbytes(g.sizes)
-            fwd = self._convert(conversion(src, dst, self.shape, nbytes))
-            gsrc = input_grad_layout(cons, o_c, c_operand, g.tensors)
-            gdst = needed_grad_layout(src)
-            grad = self._convert(conversion(gsrc, gdst, self.shape, nbytes))
+            fwd_steps, grad_steps = conversion_steps(self.graph, e, o_p, o_c, self.shape)
+            fwd, grad = self._convert(fwd_steps), self._convert(grad_steps)
             self._ec[key] = EdgeCost(fwd.comm, grad.comm, fwd, grad)
         return self._ec[key]
-
-    def _edge_operands(self, e: Edge) -> tuple:
-        """(the producer's output operand, the consumer's input operand) that edge e joins."""
-        g = self.graph
-        prod, cons = g.op(e.producer), g.op(e.consumer)
-        p_operand = next(x for x in prod.outputs if x.tensor in (e.tensor, g.block_output) and
-                         (x.tensor == e.tensor or e.where == "wrap"))
-        c_operand = next(x for x in cons.inputs if x.tensor in (e.tensor, g.block_input))
-        return p_operand, c_operand
 
     def _steps(self, steps) -> CommCost:
         return self._convert(steps).comm
@@ -364,12 +197,7 @@ class Tables:
 
     @cached_property
     def _edge_counts(self) -> tuple[dict[str, int], dict[str, int]]:
-        outs: dict[str, int] = {}
-        ins: dict[str, int] = {}
-        for e in self.edges:
-            outs[e.producer] = outs.get(e.producer, 0) + 1
-            ins[e.consumer] = ins.get(e.consumer, 0) + 1
-        return outs, ins
+        return edge_counts(self.edges)
 
     def mode_matters(self, op: Op, opt: Option) -> bool:
         """Can the overlap mode change anything for `op` under `opt`: is it a GEMM with a reduction
@@ -377,19 +205,7 @@ class Tables:
         option of the op at the edge's other end?"""
         key = ("mode", op.name, opt)
         if key not in self._oc:
-            g = self.graph
-            found = False
-            if self.overlaps(op):
-                for e in self.edges:
-                    # inputs and needed output gradients are never partial: a conversion sums
-                    # partial results exactly when its source layout holds them
-                    if e.producer == op.name:
-                        found = PARTIAL in output_layout(op, opt, self._edge_operands(e)[0], g.tensors)
-                    elif e.consumer == op.name:
-                        found = PARTIAL in input_grad_layout(op, opt, self._edge_operands(e)[1], g.tensors)
-                    if found:
-                        break
-            self._oc[key] = found
+            self._oc[key] = self.overlaps(op) and reduction_follows(self.graph, self.edges, op, opt)
         return self._oc[key]
 
     def overlap_delta(self, e: Edge, o_p: Option, o_c: Option, role: str, mode: str) -> float:
@@ -429,12 +245,7 @@ class Tables:
 
     @cached_property
     def _saved(self) -> dict[Edge, bool]:
-        out = {}
-        for e in self.edges:
-            cons = self.graph.op(e.consumer)
-            t = self.graph.block_input if e.where == "wrap" else e.tensor
-            out[e] = t in cons.saved or (e.where == "pre" and self.graph.block_input in cons.saved)
-        return out
+        return saved_inputs(self.graph, self.edges)
 
     @cached_property
     def _producer(self) -> dict[str, Op]:
@@ -565,5 +376,5 @@ def tables_for(mapping: Mapping, work: Workload, hw: Hardware, allowed: dict[str
                   mapping.layer_group, mapping.zero3_gather, mapping.pp_transfer)
 
 
-__all__ = ["Tables", "OptionCost", "EdgeCost", "Conversion", "Edge", "OVERLAP_MODES", "StageKind", "tables_for",
-           "default_groups", "balanced_layers", "PARTIAL"]
+__all__ = ["Tables", "OptionCost", "EdgeCost", "Conversion", "Edge", "OVERLAP_MODES", "STATS_BYTES", "StageKind",
+           "tables_for", "default_groups", "balanced_layers", "PARTIAL"]
