@@ -16,7 +16,8 @@ REPRODUCTIONS = {"megatron_table1": "megatron_table1.py", "validation": "validat
 
 
 def _benchmarks_dir() -> Path:
-    return Path(__file__).resolve().parent.parent / "benchmarks"
+    """benchmarks/ of the source checkout: beside optimizer/."""
+    return Path(__file__).resolve().parents[3] / "benchmarks"
 
 
 @guarded
