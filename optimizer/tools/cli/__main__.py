@@ -1,0 +1,5 @@
+"""`python -m optimizer.tools.cli`: the meshmap command line."""
+
+from . import main
+
+main()
