@@ -329,8 +329,11 @@ def test_reproduce_lists_every_benchmark_script():
     benchmarks = {p.name for p in (root / "benchmarks").glob("*.py")} - {"common.py"}
     assert {Path(p).name for p in listed} == benchmarks  # every benchmark script, each once
     assert len(listed) == len(benchmarks)
+    from optimizer.tools.cli.reproduce import _benchmarks_dir
+
     for path in listed:
         assert (root / path).is_file(), path
+        assert (_benchmarks_dir() / Path(path).name).is_file(), path  # where `meshmap reproduce NAME` looks
 
 
 def test_solve_json_stays_clean_with_highs():
