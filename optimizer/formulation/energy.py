@@ -24,6 +24,8 @@ nearest unit: at most half a unit per chosen variable.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ..model import cost
 from ..model.tables import Tables
 from .inner import GB, Inner
@@ -32,17 +34,25 @@ from .model import add_expr
 MAX_UNITS = 1e18  # CP-SAT: the energy's upper bound in integer units, at most (int64 holds 9.2e18)
 
 
-def energy_expression(inner: Inner, tb: Tables) -> tuple[dict[int, float], float]:
-    """(coefficients, constant) of the step's energy in joules. Adds the auxiliary RE variables
-    (and their rows) to inner.model."""
-    lm = inner.model
-    g = tb.graph
+@dataclass
+class _Prices:
+    """Joules of one step per unit of its terms, over the dies they run on."""
+
+    per_stage: int  # dies of one stage
+    mem_j: float  # per main-memory byte (DRAM on HBM dies, else SRAM)
+    link_j: float  # per byte-hop on the links
+    dram_j: float  # per DRAM port byte, its mesh hops to the port included
+    static: float  # W of all dies' static power
+    per_param: float  # the gradient reduction, per parameter of a die
+    const: float  # the gradient reduction's intercept
+
+
+def _prices(tb: Tables) -> _Prices:
     hw = tb.hw
     en = hw.energy
     t = tb.shape[0] * tb.shape[1]
-    dp, pp, m, v = tb.dp, tb.pp, tb.m, tb.virtual
+    dp, pp = tb.dp, tb.pp
     per_stage = dp * t  # dies of one stage
-    layers = sum(tb.layers_per_stage)
     mem_j = en.dram_byte_j if hw.die.hbm_bytes is not None else en.sram_byte_j
     link_j = en.link_byte_hop_j
     dram_j = en.dram_byte_j + tb.dram_hops * link_j
@@ -54,20 +64,64 @@ def energy_expression(inner: Inner, tb: Tables) -> tuple[dict[int, float], float
     dp_slope, dp_icpt = tb.dp_sync_rate()
     per_param = per_stage * mem_j * dp_bytes + link_j * dp_slope.byte_hops / pp
     const = link_j * dp_icpt.byte_hops if dp > 1 else 0.0
+    return _Prices(per_stage, mem_j, link_j, dram_j, static, per_param, const)
 
+
+def _put(coeffs: dict[int, float], i: int, c: float) -> None:
+    coeffs[i] = coeffs.get(i, 0.0) + c
+
+
+def energy_expression(inner: Inner, tb: Tables) -> tuple[dict[int, float], float]:
+    """(coefficients, constant) of the step's energy in joules. Adds the auxiliary RE variables
+    (and their rows) to inner.model."""
+    pr = _prices(tb)
+    m, v = tb.m, tb.virtual
     coeffs: dict[int, float] = {}
+    _add_choices(coeffs, inner, tb, pr)
+    _add_edges(coeffs, inner, tb, pr)
+    # fused collectives with near-memory reduction: the bytes they save
+    uses = _edge_uses(tb)
+    for (e, role, o_p, o_c, r, mode), i in inner.V.items():
+        saving = tb.overlap_saving_bytes(e, o_p, o_c, role, mode)
+        if saving:
+            mult = 2 if (role == "fwd" and tb.saved_by(e) and r == 1) else 1
+            _put(coeffs, i, -uses[e.where] * m * pr.per_stage * pr.mem_j * mult * saving)
+    # pipeline transfers: one activation forward and one gradient back per boundary, micro-batch, chunk
+    if tb.pp > 1:
+        for opt, ex in inner.sel["add2"].items():
+            c = m * (pr.per_stage * pr.mem_j * 2 * (tb.pp - 1) * v * tb.p2p_bytes(opt) +
+                     pr.link_j * 2 * v * tb.p2p(opt).byte_hops)
+            for i, w in ex.items():
+                _put(coeffs, i, w * c)
+    # DRAM port traffic (DRAM variables in GB; activations hold every micro-batch in flight)
+    per_micro_batch, per_step = cost.dram_rates(tb.layer_group)
+    for _kind, count, in_flight, dram in inner.dram:
+        for c, i in dram.items():
+            per_mb = per_micro_batch.get(c, 0.0) / (in_flight if c == "activations" else 1.0)
+            _put(coeffs, i, count * pr.per_stage * GB * pr.dram_j * (m * per_mb + per_step.get(c, 0.0)))
+    # static power over the step
+    if pr.static:
+        for i, c in inner.time_objective.items():
+            _put(coeffs, i, pr.static * c)
+    # the aux variables (scale 1.0 placeholder) are counted in the objective's unit: set below
+    return {i: c for i, c in coeffs.items() if c != 0.0}, pr.const
 
-    def put(i: int, c: float) -> None:
-        coeffs[i] = coeffs.get(i, 0.0) + c
 
+def _add_choices(coeffs: dict[int, float], inner: Inner, tb: Tables, pr: _Prices) -> None:
+    """Y and X: their op's FLOPs, compute and collective bytes and byte-hops per micro-batch (with
+    the recompute multipliers) and its share of the per-step syncs, over all stages."""
+    g, en = tb.graph, tb.hw.energy
+    dp, m = tb.dp, tb.m
+    layers = sum(tb.layers_per_stage)
+    per_stage, mem_j, link_j = pr.per_stage, pr.mem_j, pr.link_j
     for (name, opt, r), i in inner.Y.items():
         oc = tb.option_cost(g.op(name), opt)
         per_mb = per_stage * (en.flop_j * oc.flops * (1 + g.op(name).backward_factor + r) +
                               mem_j * (oc.mem_bytes * (1 + g.op(name).backward_factor + r) +
                                        (oc.stats_bytes + oc.gather_bytes) * (2 + r)))
         hops = dp * link_j * (oc.fwd_comm.byte_hops + oc.bwd_comm.byte_hops + r * oc.fwd_comm.byte_hops)
-        step = oc.params * per_param + per_stage * mem_j * oc.wsync_bytes + dp * link_j * oc.wsync.byte_hops
-        put(i, layers * (m * (per_mb + hops) + step))
+        step = oc.params * pr.per_param + per_stage * mem_j * oc.wsync_bytes + dp * link_j * oc.wsync.byte_hops
+        _put(coeffs, i, layers * (m * (per_mb + hops) + step))
     for (name, opt), i in inner.X.items():
         oc = tb.option_cost(g.op(name), opt)
         per_mb = per_stage * (en.flop_j * (1 + g.op(name).backward_factor) * oc.flops +
@@ -75,11 +129,22 @@ def energy_expression(inner: Inner, tb: Tables) -> tuple[dict[int, float], float
                                        2 * (oc.stats_bytes + oc.gather_bytes)))
         hops = dp * link_j * (oc.fwd_comm.byte_hops + oc.bwd_comm.byte_hops)
         params = oc.params + (tb.tied_head_params(opt) if name == "lm_head" else 0.0)
-        step = params * per_param + per_stage * mem_j * oc.wsync_bytes + dp * link_j * oc.wsync.byte_hops
-        put(i, m * (per_mb + hops) + step)
+        step = params * pr.per_param + per_stage * mem_j * oc.wsync_bytes + dp * link_j * oc.wsync.byte_hops
+        _put(coeffs, i, m * (per_mb + hops) + step)
 
-    # edges: uses per step of each edge group, over all stages
-    uses = {"block": layers, "wrap": layers - 1, "pre": 1, "post": 1}
+
+def _edge_uses(tb: Tables) -> dict[str, int]:
+    """Uses per step of each edge group, over all stages."""
+    layers = sum(tb.layers_per_stage)
+    return {"block": layers, "wrap": layers - 1, "pre": 1, "post": 1}
+
+
+def _add_edges(coeffs: dict[int, float], inner: Inner, tb: Tables, pr: _Prices) -> None:
+    """Z: the conversions of its edge, each use of the edge; RE[edge] where the consumer may be
+    recomputed (an auxiliary variable and its row, added to inner.model)."""
+    lm = inner.model
+    dp, m = tb.dp, tb.m
+    uses = _edge_uses(tb)
     recomputable = {n for (n, _o, r) in inner.Y if r == 1}
     for e in tb.edges:
         n = uses[e.where]
@@ -90,9 +155,9 @@ def energy_expression(inner: Inner, tb: Tables) -> tuple[dict[int, float], float
         again: dict[int, float] = {}  # the forward conversion once more (consumer recomputed)
         for (o_p, o_c), i in inner.Z[e].items():
             ec = tb.edge_cost(e, o_p, o_c)
-            fwd = m * (per_stage * mem_j * ec.fwd_conv.mem_bytes + dp * link_j * ec.fwd.byte_hops)
-            grad = m * (per_stage * mem_j * ec.grad_conv.mem_bytes + dp * link_j * ec.grad.byte_hops)
-            put(i, n * (k * fwd + grad))
+            fwd = m * (pr.per_stage * pr.mem_j * ec.fwd_conv.mem_bytes + dp * pr.link_j * ec.fwd.byte_hops)
+            grad = m * (pr.per_stage * pr.mem_j * ec.grad_conv.mem_bytes + dp * pr.link_j * ec.grad.byte_hops)
+            _put(coeffs, i, n * (k * fwd + grad))
             if fwd:
                 again[i] = n * fwd
         if not saved and e.consumer in recomputable and again:
@@ -104,31 +169,7 @@ def energy_expression(inner: Inner, tb: Tables) -> tuple[dict[int, float], float
                 if name == e.consumer and r == 1:
                     row[i] = row.get(i, 0.0) - big
             lm.add(row, ">=", -big, scale=1.0, name=f"RE[{e.tensor}->{e.consumer}]")
-            put(aux, 1.0)
-    # fused collectives with near-memory reduction: the bytes they save
-    for (e, role, o_p, o_c, r, mode), i in inner.V.items():
-        saving = tb.overlap_saving_bytes(e, o_p, o_c, role, mode)
-        if saving:
-            mult = 2 if (role == "fwd" and tb.saved_by(e) and r == 1) else 1
-            put(i, -uses[e.where] * m * per_stage * mem_j * mult * saving)
-    # pipeline transfers: one activation forward and one gradient back per boundary, micro-batch, chunk
-    if pp > 1:
-        for opt, ex in inner.sel["add2"].items():
-            c = m * (per_stage * mem_j * 2 * (pp - 1) * v * tb.p2p_bytes(opt) + link_j * 2 * v * tb.p2p(opt).byte_hops)
-            for i, w in ex.items():
-                put(i, w * c)
-    # DRAM port traffic (DRAM variables in GB; activations hold every micro-batch in flight)
-    per_micro_batch, per_step = cost.dram_rates(tb.layer_group)
-    for _kind, count, in_flight, dram in inner.dram:
-        for c, i in dram.items():
-            per_mb = per_micro_batch.get(c, 0.0) / (in_flight if c == "activations" else 1.0)
-            put(i, count * per_stage * GB * dram_j * (m * per_mb + per_step.get(c, 0.0)))
-    # static power over the step
-    if static:
-        for i, c in inner.time_objective.items():
-            put(i, static * c)
-    # the aux variables (scale 1.0 placeholder) are counted in the objective's unit: set below
-    return {i: c for i, c in coeffs.items() if c != 0.0}, const
+            _put(coeffs, aux, 1.0)
 
 
 def energy_unit(inner: Inner, tb: Tables, coeffs: dict[int, float], const: float) -> float:
