@@ -379,3 +379,22 @@ def test_flash_attention_flag_is_solved_recorded_evaluated_and_exported(tmp_path
     assert rep.step_time_s == pytest.approx(solved["step_time_s"])
     exported = run("export", str(plan), "--format", "megatron")
     assert exported.exit_code == 0 and "--attention-backend flash" in exported.stdout
+
+
+def test_evaluate_out_saves_the_scored_plan_for_the_other_commands(tmp_path):
+    """`meshmap evaluate … --out` writes the plan as `solve --out` does: evaluate, check and export read it back."""
+    plan = tmp_path / "megatron.json"
+    first = run("evaluate", "--model", "llama2-7b", "--hw", "dgx-a100", "--tp", "2", "--seq", "1024",
+                "--out", str(plan), "--json")
+    assert first.exit_code == 0, first.stderr
+    scored = json.loads(first.stdout)
+    saved = json.loads(plan.read_text())
+    assert saved["status"] == "evaluated"
+    assert (saved["model"], saved["hw"], saved["seq_len"]) == ("llama2-7b", "dgx-a100", 1024)
+    assert saved["report"]["step_time_s"] == scored["step_time_s"]
+    again = run("evaluate", str(plan), "--json")
+    assert again.exit_code == 0, again.stderr
+    assert json.loads(again.stdout)["step_time_s"] == scored["step_time_s"]
+    assert run("export", str(plan), "--format", "megatron").exit_code == 0
+    assert_one_line_error(run("evaluate", "--model", "llama2-7b", "--hw", "dgx-a100",
+                              "--out", str(tmp_path / "missing" / "p.json")), "--out")

@@ -8,7 +8,11 @@ in 1/objective_scale units (1 ns). The rounding error of one coefficient is at m
 from __future__ import annotations
 
 import math
+import threading
 import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 from .model import LinearModel, Result
 
@@ -18,7 +22,62 @@ ROUND_TOL = 1e-7  # CP-SAT: largest relative rounding error of an inequality's c
 INT_LIMIT = 2 ** 61  # CP-SAT: bound on |Σ coefficient · variable| of a row
 
 
+class Stop:
+    """The solves running in this process, stopped together when a search is interrupted (Ctrl-C:
+    search/interrupt.py). A stopped solver returns as at its time limit: its incumbent and bound.
+    CBC runs as a child process that this cannot reach (a terminal's Ctrl-C reaches it itself)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: set[Callable[[], object]] = set()
+        self.requested = False
+
+    def request(self) -> None:
+        """Stop every running solve, and every later one at once, until clear()."""
+        with self._lock:
+            self.requested = True
+            for stop in list(self._running):
+                stop()
+
+    def clear(self) -> None:
+        self.requested = False
+
+    @contextmanager
+    def running(self, stop: Callable[[], object]) -> Iterator[None]:
+        """While inside, request() calls stop() (e.g. CpSolver.StopSearch)."""
+        with self._lock:
+            self._running.add(stop)
+            if self.requested:
+                stop()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running.discard(stop)
+
+
+STOP = Stop()
+
+
+def off_main_thread(fn: Callable, *args):
+    """fn(*args), run in a worker thread when called from the main thread, so that the main thread
+    waits where a signal handler can run (a solver inside its C++ search holds the main thread
+    until it returns)."""
+    if threading.current_thread() is not threading.main_thread():
+        return fn(*args)
+    ex = ThreadPoolExecutor(1)
+    try:
+        return ex.submit(fn, *args).result()
+    finally:
+        ex.shutdown(wait=False)  # a second Ctrl-C leaves at once, not after the solve
+
+
 def solve_model(model: LinearModel, backend: str, time_limit_s: float, threads: int = 1) -> Result:
+    """The model solved by `backend` within time_limit_s seconds on `threads` threads."""
+    return off_main_thread(_solve_model, model, backend, time_limit_s, threads)
+
+
+def _solve_model(model: LinearModel, backend: str, time_limit_s: float, threads: int) -> Result:
     if backend == "cpsat":
         return _cpsat(model, time_limit_s, threads)
     if backend == "cbc":
@@ -63,7 +122,8 @@ def _cpsat(model: LinearModel, time_limit_s: float, threads: int) -> Result:
     s.parameters.num_workers = max(1, threads)
     s.parameters.relative_gap_limit = 0.0
     s.parameters.absolute_gap_limit = 0.0
-    st = s.Solve(m)
+    with STOP.running(s.StopSearch):
+        st = s.Solve(m)
     wall = time.perf_counter() - t0
     if st == cp_model.INFEASIBLE:
         return Result("infeasible", None, None, None, wall)
@@ -83,11 +143,13 @@ def cpsat_solver():
     issue 5293) proved an inner model "optimal" at 84.989 s where a 84.953 s solution exists
     (Llama2-70B on tmac-wafer, dp 8, 2×4 group, ZeRO-3, layer-wise k = 8; HiGHS and CP-SAT with
     that step off agree on 84.953 s, test_backends_agree_where_cpsat_presolve_misproved).
-    presolve_inclusion_work_limit = 0 skips only that step; the rest of presolve stays on."""
+    presolve_inclusion_work_limit = 0 skips only that step; the rest of presolve stays on.
+    Run it with STOP.running(solver.StopSearch) so that an interrupt stops it."""
     from ortools.sat.python import cp_model
 
     s = cp_model.CpSolver()
     s.parameters.presolve_inclusion_work_limit = 0
+    s.parameters.catch_sigint_signal = False  # Ctrl-C is the search's to handle (Stop), not the solver's
     return s
 
 
@@ -170,7 +232,8 @@ def _mpsolver(model: LinearModel, backend: str, time_limit_s: float, threads: in
     s.SetNumThreads(max(1, threads))
     params = pywraplp.MPSolverParameters()
     params.SetDoubleParam(params.RELATIVE_MIP_GAP, MIP_GAP)
-    st = s.Solve(params)
+    with STOP.running(s.InterruptSolve):
+        st = s.Solve(params)
     wall = time.perf_counter() - t0
     if st == pywraplp.Solver.INFEASIBLE:
         return Result("infeasible", None, None, None, wall)

@@ -1,11 +1,13 @@
 """One outer point of the search: its probe (per group shape and micro-batch, each op's fastest
 compute and least memory, and the block ops' choices as arrays), its tables and mapping, and its
 inner solve — for step time or energy with the incumbent as a cutoff, or for EDP by a walk over
-the point's energy/time Pareto front."""
+the point's energy/time Pareto front — and the pool that runs points' inner solves side by side."""
 
 from __future__ import annotations
 
 import time
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -314,3 +316,38 @@ def _solve_edp(inner: Inner, tb: Tables, pt: OuterPoint, sp: Space, work: Worklo
         limit = min(t_k, modeled(time_expr, res.values)) * (1 - EDP_STEP)
         if limit < t_min:  # no mapping of the point is faster than t_min: the front is walked
             return out
+
+
+class _InnerPool:
+    """Inner solves of outer points run side by side, one solver thread each, on up to `workers`
+    cores (CP-SAT, HiGHS and CBC release the interpreter while they search), while the search goes
+    on bounding the next points. One worker: each solve runs at once, in the caller's thread."""
+
+    def __init__(self, workers: int):
+        self.workers = max(1, workers)
+        self._ex = ThreadPoolExecutor(self.workers) if self.workers > 1 else None
+        self._pending: list[tuple[float, Future]] = []
+        self._ready: list[tuple[float, _PointResult]] = []
+
+    def full(self) -> bool:
+        return len(self._pending) >= self.workers
+
+    def submit(self, lb: float, fn, *args) -> None:
+        """fn(*args, threads=1) -> _PointResult, for a point of bound lb."""
+        if self._ex is None:
+            self._ready.append((lb, fn(*args, 1)))
+        else:
+            self._pending.append((lb, self._ex.submit(fn, *args, 1)))
+
+    def done(self, wait: bool = False, wait_all: bool = False) -> list[tuple[float, _PointResult]]:
+        """The solves finished so far (wait: at least one, if any runs; wait_all: every one)."""
+        if self._pending and (wait or wait_all):
+            futures_wait([f for _, f in self._pending], return_when=ALL_COMPLETED if wait_all else FIRST_COMPLETED)
+        out, self._ready = self._ready, []
+        finished = [(lb, f) for lb, f in self._pending if f.done()]
+        self._pending = [(lb, f) for lb, f in self._pending if (lb, f) not in finished]
+        return out + [(lb, f.result()) for lb, f in finished]
+
+    def close(self) -> None:
+        if self._ex is not None:
+            self._ex.shutdown(wait=True, cancel_futures=True)

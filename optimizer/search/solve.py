@@ -22,8 +22,6 @@ from __future__ import annotations
 import heapq
 import os
 import time
-from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor
-from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -34,7 +32,7 @@ from hw.loader import ConfigError
 from hw.schema import Hardware
 from models.schema import Workload
 
-from . import infeasible
+from . import infeasible, interrupt
 from ..model.evaluate import evaluate
 from ..formulation.backends import BACKENDS
 from ..formulation.inner import build_inner
@@ -42,7 +40,8 @@ from ..model.mapping import Mapping, Report
 from .bounds import _bounds, _energy_floor, _machine_objective_bound, _memory_need, _point_bound, _Tiers
 from .lagrangian import (PRIMAL_MIN_GAIN, PRIMAL_SHARE, _block_comm, _gathers, _lagrangian_bound, _layer_comm,
                          _relaxations, _relaxed_mapping, _resharding_bound)
-from .points import REL_TOL, _PointResult, _Probe, _solve_edp, _solve_time_or_energy, _tables, probed_points
+from .points import (REL_TOL, _InnerPool, _PointResult, _Probe, _solve_edp, _solve_time_or_energy, _tables,
+                     probed_points)
 from .space import OuterPoint, Space, get_space
 
 OBJECTIVES = ("time", "energy", "edp")
@@ -64,7 +63,7 @@ class Solution(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    status: str  # optimal | feasible | infeasible | timeout
+    status: str  # optimal | feasible | infeasible | timeout | interrupted (Ctrl-C: the best so far and its bound)
     mapping: Mapping | None = None
     report: Report | None = None
     objective_s: float | None = None
@@ -123,6 +122,7 @@ class _Found:
     solved: int = 0
     open_bounds: list[float] = field(default_factory=list)
     timed_out: bool = False
+    interrupted: bool = False  # stopped by Ctrl-C (interrupt.py)
 
     def offer(self, cand: tuple[float, Mapping, float]) -> None:
         if self.best is None or cand[0] < self.best[0]:
@@ -145,41 +145,6 @@ class _Found:
                 self.progress(Progress(self.solved, self.total, best[2] if best else None, None,
                                        {"objective": self.objective, "incumbent": best[0] if best else None,
                                         "bound": lb}))
-
-
-class _InnerPool:
-    """Inner solves of outer points run side by side, one solver thread each, on up to `workers`
-    cores (CP-SAT, HiGHS and CBC release the interpreter while they search), while the search goes
-    on bounding the next points. One worker: each solve runs at once, in the caller's thread."""
-
-    def __init__(self, workers: int):
-        self.workers = max(1, workers)
-        self._ex = ThreadPoolExecutor(self.workers) if self.workers > 1 else None
-        self._pending: list[tuple[float, Future]] = []
-        self._ready: list[tuple[float, _PointResult]] = []
-
-    def full(self) -> bool:
-        return len(self._pending) >= self.workers
-
-    def submit(self, lb: float, fn, *args) -> None:
-        """fn(*args, threads=1) -> _PointResult, for a point of bound lb."""
-        if self._ex is None:
-            self._ready.append((lb, fn(*args, 1)))
-        else:
-            self._pending.append((lb, self._ex.submit(fn, *args, 1)))
-
-    def done(self, wait: bool = False, wait_all: bool = False) -> list[tuple[float, _PointResult]]:
-        """The solves finished so far (wait: at least one, if any runs; wait_all: every one)."""
-        if self._pending and (wait or wait_all):
-            futures_wait([f for _, f in self._pending], return_when=ALL_COMPLETED if wait_all else FIRST_COMPLETED)
-        out, self._ready = self._ready, []
-        finished = [(lb, f) for lb, f in self._pending if f.done()]
-        self._pending = [(lb, f) for lb, f in self._pending if (lb, f) not in finished]
-        return out + [(lb, f.result()) for lb, f in finished]
-
-    def close(self) -> None:
-        if self._ex is not None:
-            self._ex.shutdown(wait=True, cancel_futures=True)
 
 
 def _refine(key: int, pt: OuterPoint, pr: _Probe, stage: dict, fitting_of: dict, work: Workload, hw: Hardware,
@@ -227,9 +192,13 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
     sp = get_space(space)
     threads = threads or min(8, os.cpu_count() or 1)
     t0 = time.perf_counter()
-    queue = _enumerate(work, hw, sp, objective, t0, time_limit_s)
-    found = _Found(objective, queue.total, progress)
-    _search(queue, found, work, hw, sp, backend, t0 + time_limit_s, threads)
+    with interrupt.stop_on_sigint():
+        queue = _enumerate(work, hw, sp, objective, t0, time_limit_s)
+        found = _Found(objective, queue.total, progress)
+        _search(queue, found, work, hw, sp, backend, t0 + time_limit_s, threads)
+        # a Ctrl-C that came after the search had its answer leaves that answer as it is
+        found.interrupted = interrupt.requested() and (found.timed_out or queue.enumeration_cut
+                                                        or bool(found.open_bounds))
     return _solution(queue, found, work, hw, sp, backend, time.perf_counter() - t0)
 
 
@@ -266,7 +235,8 @@ def _enumerate(work: Workload, hw: Hardware, sp: Space, objective: str, t0: floa
     tiers, ev = _Tiers.of(sp, hw), queue.ev
     dead_family = None  # degrees whose layer-wise group no longer fits (space.layer_groups ascend)
     for pt, pr in probed_points(work, hw, sp):
-        if queue.total % 256 == 0 and time.perf_counter() - t0 > ENUMERATION_SHARE * time_limit_s:
+        if interrupt.requested() or (queue.total % 256 == 0
+                                     and time.perf_counter() - t0 > ENUMERATION_SHARE * time_limit_s):
             queue.enumeration_cut = True
             break
         queue.probes[(pt.shape, pt.micro_batch)] = pr
@@ -308,7 +278,7 @@ def _search(queue: _Queue, found: _Found, work: Workload, hw: Hardware, sp: Spac
             if best is not None and lb >= best[0] * (1 - REL_TOL):
                 break
             remaining = deadline - time.perf_counter()
-            if remaining <= 0:
+            if remaining <= 0 or interrupt.requested():
                 found.timed_out = True
                 break
             if stage.get(key, 0) >= 2 and pool.full():  # the point needs a worker: wait for one
@@ -346,6 +316,7 @@ def _solution(queue: _Queue, found: _Found, work: Workload, hw: Hardware, sp: Sp
     enumerated); without one, a timeout, or the reasons no point fits."""
     objective = queue.objective
     best, solved, open_bounds, timed_out = found.best, found.solved, found.open_bounds, found.timed_out
+    stopped = "interrupted" if found.interrupted else "timeout"
     unexplored = [h[0] for h in queue.heap]
     if queue.enumeration_cut:
         timed_out = True
@@ -356,8 +327,10 @@ def _solution(queue: _Queue, found: _Found, work: Workload, hw: Hardware, sp: Sp
     if best is None:
         if timed_out or (unexplored and not queue.heap == []):
             bound = min(unexplored + open_bounds) if (unexplored or open_bounds) else None
-            return Solution(status="timeout", bound_s=bound if is_time else None, bound_value=bound,
-                            explanation="no feasible mapping found within the time limit", **common)
+            why = ("interrupted before a feasible mapping was found" if found.interrupted
+                   else "no feasible mapping found within the time limit")
+            return Solution(status=stopped, bound_s=bound if is_time else None, bound_value=bound,
+                            explanation=why, **common)
         queue.ev.solved = solved
         reasons, text = infeasible.explain(_evidence(queue.ev, queue.seen, work, hw, sp), hw, work, sp.name)
         return Solution(status="infeasible", points_pruned=queue.pruned_mem, reasons=reasons, explanation=text, **common)
@@ -366,7 +339,7 @@ def _solution(queue: _Queue, found: _Found, work: Workload, hw: Hardware, sp: Sp
     bound = min(cand)
     report = evaluate(mp, work, hw)
     optimal = not timed_out and not open_bounds
-    status = "optimal" if optimal else ("feasible" if not timed_out else "timeout")
+    status = "optimal" if optimal else ("feasible" if not timed_out else stopped)
     value = {"time": report.step_time_s, "energy": report.energy_j,
              "edp": report.energy_j * report.step_time_s}[objective]
     bound = bound if not optimal else obj

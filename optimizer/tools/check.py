@@ -32,6 +32,7 @@ from models.schema import Workload
 from .. import baselines
 from ..model.evaluate import evaluate
 from ..model.mapping import Mapping, Report
+from ..search import interrupt
 from ..search.solve import Progress, plain_explanation, solve
 from ..search.space import OuterPoint, Space, get_space
 
@@ -53,7 +54,7 @@ class CheckResult(BaseModel):
     optimum_mapping: Mapping | None = None
     optimum_report: Report | None = None
     bound_s: float | None = None          # proven lower bound on the space's optimum (Solution.bound_s)
-    status: str                           # the solve's status: optimal | feasible | timeout | infeasible
+    status: str                           # the solve's status: optimal | feasible | timeout | infeasible | interrupted
     gap: float | None = None              # (step_time_s - bound_s) / bound_s
     speedup_possible: float | None = None  # step_time_s / optimum_s
     space: str = "full"
@@ -145,12 +146,13 @@ def check(mapping: Mapping | str | os.PathLike | dict, work: Workload, hw: Hardw
     rep = evaluate(given, work, hw)
     sp = space if isinstance(space, Space) else get_space(space)
     t0, same = time.perf_counter(), None
-    if with_same_degrees:
-        same = solve(work, hw, space=same_degrees(given, sp), backend=backend, objective="time",
-                     time_limit_s=SAME_DEGREES_SHARE * time_limit_s, threads=threads)
-    left = max(time_limit_s - (time.perf_counter() - t0), (1 - SAME_DEGREES_SHARE) * time_limit_s)
-    sol = solve(work, hw, space=sp, backend=backend, objective="time", time_limit_s=left,
-                threads=threads, progress=progress)
+    with interrupt.stop_on_sigint():  # Ctrl-C: both solves answer with what they have
+        if with_same_degrees:
+            same = solve(work, hw, space=same_degrees(given, sp), backend=backend, objective="time",
+                         time_limit_s=SAME_DEGREES_SHARE * time_limit_s, threads=threads)
+        left = max(time_limit_s - (time.perf_counter() - t0), (1 - SAME_DEGREES_SHARE) * time_limit_s)
+        sol = solve(work, hw, space=sp, backend=backend, objective="time", time_limit_s=left,
+                    threads=threads, progress=progress)
 
     t = rep.step_time_s
     bound = sol.bound_s

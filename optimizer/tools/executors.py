@@ -1,13 +1,20 @@
 """Where co-exploration's design points are solved: serially in this process, in a local process
-pool, or on Ray; each solution is handed back as it finishes."""
+pool, or on Ray; each solution is handed back as it finishes.
+
+Ctrl-C (search/interrupt.py): the designs being solved answer "interrupted" with their best so far
+and the designs not started are dropped. A pool's workers ignore SIGINT between designs and each
+solve takes it while it runs, as a terminal sends it to the whole process group."""
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Callable
+
+from ..search import interrupt
 
 EXECUTORS = ("serial", "pool", "ray")
 
@@ -18,6 +25,11 @@ def _solve_point(args: tuple) -> Any:
 
     work, hardware, space, backend, time_limit_s, threads = args
     return solve(work, hardware, space=space, backend=backend, time_limit_s=time_limit_s, threads=threads)
+
+
+def _ignore_sigint() -> None:
+    """A pool worker between designs: Ctrl-C is for the solve running in it, or for the parent."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _ray_module() -> Any:
@@ -64,13 +76,19 @@ def solve_points(executor: str, jobs: list[tuple], workers: int, threads: int, a
     `executor` (one of EXECUTORS), calling done(index of the job, solution) as each finishes."""
     if executor == "serial" or not jobs:
         for i, job in enumerate(jobs):
+            if interrupt.requested():
+                break
             done(i, _solve_point(job))
     elif executor == "pool":
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), initializer=_ignore_sigint) as pool:
             futures = {pool.submit(_solve_point, job): i for i, job in enumerate(jobs)}
             try:
                 for fut in as_completed(futures):
-                    done(futures[fut], fut.result())
+                    if interrupt.requested():  # the designs not started are dropped
+                        for other in futures:
+                            other.cancel()
+                    if not fut.cancelled():
+                        done(futures[fut], fut.result())
             except BaseException:  # a failed point: do not wait for the designs not yet started
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise

@@ -43,6 +43,7 @@ from models.schema import Workload
 from ..formulation.backends import BACKENDS
 from ..model.mapping import Mapping
 from ..search.space import get_space
+from ..search import interrupt
 from .executors import EXECUTORS, solve_points
 
 # assumption: relative slack when comparing an area/power sum with a budget, only to absorb float
@@ -204,7 +205,7 @@ class DesignPoint(_Frozen):
     sram_bytes: float
     area_mm2: float
     power_w: float
-    status: str = Field(description="optimal | feasible | timeout | infeasible (optimizer.solve's)")
+    status: str = Field(description="optimal | feasible | timeout | infeasible | interrupted (optimizer.solve's)")
     step_time_s: float | None = None
     tokens_per_s: float | None = None
     energy_j: float | None = Field(default=None, description="energy of one training step, J")
@@ -321,7 +322,8 @@ def explore(template: Template | dict, work: Workload, budget: Budget | dict | N
         if progress is not None:
             progress(sum(r is not None for r in results), len(jobs), results[i])
 
-    solve_points(executor, jobs, workers, threads_per_worker, ray_address, done)
+    with interrupt.stop_on_sigint():  # Ctrl-C: the points solved so far (executors.py)
+        solve_points(executor, jobs, workers, threads_per_worker, ray_address, done)
     return [r for r in results if r is not None]
 
 

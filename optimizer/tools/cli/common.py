@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
@@ -18,6 +19,7 @@ import hw
 import models
 
 EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
 
 
 def _click_exception(name: str) -> type:
@@ -57,6 +59,10 @@ class OneLineErrors(TyperGroup):
         except typer.Abort:
             typer.echo("error: aborted", err=True)
             sys.exit(EXIT_ERROR)
+        if rv == EXIT_INTERRUPTED:  # Ctrl-C (typer turns a KeyboardInterrupt into exit 130 too): leave
+            sys.stdout.flush()      # at once, without waiting for a solver thread to return
+            sys.stderr.flush()
+            os._exit(EXIT_INTERRUPTED)
         sys.exit(rv if isinstance(rv, int) else 0)
 
 

@@ -56,3 +56,5 @@ ThreadsOption = Annotated[Optional[int], typer.Option("--threads", help="solver 
 FlatJsonOption = Annotated[bool, typer.Option("--json", help="print one flat JSON object")]
 JsonOption = Annotated[bool, typer.Option("--json", help="print one JSON object")]
 PlotOption = Annotated[Optional[Path], typer.Option("--plot", help=PLOT_HELP)]
+PlanOutOption = Annotated[Optional[Path], typer.Option(
+    "--out", "-o", help="save the plan (mapping, report, …) as JSON")]

@@ -67,16 +67,34 @@ def _plan_overrides(plan: Path, ctx: dict[str, Any], overrides: dict[str, Any]) 
     return {**plan_overrides, **overrides}
 
 
+def _plan_names(plan: Path, ctx: dict[str, Any], model: Optional[str], hardware: Optional[str],
+                overrides: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
+    """The model and hardware names and the overrides: the options given, else the plan's."""
+    model = model if model is not None else ctx.get("model")
+    if hardware is None:
+        hardware = ctx.get("hw")
+        overrides = _plan_overrides(plan, ctx, overrides)
+    return model, hardware, overrides
+
+
+def plan_context(plan: Optional[Path], model: Optional[str], hardware: Optional[str], overrides: dict[str, Any],
+                 work: models.Workload) -> dict[str, Any]:
+    """What a plan file records besides its mapping and report, for --out: the model and hardware
+    names, the hardware overrides, batch, sequence length and FlashAttention (what a command
+    given the plan reads back)."""
+    if plan is not None:
+        model, hardware, overrides = _plan_names(plan, _read_plan_context(plan), model, hardware, overrides)
+    return {"model": model, "hw": hardware, "hw_overrides": overrides, "global_batch": work.global_batch,
+            "seq_len": work.seq_len, "flash_attention": work.flash_attention}
+
+
 def _plan_workload(plan: Path, model: Optional[str], hardware: Optional[str], batch: Optional[int],
                    seq: Optional[int], overrides: dict[str, Any], flash_attention: bool = False
                    ) -> tuple[Mapping, models.Workload, hw.Hardware]:
     """The mapping of a plan file and its workload and hardware: what the plan records, options win."""
     mapping = Mapping.load(plan)
     ctx = _read_plan_context(plan)
-    model = model if model is not None else ctx.get("model")
-    if hardware is None:
-        hardware = ctx.get("hw")
-        overrides = _plan_overrides(plan, ctx, overrides)
+    model, hardware, overrides = _plan_names(plan, ctx, model, hardware, overrides)
     hint = " or a plan file saved by `meshmap solve --out`"
     _require(model, "--model", hint)
     _require(hardware, "--hw", hint)

@@ -18,15 +18,15 @@ from ...model.evaluate import evaluate as evaluate_mapping
 from ...search.solve import OBJECTIVES, Solution, plain_explanation
 from ...search.solve import solve as solve_workload
 from ...search.space import SPACES
-from .common import (_check_choice, _check_count, _check_directory, _check_time_limit, _console, _echo_json,
-                     _fits_markup, _fmt_opt, _gap_text, _gb, _num, _require, _shows_progress, _status_markup,
-                     _workload_json, _workload_title, guarded)
+from .common import (EXIT_INTERRUPTED, _check_choice, _check_count, _check_directory, _check_time_limit, _console,
+                     _echo_json, _fits_markup, _fmt_opt, _gap_text, _gb, _num, _require, _shows_progress,
+                     _status_markup, _workload_json, _workload_title, guarded)
 from .options import (DEFAULT_BACKEND, DEFAULT_BATCH, DEFAULT_SPACE, BackendOption, BatchOption, ColsOption,
                       DpOption, FlashAttentionOption, FlatJsonOption, HardwareOption, MicroBatchOption,
-                      ModelOption, NodesOption, PlanArgument, PlanBatchOption, PlanSeqOption, PlotOption, PpOption,
+                      ModelOption, NodesOption, PlanArgument, PlanBatchOption, PlanOutOption, PlanSeqOption, PlotOption, PpOption,
                       RecomputeOption, RowsOption, SeqOption, SequenceParallelOption, SpaceOption, SramBytesOption,
                       ThreadsOption, TpOption)
-from .plans import _hardware, _hw_overrides, _mapping_and_workload
+from .plans import _hardware, _hw_overrides, _mapping_and_workload, plan_context
 from .progress import _SolveBar
 from .reports import _mapping_text, _plot_paths, _say_plots, _write_plots, print_report, print_solution, report_dict
 
@@ -52,20 +52,28 @@ def evaluate(
     recompute: RecomputeOption = None,
     sequence_parallel: SequenceParallelOption = False,
     flash_attention: FlashAttentionOption = False,
+    out: PlanOutOption = None,
     json_out: FlatJsonOption = False,
     plot: PlotOption = None,
 ) -> None:
     """Score a mapping: a plan file, or a Megatron-LM configuration built from --tp/--pp/--dp/…
 
     A plan saved by `meshmap solve --out` records its model, hardware (with overrides), batch and
-    sequence length; those are the defaults here, and any option given wins.
+    sequence length; those are the defaults here, and any option given wins. --out saves the
+    scored plan in the same format (status "evaluated"), for `check`, `export` and `evaluate`.
     """
     plot_paths = _plot_paths(plot)
+    if out is not None:
+        _check_directory("--out", out)
     overrides = _hw_overrides(nodes, rows, cols, sram_bytes)
     mapping, work, machine = _mapping_and_workload(plan, model, hardware, batch, seq, overrides, tp, pp, dp,
                                                    micro_batch, recompute, sequence_parallel, flash_attention)
     title = mapping.name or (plan.name if plan is not None else "")
     rep = evaluate_mapping(mapping, work, machine)
+    if out is not None:
+        saved = {"mapping": mapping.model_dump(mode="json"), "report": report_dict(rep), "status": "evaluated",
+                 **plan_context(plan, model, hardware, overrides, work)}
+        out.write_text(json.dumps(saved, indent=2) + "\n")
     written = _write_plots(plot_paths, mapping, machine, rep)
     if json_out:
         out = {**report_dict(rep), **_workload_json(work, machine)}
@@ -74,6 +82,8 @@ def evaluate(
         _echo_json(out)
     else:
         print_report(rep, title=f"{work.model.name} on {machine.name}: {title}")
+        if out is not None:
+            typer.echo(f"plan saved to {out}")
         _say_plots(written)
 
 
@@ -95,8 +105,7 @@ def solve(
     rows: RowsOption = None,
     cols: ColsOption = None,
     sram_bytes: SramBytesOption = None,
-    out: Annotated[Optional[Path], typer.Option(
-        "--out", "-o", help="save the plan (mapping, report, …) as JSON")] = None,
+    out: PlanOutOption = None,
     json_out: FlatJsonOption = False,
     plot: PlotOption = None,
 ) -> None:
@@ -121,8 +130,7 @@ def solve(
         sol = solve_workload(work, machine, space=space, backend=backend, objective=objective,
                              time_limit_s=time_limit, threads=threads, progress=bar)
 
-    context = {"model": model, "hw": hardware, "hw_overrides": overrides,
-               "global_batch": work.global_batch, "seq_len": work.seq_len, "flash_attention": work.flash_attention}
+    context = plan_context(None, model, hardware, overrides, work)
     summary = _solve_summary(sol, objective)
     mapping = sol.mapping.model_dump(mode="json") if sol.mapping is not None else None
     report = report_dict(sol.report) if sol.report is not None else None
@@ -138,15 +146,21 @@ def solve(
         if written:
             data["plots"] = written
         _echo_json(data)
-        return
-    if mapping is None:
+    elif mapping is None:
         typer.echo(_no_mapping_line(sol, explanation, objective))
-        return
-    print_solution(sol, title=_workload_title(work, machine))
-    print_report(sol.report, title=f"{sol.mapping.name or 'solution'} (evaluate)")
-    if out is not None:
-        typer.echo(f"plan saved to {out}; score it again with `meshmap evaluate {out}`")
-    _say_plots(written)
+    else:
+        print_solution(sol, title=_workload_title(work, machine))
+        print_report(sol.report, title=f"{sol.mapping.name or 'solution'} (evaluate)")
+        if out is not None:
+            typer.echo(f"plan saved to {out}; score it again with `meshmap evaluate {out}`")
+        _say_plots(written)
+    _exit_if_interrupted(sol.status)
+
+
+def _exit_if_interrupted(status: str) -> None:
+    """A search stopped by Ctrl-C has printed (and saved) its best so far: exit 130 as the shell expects."""
+    if status == "interrupted":
+        raise typer.Exit(EXIT_INTERRUPTED)
 
 
 def _solve_summary(sol: Solution, objective: str) -> dict[str, Any]:
@@ -223,10 +237,12 @@ def check(
 
     if json_out:
         _echo_json(_check_json(res, work, machine))
-        return
-    _print_check(res, res.mapping.name or (plan.name if plan is not None else "given"), _workload_title(work, machine))
-    for note in res.notes:
-        typer.echo(f"note: {note}", err=True)
+    else:
+        _print_check(res, res.mapping.name or (plan.name if plan is not None else "given"),
+                     _workload_title(work, machine))
+        for note in res.notes:
+            typer.echo(f"note: {note}", err=True)
+    _exit_if_interrupted(res.status)
 
 
 def _check_json(res: CheckResult, work: models.Workload, machine: hw.Hardware) -> dict[str, Any]:

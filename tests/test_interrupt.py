@@ -1,0 +1,105 @@
+"""Ctrl-C keeps the best mapping (search/interrupt.py): SIGINT stops a search, which answers
+"interrupted" with its best mapping so far, its proven bound and gap; `meshmap solve` prints it,
+saves --out and exits 130; a second Ctrl-C leaves at once. Each test sends the real signal."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import hw
+import models
+import optimizer
+from optimizer.search import interrupt
+
+ROOT = Path(__file__).resolve().parent.parent
+# an instance that finds mappings within seconds and needs far longer to prove its optimum (2 cores)
+MODEL, HW, BATCH = "llama2-7b", "tmac-wafer", 512
+MESHMAP = [sys.executable, "-c", "from optimizer.tools.cli import main; main()"]
+
+
+@pytest.fixture
+def harmless_sigint():
+    """A SIGINT that arrives outside the search under test must not stop the test session."""
+    previous = signal.signal(signal.SIGINT, lambda *_: None)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_first_ctrl_c_asks_the_search_to_stop_and_a_second_leaves_at_once(harmless_sigint):
+    with interrupt.stop_on_sigint():
+        assert not interrupt.requested()
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # the handler runs in this (main) thread
+        assert interrupt.requested()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.5)
+    assert not interrupt.requested()  # the next search starts afresh
+
+
+def test_solve_interrupted_returns_its_best_mapping_and_bound(harmless_sigint):
+    work = models.Workload(model=models.load(MODEL), global_batch=BATCH)
+    hardware = hw.load(HW)
+    sent: list[float] = []
+
+    def ctrl_c():
+        sent.append(time.perf_counter())
+        os.kill(os.getpid(), signal.SIGINT)
+
+    timer = threading.Timer(5.0, ctrl_c)
+    timer.start()
+    sol = optimizer.solve(work, hardware, time_limit_s=60, threads=2)
+    timer.cancel()
+    assert sent, "the solve ended before the signal: pick a harder instance"
+    assert time.perf_counter() - sent[0] < 2.0
+    assert sol.status == "interrupted", sol.explanation
+    assert sol.mapping is not None and sol.report is not None
+    assert sol.bound_s <= sol.objective_s * (1 + 1e-9)
+    assert sol.gap >= 0
+    rep = optimizer.evaluate(sol.mapping, work, hardware)
+    assert rep.step_time_s == pytest.approx(sol.objective_s, rel=1e-6)
+
+
+def test_meshmap_solve_ctrl_c_prints_and_saves_the_plan_and_exits_130(tmp_path):
+    plan = tmp_path / "plan.json"
+    proc = subprocess.Popen([*MESHMAP, "solve", "--model", MODEL, "--hw", HW, "--batch", str(BATCH),
+                             "--time-limit", "60", "--json", "--out", str(plan)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    time.sleep(5.0)
+    assert proc.poll() is None, "the solve ended before the signal: pick a harder instance"
+    sent = time.perf_counter()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert time.perf_counter() - sent < 2.0
+    assert proc.returncode == 130, err
+    data = json.loads(out)
+    assert data["status"] == "interrupted"
+    assert data["mapping"] is not None
+    assert data["bound_s"] <= data["objective_s"] * (1 + 1e-9) and data["gap"] >= 0
+    saved = json.loads(plan.read_text())
+    assert saved["mapping"] == data["mapping"] and saved["status"] == "interrupted"
+    work = models.Workload(model=models.load(MODEL), global_batch=BATCH)
+    rep = optimizer.evaluate(optimizer.Mapping.model_validate(saved["mapping"]), work, hw.load(HW))
+    assert rep.step_time_s == pytest.approx(data["objective_s"], rel=1e-6)
+    assert rep.step_time_s == pytest.approx(data["step_time_s"], rel=1e-12)
+
+
+def test_a_keyboard_interrupt_outside_the_search_exits_130_at_once():
+    """The second Ctrl-C raises KeyboardInterrupt wherever the command is: the CLI leaves with 130."""
+    code = ("import optimizer.tools.cli.solving as s\n"
+            "def boom(*a, **k):\n    raise KeyboardInterrupt\n"
+            "s.solve_workload = boom\n"
+            "from optimizer.tools.cli import main\nmain()\n")
+    proc = subprocess.run([sys.executable, "-c", code, "solve", "--model", MODEL, "--hw", HW],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert proc.returncode == 130, proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
