@@ -21,8 +21,11 @@ import optimizer
 from optimizer.search import interrupt
 
 ROOT = Path(__file__).resolve().parent.parent
-# an instance that finds mappings within seconds and needs far longer to prove its optimum (2 cores)
-MODEL, HW, BATCH = "llama2-7b", "tmac-wafer", 512
+# an instance with a mapping within seconds that needs minutes to prove its optimum (2 cores):
+# GPT-1.7B on a 4x4 wafer of 40 GB dies (benchmarks/solver_speed.py)
+MODEL, HW, BATCH, SEQ = "megatron-1.7b", "tmac-wafer", 64, 1024
+GRID = {"rows": 4, "cols": 4, "sram_bytes": 40e9}
+GRID_FLAGS = ("--rows", "4", "--cols", "4", "--sram-bytes", "40e9")
 MESHMAP = [sys.executable, "-c", "from optimizer.tools.cli import main; main()"]
 
 
@@ -47,8 +50,8 @@ def test_first_ctrl_c_asks_the_search_to_stop_and_a_second_leaves_at_once(harmle
 
 
 def test_solve_interrupted_returns_its_best_mapping_and_bound(harmless_sigint):
-    work = models.Workload(model=models.load(MODEL), global_batch=BATCH)
-    hardware = hw.load(HW)
+    work = models.Workload(model=models.load(MODEL), global_batch=BATCH, seq_len=SEQ)
+    hardware = hw.load(HW, **GRID)
     sent: list[float] = []
 
     def ctrl_c():
@@ -71,8 +74,8 @@ def test_solve_interrupted_returns_its_best_mapping_and_bound(harmless_sigint):
 
 def test_meshmap_solve_ctrl_c_prints_and_saves_the_plan_and_exits_130(tmp_path):
     plan = tmp_path / "plan.json"
-    proc = subprocess.Popen([*MESHMAP, "solve", "--model", MODEL, "--hw", HW, "--batch", str(BATCH),
-                             "--time-limit", "60", "--json", "--out", str(plan)],
+    proc = subprocess.Popen([*MESHMAP, "solve", "--model", MODEL, "--hw", HW, *GRID_FLAGS, "--batch", str(BATCH),
+                             "--seq", str(SEQ), "--time-limit", "60", "--json", "--out", str(plan)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     time.sleep(5.0)
     assert proc.poll() is None, "the solve ended before the signal: pick a harder instance"
@@ -87,8 +90,8 @@ def test_meshmap_solve_ctrl_c_prints_and_saves_the_plan_and_exits_130(tmp_path):
     assert data["bound_s"] <= data["objective_s"] * (1 + 1e-9) and data["gap"] >= 0
     saved = json.loads(plan.read_text())
     assert saved["mapping"] == data["mapping"] and saved["status"] == "interrupted"
-    work = models.Workload(model=models.load(MODEL), global_batch=BATCH)
-    rep = optimizer.evaluate(optimizer.Mapping.model_validate(saved["mapping"]), work, hw.load(HW))
+    work = models.Workload(model=models.load(MODEL), global_batch=BATCH, seq_len=SEQ)
+    rep = optimizer.evaluate(optimizer.Mapping.model_validate(saved["mapping"]), work, hw.load(HW, **GRID))
     assert rep.step_time_s == pytest.approx(data["objective_s"], rel=1e-6)
     assert rep.step_time_s == pytest.approx(data["step_time_s"], rel=1e-12)
 
@@ -103,3 +106,24 @@ def test_a_keyboard_interrupt_outside_the_search_exits_130_at_once():
                           capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert proc.returncode == 130, proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_meshmap_explore_ctrl_c_keeps_the_designs_solved_so_far():
+    """A terminal's Ctrl-C reaches the whole process group: the pool's running designs answer
+    "interrupted" with their best mappings, the designs not started are dropped, exit 130."""
+    proc = subprocess.Popen([*MESHMAP, "explore", "--model", MODEL, "--hw", HW, "--rows", "4,8", "--cols", "4,8",
+                             "--sram-bytes", "40e9", "--batch", str(BATCH), "--seq", str(SEQ), "--time-limit", "60",
+                             "--workers", "2", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            start_new_session=True)
+    time.sleep(7.0)
+    assert proc.poll() is None, "the sweep ended before the signal: pick harder designs"
+    sent = time.perf_counter()
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert time.perf_counter() - sent < 3.0
+    assert proc.returncode == 130, err
+    data = json.loads(out)
+    assert data["designs"] == 4 and 1 <= len(data["points"]) < 4
+    assert all(p["status"] == "interrupted" for p in data["points"])
+    assert any(p["mapping"] is not None for p in data["points"])

@@ -8,27 +8,37 @@ solve takes it while it runs, as a terminal sends it to the whole process group.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import signal
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Callable
 
+from ..formulation.backends import STOP
 from ..search import interrupt
 
 EXECUTORS = ("serial", "pool", "ray")
 
 
 def _solve_point(args: tuple) -> Any:
-    """One design's solve (runs in a worker process: module-level so it pickles)."""
+    """One design's solve (runs in a worker process: module-level so it pickles); None once the
+    pool's `_INTERRUPTED` event is set (a design queued before a Ctrl-C)."""
     from ..search.solve import solve
 
+    if _INTERRUPTED is not None and _INTERRUPTED.is_set():
+        return None
     work, hardware, space, backend, time_limit_s, threads = args
     return solve(work, hardware, space=space, backend=backend, time_limit_s=time_limit_s, threads=threads)
 
 
-def _ignore_sigint() -> None:
-    """A pool worker between designs: Ctrl-C is for the solve running in it, or for the parent."""
+_INTERRUPTED: Any = None  # in a pool worker: the parent's event, set on Ctrl-C
+
+
+def _pool_worker(interrupted: Any) -> None:
+    """A pool worker: Ctrl-C between designs is for the parent (the solve running takes its own)."""
+    global _INTERRUPTED
+    _INTERRUPTED = interrupted
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
@@ -80,15 +90,18 @@ def solve_points(executor: str, jobs: list[tuple], workers: int, threads: int, a
                 break
             done(i, _solve_point(job))
     elif executor == "pool":
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), initializer=_ignore_sigint) as pool:
+        interrupted = multiprocessing.Event()  # set on Ctrl-C: a design not yet started is skipped
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), initializer=_pool_worker,
+                                 initargs=(interrupted,)) as pool, STOP.running(interrupted.set):
             futures = {pool.submit(_solve_point, job): i for i, job in enumerate(jobs)}
             try:
                 for fut in as_completed(futures):
                     if interrupt.requested():  # the designs not started are dropped
                         for other in futures:
                             other.cancel()
-                    if not fut.cancelled():
-                        done(futures[fut], fut.result())
+                    sol = None if fut.cancelled() else fut.result()
+                    if sol is not None:
+                        done(futures[fut], sol)
             except BaseException:  # a failed point: do not wait for the designs not yet started
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise

@@ -14,7 +14,8 @@ import models
 
 from ...formulation.backends import BACKENDS
 from ...search.space import SPACES
-from .common import (EXIT_INTERRUPTED, UsageError, _check_choice, _check_count, _check_picture_path, _check_time_limit, _console,
+from .common import (EXIT_INTERRUPTED, UsageError, _check_choice, _check_count, _check_picture_path,
+                     _check_time_limit, _console,
                      _echo_json, _require, _shows_progress, _status_markup, _workload_json, guarded)
 from .options import (DEFAULT_BACKEND, DEFAULT_BATCH, DEFAULT_SPACE, BackendOption, BatchOption, JsonOption,
                       ModelOption, SeqOption, SpaceOption)
@@ -112,17 +113,18 @@ def explore(
         if written:
             data["plot"] = written
         _echo_json(data)
-        return
-
-    _print_points(points, on_front, f"{work.model.name} (batch {work.global_batch}, seq {work.seq_len}) on "
-                                    f"{base.name} variants, space {space}")
-    typer.echo(_solved_line(len(points), len(designs), within, area_budget, power_budget, settings))
-    if front:
-        typer.echo("Pareto front (throughput ↑, energy ↓, area ↓): " + "; ".join(p.label() for p in front))
     else:
-        typer.echo("Pareto front: empty (no design has a mapping)")
-    if written:
-        typer.echo(f"picture written: {written}")
+        _print_points(points, on_front, f"{work.model.name} (batch {work.global_batch}, seq {work.seq_len}) on "
+                                        f"{base.name} variants, space {space}")
+        typer.echo(_solved_line(len(points), len(designs), within, area_budget, power_budget, settings))
+        if front:
+            typer.echo("Pareto front (throughput ↑, energy ↓, area ↓): " + "; ".join(p.label() for p in front))
+        else:
+            typer.echo("Pareto front: empty (no design has a mapping)")
+        if written:
+            typer.echo(f"picture written: {written}")
+    if len(points) < within or any(p.status == "interrupted" for p in points):  # stopped by Ctrl-C
+        raise typer.Exit(EXIT_INTERRUPTED)
 
 
 def _solved_line(solved: int, designs: int, within: int, area_budget: Optional[float],
