@@ -127,3 +127,20 @@ def test_meshmap_explore_ctrl_c_keeps_the_designs_solved_so_far():
     assert data["designs"] == 4 and 1 <= len(data["points"]) < 4
     assert all(p["status"] == "interrupted" for p in data["points"])
     assert any(p["mapping"] is not None for p in data["points"])
+
+
+def test_meshmap_check_ctrl_c_answers_with_what_it_has():
+    """check's solves stop on the signal: the given mapping's score stands, the status says interrupted."""
+    proc = subprocess.Popen([*MESHMAP, "check", "--model", MODEL, "--hw", HW, *GRID_FLAGS, "--batch", str(BATCH),
+                             "--seq", str(SEQ), "--tp", "4", "--time-limit", "60", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    time.sleep(5.0)
+    assert proc.poll() is None, "the check ended before the signal: pick a harder instance"
+    sent = time.perf_counter()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert time.perf_counter() - sent < 2.0
+    assert proc.returncode == 130, err
+    data = json.loads(out)
+    assert data["status"] == "interrupted"
+    assert data["step_time_s"] > 0 and data["bound_s"] is not None and data["bound_s"] > 0
