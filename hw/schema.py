@@ -209,7 +209,8 @@ class Hardware(Frozen):
         return self.rows * self.cols - len(self.defects)
 
     def usable(self, die: tuple[int, int]) -> bool:
-        return 0 <= die[0] < self.rows and 0 <= die[1] < self.cols and tuple(die) not in set(self.defects)
+        topo = self.topology
+        return 0 <= die[0] < topo.rows and 0 <= die[1] < topo.cols and tuple(die) not in self.defects
 
     def peak(self, dtype: str) -> float:
         """Dense peak FLOP/s of one die for dtype."""

@@ -14,6 +14,7 @@ loop dims it may be split on. Activation accounting follows Korthikanti et al. 2
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from math import prod
 
 from .schema import ModelConfig
@@ -77,10 +78,14 @@ class Graph:
     consumers: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def op(self, name: str) -> Op:
+        return self._ops_by_name[name]  # KeyError for an unknown name
+
+    @cached_property
+    def _ops_by_name(self) -> dict[str, Op]:
+        out: dict[str, Op] = {}
         for o in self.block + self.pre + self.post:
-            if o.name == name:
-                return o
-        raise KeyError(name)
+            out.setdefault(o.name, o)
+        return out
 
     def producer(self, tensor: str) -> Op | None:
         for o in self.block + self.pre + self.post:

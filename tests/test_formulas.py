@@ -243,3 +243,23 @@ def test_evaluate_zero_stages_match_fig1(stage):
     want = {0: (4 + K) * F(psi), 1: 4 * F(psi) + F(K * psi, N), 2: 2 * F(psi) + F((2 + K) * psi, N),
             3: F((4 + K) * psi, N)}[stage]
     assert got == want
+
+
+@pytest.mark.parametrize("offload", [(), ("activations",)])
+def test_stages_of_one_kind_scored_once_equal_each_stage_scored(offload):
+    """evaluate scores each kind of stage (layers, first?, last?) once and gives the others their own
+    micro-batches in flight: every field equals scoring every stage on its own."""
+    from optimizer.model.evaluate import normalized_choices, prepare
+    from optimizer.model.stage import score_stage, score_stages
+
+    work = models.Workload(model=models.load("llama2-7b"), global_batch=256, seq_len=1024)
+    machine = hw.load("hecaton-chiplet")
+    mapping = baselines.megatron(work, machine, tp=4, pp=4, dp=4, micro_batch=1, recompute="none",
+                                 virtual_stages=2, offload=offload)
+    mapping, machine, tables = prepare(mapping, work, machine)
+    ch = normalized_choices(mapping, tables)
+    once = score_stages(tables, ch, mapping.offload)
+    each = [score_stage(tables, ch, s, n, mapping.offload) for s, n in enumerate(tables.layers_per_stage)]
+    assert once == each
+    kept = "dram" if offload else "memory"
+    assert len({getattr(st, kept)["activations"] for st in once}) == 4  # the stages do differ there

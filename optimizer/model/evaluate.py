@@ -15,7 +15,7 @@ from models.schema import Workload
 
 from . import cost
 from .mapping import Mapping, OpChoice, Report
-from .stage import StageScore, score_stage
+from .stage import StageScore, score_stage, score_stages
 from .tables import Tables, tables_for
 
 
@@ -53,17 +53,29 @@ def validate(mapping: Mapping, work: Workload, hw: Hardware) -> None:
         lps = mapping.layers_per_stage or balanced_layers(L, mapping.pp)
         if any(x % mapping.virtual_stages for x in lps):
             raise ConfigError(f"virtual_stages ({mapping.virtual_stages}) must divide every stage's layers {lps}")
+    _check_groups(mapping, hw)
+
+
+def _check_groups(mapping: Mapping, hw: Hardware) -> None:
+    """Every group's dies inside the grid, none defective, none in two groups."""
+    (r, c), rows, cols = mapping.tp_shape, hw.rows, hw.cols
+    defects = set(hw.defects)
     seen: set = set()
     for g in mapping.groups:
-        for d in mapping.group_dies(g):
-            if not (0 <= d[0] < hw.rows and 0 <= d[1] < hw.cols):
+        r0, c0 = g.origin
+        inside = 0 <= r0 and r0 + r <= rows and 0 <= c0 and c0 + c <= cols  # the rectangle's corners
+        dies = mapping.group_dies(g)
+        for d in dies if not inside or defects else ():
+            if not (0 <= d[0] < rows and 0 <= d[1] < cols):
                 raise ConfigError(f"groups: stage {g.stage} replica {g.replica} uses die {d}, outside the "
                                   f"{hw.rows}x{hw.cols} grid")
-            if not hw.usable(d):
+            if d in defects:
                 raise ConfigError(f"groups: stage {g.stage} replica {g.replica} uses defective die {d}")
-            if d in seen:
-                raise ConfigError(f"groups: die {d} is used by two groups")
-            seen.add(d)
+        n = len(seen)
+        seen.update(dies)
+        if len(seen) < n + len(dies):
+            d = next(x for x in dies if sum(x in mapping.group_dies(o) for o in mapping.groups) > 1)
+            raise ConfigError(f"groups: die {d} is used by two groups")
 
 
 def check_ops(mapping: Mapping, tables: Tables) -> None:
@@ -214,8 +226,7 @@ def prepare(mapping: Mapping | str, work: Workload, hardware: Hardware | str) ->
 def stage_scores(mapping: Mapping, tables: Tables) -> list[StageScore]:
     """Every pipeline stage's score, as assemble() computes them (index = stage)."""
     ch = normalized_choices(mapping, tables)
-    return finish_stages([score_stage(tables, ch, s, L, mapping.offload)
-                          for s, L in enumerate(tables.layers_per_stage)], tables.virtual)
+    return finish_stages(score_stages(tables, ch, mapping.offload), tables.virtual)
 
 
 def evaluate(mapping: Mapping | str, work: Workload, hardware: Hardware | str) -> Report:

@@ -28,10 +28,11 @@ def group_rings(hw: Hardware, origin: tuple[int, int], shape: tuple[int, int]) -
 def dp_rings(groups: tuple[StageGroup, ...], pp: int, dp: int, shape: tuple[int, int]) -> tuple:
     """Per stage and position in the tensor group: the ring of that die in every replica."""
     by = {(g.stage, g.replica): g for g in groups}
+    offsets = rectangle((0, 0), shape)
     rings = []
     for s in range(pp):
         reps = [by[(s, d)] for d in range(dp)]
-        for off in rectangle((0, 0), shape):
+        for off in offsets:
             rings.append(tuple((g.origin[0] + off[0], g.origin[1] + off[1]) for g in reps))
     return tuple(rings)
 
@@ -39,13 +40,12 @@ def dp_rings(groups: tuple[StageGroup, ...], pp: int, dp: int, shape: tuple[int,
 def p2p_pairs(groups: tuple[StageGroup, ...], pp: int, dp: int, shape: tuple[int, int]) -> tuple:
     """Per stage boundary, replica and position in the tensor group: (sending die, receiving die)."""
     by = {(g.stage, g.replica): g for g in groups}
+    offsets = rectangle((0, 0), shape)
     pairs = []
     for s in range(pp - 1):
         for d in range(dp):
-            a, b = by[(s, d)], by[(s + 1, d)]
-            for off in rectangle((0, 0), shape):
-                pairs.append(((a.origin[0] + off[0], a.origin[1] + off[1]),
-                              (b.origin[0] + off[0], b.origin[1] + off[1])))
+            (ar, ac), (br, bc) = by[(s, d)].origin, by[(s + 1, d)].origin
+            pairs.extend(((ar + i, ac + j), (br + i, bc + j)) for i, j in offsets)
     return tuple(pairs)
 
 

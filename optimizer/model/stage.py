@@ -5,7 +5,7 @@ from the cost tables. See docs/cost-model.md.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from hw.topology import ZERO, CommCost
 from models.graph import Op, stored_tensors
@@ -34,6 +34,7 @@ class StageScore:
     fill_s: float = 0.0  # one micro-batch with its pipeline transfers serialized (fill and drain)
     raw: dict = None  # seconds of each communication part run alone: tp_comm, zero_comm, pp_comm, dp_comm
     step_mem_bytes: float = 0.0  # main-memory bytes of one die per step in collectives after the pipeline
+    activations_mb: float = 0.0  # bytes of activations one micro-batch saves on one die of the stage
 
 
 @dataclass
@@ -109,7 +110,34 @@ def score_stage(tables: Tables, ch: dict[str, OpChoice], stage: int, layers: int
                       sums.flops, sums.mem + sums.coll, sums.hops * tables.dp,
                       dp.byte_hops / tables.pp + wsync.byte_hops * tables.dp,
                       dram, mb_traffic, step_traffic, busy + pp, raw,
-                      tables.dp_sync_bytes(params) + wsync_bytes)
+                      tables.dp_sync_bytes(params) + wsync_bytes, act_mb)
+
+
+def score_stages(tables: Tables, ch: dict[str, OpChoice], offload: tuple[str, ...] = ()) -> list[StageScore]:
+    """Every stage's score (index = stage), each kind of stage (its layers, first?, last?) scored once:
+    stages of one kind differ only in the micro-batches in flight whose activations they keep."""
+    kinds: dict[tuple, tuple[int, StageScore]] = {}
+    out = []
+    for s, L in enumerate(tables.layers_per_stage):
+        key = (L, s == 0, s == tables.pp - 1)
+        if key not in kinds:
+            kinds[key] = (s, score_stage(tables, ch, s, L, offload))
+        first, score = kinds[key]
+        out.append(score if s == first else _in_flight_at(score, tables, s, offload))
+    return out
+
+
+def _in_flight_at(score: StageScore, tables: Tables, stage: int, offload: tuple[str, ...]) -> StageScore:
+    """`score` (of a stage of the same kind) for `stage`: its activations those of the micro-batches
+    in flight there (as _stage_memory computes them), every dict its own."""
+    act = score.activations_mb * tables.in_flight(stage)
+    memory, dram = dict(score.memory), dict(score.dram)
+    if "activations" in offload:
+        dram["activations"] = act
+    else:
+        memory["activations"] = act
+    return replace(score, parts=dict(score.parts), memory=memory, sync_parts=dict(score.sync_parts), dram=dram,
+                   raw=dict(score.raw) if score.raw is not None else None)
 
 
 def _add_block_ops(sums: _StageSums, block: tuple[Op, ...], ocs: dict[str, OptionCost], rec: set[str],

@@ -12,7 +12,8 @@ from hw.schema import Hardware
 from models.schema import Workload
 
 from ..model import cost
-from ..model.evaluate import assemble, finish_stages, in_dram_bytes, score_stage
+from ..model.evaluate import assemble, finish_stages, in_dram_bytes
+from ..model.stage import score_stages
 from ..model.mapping import OpChoice
 from .points import _mapping, _tables, probed_points
 from .solve import OBJECTIVES
@@ -76,8 +77,7 @@ class _Counter:
 def score(tb, ch: dict[str, OpChoice], offload: tuple[str, ...] = ()) -> tuple[float, bool]:
     """(step time, fits?) of one complete choice at the tables' outer point: the most loaded die
     within its memory and everything kept in DRAM within the ports' capacity."""
-    stages = finish_stages([score_stage(tb, ch, s, L, offload) for s, L in enumerate(tb.layers_per_stage)],
-                           tb.virtual)
+    stages = finish_stages(score_stages(tb, ch, offload), tb.virtual)
     pipe = cost.pipeline_time([st.time_s for st in stages], tb.m, tb.virtual)
     on_die = max(sum(st.memory.values()) for st in stages)
     in_dram = in_dram_bytes(stages, tb)
