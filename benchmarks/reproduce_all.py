@@ -10,6 +10,8 @@ stopped by its time limit, where the incumbent found by then depends on the mach
 say "timeout" with the bound and gap). Check with --compare DIR (a copy of benchmarks/results from
 an earlier run). The whole run is meant to take at most 15 minutes on a 2-core machine.
 
+Exits 1 when any benchmark's main() returns non-zero (a miss of its own acceptance), naming it.
+
 Run:  python benchmarks/reproduce_all.py [--only tmac,hecaton] [--compare DIR]
 """
 
@@ -164,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"(or divided by one) and in the claims computed from them, {len(d['other'])} elsewhere")
             for line in (d["other"] + d["timeout"])[:25]:
                 print(f"    {line}")
+    missed = [name for name, code in codes.items() if code]  # a main() returns non-zero on a miss
+    if missed:
+        print(f"\nmissed their targets (main() returned non-zero): {', '.join(missed)}")
+        return 1
     return 0
 
 

@@ -227,3 +227,22 @@ def test_the_sensitivity_grid_at_the_preset_bandwidths_scores_the_heuristics_as_
     assert point["deepspeed_over_megatron"] == pytest.approx(step["deepspeed"] / step["megatron"], rel=1e-12)
     assert point["paper_order"] == (min(point["accpar_over_megatron"], point["deepspeed_over_megatron"]) > 1)
     assert sens["points_total"] == 1
+
+
+def test_reproduce_all_fails_when_a_benchmark_misses(tmp_path, monkeypatch, capsys):
+    """A reproduction run can fail: reproduce_all exits 1 and names the benchmark whose main() missed."""
+    import reproduce_all
+
+    def bench(name: str, code: int | None):
+        def run():
+            doc = {"benchmark": name, "claims": [{"name": "x", "paper": 1, "ours": 1, "unit": "ratio"}]}
+            (tmp_path / f"{name}.json").write_text(json.dumps(doc))
+            return code
+        return run
+
+    monkeypatch.setattr(reproduce_all, "RESULTS_DIR", tmp_path)
+    monkeypatch.setattr(reproduce_all, "BENCHMARKS", (("met", bench("met", 0)), ("quiet", bench("quiet", None)),
+                                                      ("missed", bench("missed", 1))))
+    assert reproduce_all.main(["--only", "met,quiet", "--quiet"]) == 0
+    assert reproduce_all.main(["--quiet"]) == 1
+    assert "missed their targets (main() returned non-zero): missed" in capsys.readouterr().out
