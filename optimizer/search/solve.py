@@ -199,7 +199,21 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
         # a Ctrl-C that came after the search had its answer leaves that answer as it is
         found.interrupted = interrupt.requested() and (found.timed_out or queue.enumeration_cut
                                                         or bool(found.open_bounds))
-    return _solution(queue, found, work, hw, sp, backend, time.perf_counter() - t0)
+    return _with_skipped(_solution(queue, found, work, hw, sp, backend, time.perf_counter() - t0), sp, work)
+
+
+def _with_skipped(sol: Solution, sp: Space, work: Workload) -> Solution:
+    """sol, its explanation naming the explicit points of `sp` the workload cannot run (skipped)."""
+    skipped = sp.skipped_points(work)
+    if not skipped:
+        return sol
+    names = "; ".join(f"pp {p.pp} dp {p.dp} tp {p.shape[0]}x{p.shape[1]} micro-batch {p.micro_batch} "
+                      f"v {p.virtual}: {why}" for p, why in skipped)
+    text = f"{len(skipped)} explicit outer point(s) skipped ({names})"
+    if sol.status == "infeasible" and len(skipped) == len(sp.points):
+        return sol.model_copy(update={"explanation": f"infeasible: [divisibility] {text}",
+                                      "reasons": ("divisibility",)})
+    return sol.model_copy(update={"explanation": f"{sol.explanation} {text}".strip()})
 
 
 @dataclass

@@ -51,6 +51,24 @@ class OuterPoint:
         return self.pp * self.dp * self.shape[0] * self.shape[1]
 
 
+def inexpressible(p: OuterPoint, layers: int, batch: int) -> str | None:
+    """Why a model of `layers` layers and a global batch of `batch` sequences cannot run outer point
+    p (None: it can): the rules the enumeration of outer_points() keeps to."""
+    if batch % (p.dp * p.micro_batch):
+        return f"global batch {batch} is not divisible by dp x micro-batch ({p.dp} x {p.micro_batch})"
+    if p.pp > layers:
+        return f"pp {p.pp} exceeds the model's {layers} layers"
+    if p.virtual > 1 and (p.pp == 1 or layers % p.pp or (layers // p.pp) % p.virtual):
+        return (f"virtual stages {p.virtual} need pp > 1 and an equal number of layers per stage that they "
+                f"divide ({layers} layers on pp {p.pp})")
+    if p.layer_group > 1 and (p.pp > 1 or p.virtual > 1):
+        return "the layer-wise schedule (layer_group > 1) runs without pipeline stages or interleaving"
+    if p.layer_group > 1 and batch % (p.dp * p.micro_batch * p.layer_group):
+        return (f"layer_group {p.layer_group} does not divide the {batch // (p.dp * p.micro_batch)} micro-batches "
+                f"per step")
+    return None
+
+
 @dataclass(frozen=True)
 class Space:
     name: str
@@ -92,9 +110,7 @@ class Space:
     def outer_points(self, work: Workload, hw: Hardware) -> Iterator[OuterPoint]:
         L, B = work.model.layers, work.global_batch
         if self.points is not None:  # explicit points, those the batch and the model admit
-            yield from (p for p in self.points if B % (p.dp * p.micro_batch) == 0 and p.pp <= L
-                        and not (p.layer_group > 1 and (p.pp > 1 or p.virtual > 1
-                                                        or B % (p.dp * p.micro_batch * p.layer_group))))
+            yield from (p for p in self.points if inexpressible(p, L, B) is None)
             return
         # the layer-wise schedule only pays where DRAM holds weights or gradients (else it only keeps
         # more activations), and only with more than one micro-batch per step
@@ -119,6 +135,11 @@ class Space:
                                     if layerwise and pp == 1 and v == 1:
                                         for k in layer_groups(B // (dp * mb)):
                                             yield OuterPoint(pp, dp, shape, mb, z, v, pol, layer_group=k)
+
+    def skipped_points(self, work: Workload) -> list[tuple[OuterPoint, str]]:
+        """The explicit points (self.points) the workload cannot run, each with the reason."""
+        L, B = work.model.layers, work.global_batch
+        return [(p, why) for p in self.points or () if (why := inexpressible(p, L, B)) is not None]
 
     def offload_classes(self, hw: Hardware) -> tuple[str, ...]:
         """Tensor classes the solver may place in DRAM on this machine."""
