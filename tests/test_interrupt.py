@@ -29,6 +29,22 @@ GRID_FLAGS = ("--rows", "4", "--cols", "4", "--sram-bytes", "40e9")
 MESHMAP = [sys.executable, "-c", "from optimizer.tools.cli import main; main()"]
 
 
+def run_and_interrupt(args: list[str], after_s: float, whole_group: bool = False) -> tuple[str, str, int, float]:
+    """`meshmap *args`, sent SIGINT after_s seconds in (to its process group, as a terminal does, with
+    whole_group): (stdout, stderr, exit code, seconds from the signal to the exit)."""
+    proc = subprocess.Popen([*MESHMAP, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            start_new_session=whole_group)
+    time.sleep(after_s)
+    assert proc.poll() is None, f"`meshmap {args[0]}` ended before the signal: pick a harder instance"
+    sent = time.perf_counter()
+    if whole_group:
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    return out, err, proc.returncode, time.perf_counter() - sent
+
+
 @pytest.fixture
 def harmless_sigint():
     """A SIGINT that arrives outside the search under test must not stop the test session."""
@@ -74,16 +90,11 @@ def test_solve_interrupted_returns_its_best_mapping_and_bound(harmless_sigint):
 
 def test_meshmap_solve_ctrl_c_prints_and_saves_the_plan_and_exits_130(tmp_path):
     plan = tmp_path / "plan.json"
-    proc = subprocess.Popen([*MESHMAP, "solve", "--model", MODEL, "--hw", HW, *GRID_FLAGS, "--batch", str(BATCH),
-                             "--seq", str(SEQ), "--time-limit", "60", "--json", "--out", str(plan)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    time.sleep(5.0)
-    assert proc.poll() is None, "the solve ended before the signal: pick a harder instance"
-    sent = time.perf_counter()
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
-    assert time.perf_counter() - sent < 2.0
-    assert proc.returncode == 130, err
+    out, err, code, after = run_and_interrupt(["solve", "--model", MODEL, "--hw", HW, *GRID_FLAGS, "--batch",
+                                               str(BATCH), "--seq", str(SEQ), "--time-limit", "60", "--json",
+                                               "--out", str(plan)], 5.0)
+    assert after < 2.0
+    assert code == 130, err
     data = json.loads(out)
     assert data["status"] == "interrupted"
     assert data["mapping"] is not None
@@ -111,18 +122,12 @@ def test_a_keyboard_interrupt_outside_the_search_exits_130_at_once():
 def test_meshmap_explore_ctrl_c_keeps_the_designs_solved_so_far():
     """A terminal's Ctrl-C reaches the whole process group: the pool's running designs answer
     "interrupted" with their best mappings, the designs not started are dropped, exit 130."""
-    proc = subprocess.Popen([*MESHMAP, "explore", "--model", MODEL, "--hw", HW, "--rows", "4,8", "--cols", "4,8",
-                             "--sram-bytes", "40e9", "--batch", str(BATCH), "--seq", str(SEQ), "--time-limit", "60",
-                             "--workers", "2", "--json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                            start_new_session=True)
-    time.sleep(7.0)
-    assert proc.poll() is None, "the sweep ended before the signal: pick harder designs"
-    sent = time.perf_counter()
-    os.killpg(proc.pid, signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    assert time.perf_counter() - sent < 3.0
-    assert proc.returncode == 130, err
+    out, err, code, after = run_and_interrupt(["explore", "--model", MODEL, "--hw", HW, "--rows", "4,8", "--cols",
+                                               "4,8", "--sram-bytes", "40e9", "--batch", str(BATCH), "--seq",
+                                               str(SEQ), "--time-limit", "60", "--workers", "2", "--json"], 7.0,
+                                              whole_group=True)
+    assert after < 3.0
+    assert code == 130, err
     data = json.loads(out)
     assert data["designs"] == 4 and 1 <= len(data["points"]) < 4
     assert all(p["status"] == "interrupted" for p in data["points"])
@@ -131,16 +136,11 @@ def test_meshmap_explore_ctrl_c_keeps_the_designs_solved_so_far():
 
 def test_meshmap_check_ctrl_c_answers_with_what_it_has():
     """check's solves stop on the signal: the given mapping's score stands, the status says interrupted."""
-    proc = subprocess.Popen([*MESHMAP, "check", "--model", MODEL, "--hw", HW, *GRID_FLAGS, "--batch", str(BATCH),
-                             "--seq", str(SEQ), "--tp", "4", "--time-limit", "60", "--json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    time.sleep(5.0)
-    assert proc.poll() is None, "the check ended before the signal: pick a harder instance"
-    sent = time.perf_counter()
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    assert time.perf_counter() - sent < 2.0
-    assert proc.returncode == 130, err
+    out, err, code, after = run_and_interrupt(["check", "--model", MODEL, "--hw", HW, *GRID_FLAGS, "--batch",
+                                               str(BATCH), "--seq", str(SEQ), "--tp", "4", "--time-limit", "60",
+                                               "--json"], 5.0)
+    assert after < 2.0
+    assert code == 130, err
     data = json.loads(out)
     assert data["status"] == "interrupted"
     assert data["step_time_s"] > 0 and data["bound_s"] is not None and data["bound_s"] > 0
