@@ -47,7 +47,7 @@ def run_and_interrupt(args: list[str], after_s: float, whole_group: bool = False
 
 @pytest.fixture
 def harmless_sigint():
-    """A SIGINT that arrives outside the search under test must not stop the test session."""
+    """A SIGINT that arrives outside the search under test must not stop the pytest run."""
     previous = signal.signal(signal.SIGINT, lambda *_: None)
     yield
     signal.signal(signal.SIGINT, previous)
