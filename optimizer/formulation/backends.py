@@ -59,25 +59,23 @@ class Stop:
 STOP = Stop()
 
 
-def off_main_thread(fn: Callable, *args):
-    """fn(*args), run in a worker thread when called from the main thread, so that the main thread
-    waits where a signal handler can run (a solver inside its C++ search holds the main thread
-    until it returns)."""
-    if threading.current_thread() is not threading.main_thread():
-        return fn(*args)
-    ex = ThreadPoolExecutor(1)
-    try:
-        return ex.submit(fn, *args).result()
-    finally:
-        ex.shutdown(wait=False)  # a second Ctrl-C leaves at once, not after the solve
+def run_stoppable(solve: Callable, stop: Callable[[], object], *args):
+    """solve(*args), a solver's search that STOP.request() ends by calling stop() (e.g. CpSolver's
+    Solve and StopSearch). Called from the main thread, the search runs in a worker thread, so
+    that the main thread waits where a signal handler can run (a solver inside its C++ search
+    holds the thread that called it until it returns)."""
+    with STOP.running(stop):
+        if threading.current_thread() is not threading.main_thread():
+            return solve(*args)
+        ex = ThreadPoolExecutor(1)
+        try:
+            return ex.submit(solve, *args).result()
+        finally:
+            ex.shutdown(wait=False)  # a second Ctrl-C leaves at once, not after the solve
 
 
 def solve_model(model: LinearModel, backend: str, time_limit_s: float, threads: int = 1) -> Result:
     """The model solved by `backend` within time_limit_s seconds on `threads` threads."""
-    return off_main_thread(_solve_model, model, backend, time_limit_s, threads)
-
-
-def _solve_model(model: LinearModel, backend: str, time_limit_s: float, threads: int) -> Result:
     if backend == "cpsat":
         return _cpsat(model, time_limit_s, threads)
     if backend == "cbc":
@@ -122,8 +120,7 @@ def _cpsat(model: LinearModel, time_limit_s: float, threads: int) -> Result:
     s.parameters.num_workers = max(1, threads)
     s.parameters.relative_gap_limit = 0.0
     s.parameters.absolute_gap_limit = 0.0
-    with STOP.running(s.StopSearch):
-        st = s.Solve(m)
+    st = run_stoppable(s.Solve, s.StopSearch, m)
     wall = time.perf_counter() - t0
     if st == cp_model.INFEASIBLE:
         return Result("infeasible", None, None, None, wall)
@@ -144,7 +141,7 @@ def cpsat_solver():
     (Llama2-70B on tmac-wafer, dp 8, 2×4 group, ZeRO-3, layer-wise k = 8; HiGHS and CP-SAT with
     that step off agree on 84.953 s, test_backends_agree_where_cpsat_presolve_misproved).
     presolve_inclusion_work_limit = 0 skips only that step; the rest of presolve stays on.
-    Run it with STOP.running(solver.StopSearch) so that an interrupt stops it."""
+    Search with run_stoppable(solver.Solve, solver.StopSearch, model) so that an interrupt stops it."""
     from ortools.sat.python import cp_model
 
     s = cp_model.CpSolver()
@@ -232,8 +229,7 @@ def _mpsolver(model: LinearModel, backend: str, time_limit_s: float, threads: in
     s.SetNumThreads(max(1, threads))
     params = pywraplp.MPSolverParameters()
     params.SetDoubleParam(params.RELATIVE_MIP_GAP, MIP_GAP)
-    with STOP.running(s.InterruptSolve):
-        st = s.Solve(params)
+    st = run_stoppable(s.Solve, s.InterruptSolve, params)
     wall = time.perf_counter() - t0
     if st == pywraplp.Solver.INFEASIBLE:
         return Result("infeasible", None, None, None, wall)

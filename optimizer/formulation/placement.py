@@ -19,7 +19,7 @@ from hw.topology import grid_cycle, usable_tiles
 
 from ..model.mapping import StageGroup
 from ..model.tables import default_groups
-from .backends import STOP, cpsat_solver, off_main_thread
+from .backends import cpsat_solver, run_stoppable
 
 Tile = tuple[int, int]
 Placement = dict[tuple[int, int], Tile]  # (stage, replica) -> tile origin
@@ -155,8 +155,7 @@ def _cpsat_placement(hw: Hardware, pp: int, dp: int, tiles: list[Tile], hint: Pl
     solver = cpsat_solver()
     solver.parameters.num_workers = 1
     solver.parameters.max_deterministic_time = MAX_DETERMINISTIC_TIME
-    with STOP.running(solver.StopSearch):
-        status = off_main_thread(solver.Solve, m)
+    status = run_stoppable(solver.Solve, solver.StopSearch, m)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return None
     return {g: next(t for t in tiles if solver.Value(A[(g, t)])) for g in groups}

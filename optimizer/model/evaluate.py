@@ -65,12 +65,13 @@ def _check_groups(mapping: Mapping, hw: Hardware) -> None:
         r0, c0 = g.origin
         inside = 0 <= r0 and r0 + r <= rows and 0 <= c0 and c0 + c <= cols  # the rectangle's corners
         dies = mapping.group_dies(g)
-        for d in dies if not inside or defects else ():
-            if not (0 <= d[0] < rows and 0 <= d[1] < cols):
-                raise ConfigError(f"groups: stage {g.stage} replica {g.replica} uses die {d}, outside the "
-                                  f"{hw.rows}x{hw.cols} grid")
-            if d in defects:
-                raise ConfigError(f"groups: stage {g.stage} replica {g.replica} uses defective die {d}")
+        if not inside or defects:
+            for d in dies:
+                if not (0 <= d[0] < rows and 0 <= d[1] < cols):
+                    raise ConfigError(f"groups: stage {g.stage} replica {g.replica} uses die {d}, outside the "
+                                      f"{hw.rows}x{hw.cols} grid")
+                if d in defects:
+                    raise ConfigError(f"groups: stage {g.stage} replica {g.replica} uses defective die {d}")
         n = len(seen)
         seen.update(dies)
         if len(seen) < n + len(dies):

@@ -51,14 +51,20 @@ class OuterPoint:
         return self.pp * self.dp * self.shape[0] * self.shape[1]
 
 
+def interleavable(layers: int, pp: int, virtual: int) -> bool:
+    """Can `layers` layers run on pp stages of `virtual` chunks each: every stage the same number of
+    layers, which the chunks divide (no interleaving, virtual 1, always can)."""
+    return virtual == 1 or (pp > 1 and layers % pp == 0 and (layers // pp) % virtual == 0)
+
+
 def inexpressible(p: OuterPoint, layers: int, batch: int) -> str | None:
     """Why a model of `layers` layers and a global batch of `batch` sequences cannot run outer point
-    p (None: it can): the rules the enumeration of outer_points() keeps to."""
+    p (None: it can): the rules the enumeration of outer_points() keeps to, for explicit points."""
     if batch % (p.dp * p.micro_batch):
         return f"global batch {batch} is not divisible by dp x micro-batch ({p.dp} x {p.micro_batch})"
     if p.pp > layers:
         return f"pp {p.pp} exceeds the model's {layers} layers"
-    if p.virtual > 1 and (p.pp == 1 or layers % p.pp or (layers // p.pp) % p.virtual):
+    if not interleavable(layers, p.pp, p.virtual):
         return (f"virtual stages {p.virtual} need pp > 1 and an equal number of layers per stage that they "
                 f"divide ({layers} layers on pp {p.pp})")
     if p.layer_group > 1 and (p.pp > 1 or p.virtual > 1):
@@ -128,7 +134,7 @@ class Space:
                             if z and dp == 1:
                                 continue
                             for v in self.virtual:
-                                if v > 1 and (pp == 1 or (L // pp) % v or L % pp):
+                                if not interleavable(L, pp, v):
                                     continue
                                 for pol in self.recompute_policies:
                                     yield OuterPoint(pp, dp, shape, mb, z, v, pol)

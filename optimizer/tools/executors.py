@@ -19,6 +19,7 @@ from ..formulation.backends import STOP
 from ..search import interrupt
 
 EXECUTORS = ("serial", "pool", "ray")
+_INTERRUPTED: Any = None  # in a pool worker: the parent's event, set on Ctrl-C
 
 
 def _solve_point(args: tuple) -> Any:
@@ -30,9 +31,6 @@ def _solve_point(args: tuple) -> Any:
         return None
     work, hardware, space, backend, time_limit_s, threads = args
     return solve(work, hardware, space=space, backend=backend, time_limit_s=time_limit_s, threads=threads)
-
-
-_INTERRUPTED: Any = None  # in a pool worker: the parent's event, set on Ctrl-C
 
 
 def _pool_worker(interrupted: Any) -> None:

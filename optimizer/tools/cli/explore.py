@@ -15,8 +15,8 @@ import models
 from ...formulation.backends import BACKENDS
 from ...search.space import SPACES
 from .common import (EXIT_INTERRUPTED, UsageError, _check_choice, _check_count, _check_picture_path,
-                     _check_time_limit, _console,
-                     _echo_json, _require, _shows_progress, _status_markup, _workload_json, guarded)
+                     _check_time_limit, _console, _echo_json, _require, _shows_progress, _status_markup,
+                     _workload_json, guarded)
 from .options import (DEFAULT_BACKEND, DEFAULT_BATCH, DEFAULT_SPACE, BackendOption, BatchOption, JsonOption,
                       ModelOption, SeqOption, SpaceOption)
 from .progress import _ExploreBar

@@ -23,9 +23,9 @@ from .common import (EXIT_INTERRUPTED, _check_choice, _check_count, _check_direc
                      _status_markup, _workload_json, _workload_title, guarded)
 from .options import (DEFAULT_BACKEND, DEFAULT_BATCH, DEFAULT_SPACE, BackendOption, BatchOption, ColsOption,
                       DpOption, FlashAttentionOption, FlatJsonOption, HardwareOption, MicroBatchOption,
-                      ModelOption, NodesOption, PlanArgument, PlanBatchOption, PlanOutOption, PlanSeqOption, PlotOption, PpOption,
-                      RecomputeOption, RowsOption, SeqOption, SequenceParallelOption, SpaceOption, SramBytesOption,
-                      ThreadsOption, TpOption)
+                      ModelOption, NodesOption, PlanArgument, PlanBatchOption, PlanOutOption, PlanSeqOption,
+                      PlotOption, PpOption, RecomputeOption, RowsOption, SeqOption, SequenceParallelOption,
+                      SpaceOption, SramBytesOption, ThreadsOption, TpOption)
 from .plans import _hardware, _hw_overrides, _mapping_and_workload, plan_context
 from .progress import _SolveBar
 from .reports import _mapping_text, _plot_paths, _say_plots, _write_plots, print_report, print_solution, report_dict
@@ -71,15 +71,14 @@ def evaluate(
     title = mapping.name or (plan.name if plan is not None else "")
     rep = evaluate_mapping(mapping, work, machine)
     if out is not None:
-        saved = {"mapping": mapping.model_dump(mode="json"), "report": report_dict(rep), "status": "evaluated",
-                 **plan_context(plan, model, hardware, overrides, work)}
-        out.write_text(json.dumps(saved, indent=2) + "\n")
+        _write_plan(out, {"mapping": mapping.model_dump(mode="json"), "report": report_dict(rep),
+                          "status": "evaluated", **plan_context(plan, model, hardware, overrides, work)})
     written = _write_plots(plot_paths, mapping, machine, rep)
     if json_out:
-        out = {**report_dict(rep), **_workload_json(work, machine)}
+        data = {**report_dict(rep), **_workload_json(work, machine)}
         if written:
-            out["plots"] = written
-        _echo_json(out)
+            data["plots"] = written
+        _echo_json(data)
     else:
         print_report(rep, title=f"{work.model.name} on {machine.name}: {title}")
         if out is not None:
@@ -176,7 +175,12 @@ def _save_plan(out: Path, sol: Solution, plan: dict[str, Any]) -> None:
     if sol.mapping is None:
         typer.echo(f"note: no mapping ({sol.status}); {out} not written", err=True)
     else:
-        out.write_text(json.dumps(plan, indent=2) + "\n")
+        _write_plan(out, plan)
+
+
+def _write_plan(out: Path, plan: dict[str, Any]) -> None:
+    """A plan file (mapping, report and what it was scored on) as `evaluate`, `check` and `export` read it."""
+    out.write_text(json.dumps(plan, indent=2) + "\n")
 
 
 def _no_mapping_line(sol: Solution, explanation: str, objective: str) -> str:
