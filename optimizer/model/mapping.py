@@ -53,6 +53,10 @@ class Mapping(Frozen):
     virtual_stages: int = Field(default=1, gt=0, description="model chunks per stage (interleaved)")
     layer_group: int = Field(default=1, gt=0, description="micro-batches per layer-wise group (layerwise)")
     layers_per_stage: tuple[int, ...] | None = Field(default=None, description="None = balanced split")
+    layers_per_chunk: tuple[int, ...] | None = Field(
+        default=None, description="interleaved: layers of each of the pp x virtual_stages model chunks in "
+        "Megatron-LM's pipeline-layout order (chunk k runs on stage k % pp; the first chunk holds the "
+        "embedding, the last the output layer and loss); None = each stage's layers split evenly")
     ops: dict[str, OpChoice] = Field(default_factory=dict, description="per operator; missing = replicated, stored")
     groups: tuple[StageGroup, ...] = ()
     offload: tuple[Literal["weights", "grads", "optimizer", "activations"], ...] = Field(
@@ -98,7 +102,20 @@ class Mapping(Frozen):
                 raise ValueError(f"layers_per_stage: need {self.pp} entries (one per stage), got {len(self.layers_per_stage)}")
             if any(x <= 0 for x in self.layers_per_stage):
                 raise ValueError("layers_per_stage: every stage needs at least one layer")
+        if self.layers_per_chunk is not None:
+            self._check_chunks()
         return self
+
+    def _check_chunks(self) -> None:
+        chunks, n = self.layers_per_chunk, self.pp * self.virtual_stages
+        if len(chunks) != n:
+            raise ValueError(f"layers_per_chunk: need pp x virtual_stages = {n} entries, got {len(chunks)}")
+        if any(x <= 0 for x in chunks):
+            raise ValueError("layers_per_chunk: every chunk needs at least one layer")
+        per_stage = tuple(sum(chunks[s::self.pp]) for s in range(self.pp))
+        if self.layers_per_stage is not None and per_stage != tuple(self.layers_per_stage):
+            raise ValueError(f"layers_per_chunk: its stages hold {per_stage} layers, layers_per_stage says "
+                             f"{tuple(self.layers_per_stage)} (give one of the two, or both agreeing)")
 
     @property
     def tp(self) -> int:
@@ -142,6 +159,23 @@ class Mapping(Frozen):
             return cls.model_validate(data)
         except ValidationError as err:
             raise ConfigError(format_validation_error(err, "mapping")) from None
+
+
+def chunk_layers(mapping: Mapping, num_layers: int) -> tuple[int, ...]:
+    """Layers of each model chunk, pp x virtual_stages entries in pipeline-layout order (chunk k runs
+    on stage k % pp as its virtual chunk k // pp). As given, or each stage's layers (balanced when not
+    given) split as evenly as possible over its chunks, the earlier chunks taking the extra layers."""
+    if mapping.layers_per_chunk is not None:
+        return tuple(mapping.layers_per_chunk)
+    if mapping.layers_per_stage is not None:
+        per_stage = tuple(mapping.layers_per_stage)
+    else:
+        from .tables import balanced_layers
+
+        per_stage = balanced_layers(num_layers, mapping.pp)
+    v = mapping.virtual_stages
+    return tuple(per_stage[k % mapping.pp] // v + (k // mapping.pp < per_stage[k % mapping.pp] % v)
+                 for k in range(mapping.pp * v))
 
 
 class Report(Frozen):
