@@ -201,7 +201,14 @@ def _pulp(model: LinearModel, time_limit_s: float, threads: int) -> Result:
     return Result("optimal", vals, obj, obj, wall)
 
 
-def _mpsolver(model: LinearModel, backend: str, time_limit_s: float, threads: int) -> Result:
+def solve_relaxation(model: LinearModel, time_limit_s: float) -> Result:
+    """The linear relaxation of the model (every integer variable continuous), solved by HiGHS:
+    "optimal" with its objective, a lower bound on the model's optimum (up to HiGHS' tolerances),
+    or "infeasible", which proves the model infeasible."""
+    return _mpsolver(model, "highs", time_limit_s, 1, relax=True)
+
+
+def _mpsolver(model: LinearModel, backend: str, time_limit_s: float, threads: int, relax: bool = False) -> Result:
     from ortools.linear_solver import pywraplp
 
     t0 = time.perf_counter()
@@ -213,7 +220,7 @@ def _mpsolver(model: LinearModel, backend: str, time_limit_s: float, threads: in
         # by default drops coefficients under 1e-9, which rows in seconds have (0.1 ns terms)
         s.SetSolverSpecificParametersAsString("output_flag=false\nsmall_matrix_value=1e-12\n")
     inf = s.infinity()
-    xs = [s.IntVar(v.lb, v.ub, v.name) if v.integer else s.NumVar(v.lb, v.ub if v.ub < 1e30 else inf, v.name)
+    xs = [s.IntVar(v.lb, v.ub, v.name) if v.integer and not relax else s.NumVar(v.lb, v.ub if v.ub < 1e30 else inf, v.name)
           for v in model.vars]
     for row in model.rows:
         lo, hi = (-inf, row.rhs) if row.sense == "<=" else ((row.rhs, inf) if row.sense == ">=" else (row.rhs, row.rhs))
@@ -225,7 +232,7 @@ def _mpsolver(model: LinearModel, backend: str, time_limit_s: float, threads: in
         obj.SetCoefficient(xs[i], c)
     obj.SetOffset(model.objective_const)
     obj.SetMinimization()
-    s.SetTimeLimit(int(max(time_limit_s, 0.01) * 1000))
+    s.SetTimeLimit(int(min(max(time_limit_s, 0.01), 1e7) * 1000))  # ms; no limit given: 1e7 s
     s.SetNumThreads(max(1, threads))
     params = pywraplp.MPSolverParameters()
     params.SetDoubleParam(params.RELATIVE_MIP_GAP, MIP_GAP)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from hw.schema import Hardware
 from models.schema import Workload
 
-from .space import OuterPoint
+from .space import OuterPoint, Space
 
 GB = 1e9
 DIMENSION_NAMES = {"s": "sequence", "h": "hidden", "a": "heads", "g": "kv heads", "d": "head dim", "f": "ffn",
@@ -108,3 +108,17 @@ def explain(ev: Evidence, hw: Hardware, work: Workload, space: str) -> tuple[tup
     if len(found) > 1:
         text += ". Also: " + "; ".join(f"[{k}] {s}" for k, s in found[1:])
     return tuple(k for k, _ in found), text
+
+
+def with_skipped(sol, sp: Space, work: Workload):
+    """sol, its explanation naming the explicit points of `sp` the workload cannot run (skipped)."""
+    skipped = sp.skipped_points(work)
+    if not skipped:
+        return sol
+    names = "; ".join(f"pp {p.pp} dp {p.dp} tp {p.shape[0]}x{p.shape[1]} micro-batch {p.micro_batch} "
+                      f"v {p.virtual}: {why}" for p, why in skipped)
+    text = f"{len(skipped)} explicit outer point(s) skipped ({names})"
+    if sol.status == "infeasible" and len(skipped) == len(sp.points):
+        return sol.model_copy(update={"explanation": f"infeasible: [divisibility] {text}",
+                                      "reasons": ("divisibility",)})
+    return sol.model_copy(update={"explanation": f"{sol.explanation} {text}".strip()})

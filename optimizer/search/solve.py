@@ -8,7 +8,9 @@ reductions and the ZeRO-3 gathers at their least) and goes back in the queue; th
 reaches the front its placement is solved and the relaxation redone with the gathers on it; if
 that leaves it below the incumbent (or none exists), the relaxation also prices resharding
 (_resharding_bound) and its best joint choice seeds a primal heuristic (_relaxed_mapping), and
-the point goes back again; when it comes out after that its inner model is solved with the
+the point goes back again; when it comes out after that its inner model is screened by one LP per
+DRAM subset (screen.py: subsets the LP proves no better are dropped, integral LP optima taken as
+exact; a lifted bound sends the point back once more) and solved on the subsets left with the
 incumbent as a cutoff, so "infeasible" proves it cannot do better. Once the next bound is no
 better than the incumbent the search stops, and the incumbent is proven optimal. The reported bound is the least of the bounds
 of points left unsolved and of the inner solvers' own bounds, so it is honest under a time limit.
@@ -35,13 +37,13 @@ from models.schema import Workload
 from . import infeasible, interrupt
 from ..model.evaluate import evaluate
 from ..formulation.backends import BACKENDS
-from ..formulation.inner import build_inner
 from ..model.mapping import Mapping, Report
 from .bounds import _bounds, _energy_floor, _machine_objective_bound, _memory_need, _point_bound, _Tiers
 from .lagrangian import (PRIMAL_MIN_GAIN, PRIMAL_SHARE, _block_comm, _gathers, _lagrangian_bound, _layer_comm,
                          _relaxations, _relaxed_mapping, _resharding_bound)
 from .points import (REL_TOL, _InnerPool, _PointResult, _Probe, _solve_edp, _solve_time_or_energy, _tables,
                      probed_points)
+from .screen import prepared_inner
 from .space import OuterPoint, Space, get_space
 
 OBJECTIVES = ("time", "energy", "edp")
@@ -163,7 +165,7 @@ def _refine(key: int, pt: OuterPoint, pr: _Probe, stage: dict, fitting_of: dict,
         fitting_of.pop(key)
         return None
     comm = _layer_comm(pr, _gathers(pt, pr, work, hw, tb))
-    relaxed = _relaxations(pt, pr, work, hw, sp, fitting_of.pop(key), comm)
+    relaxed = _relaxations(pt, pr, work, hw, sp, fitting_of[key], comm)
     refined = _lagrangian_bound(relaxed)
     block = _block_comm(pr)
     best = found.best
@@ -199,21 +201,7 @@ def solve(work: Workload, hardware: Hardware | str, space: str | Space = "full",
         # a Ctrl-C that came after the search had its answer leaves that answer as it is
         found.interrupted = interrupt.requested() and (found.timed_out or queue.enumeration_cut
                                                         or bool(found.open_bounds))
-    return _with_skipped(_solution(queue, found, work, hw, sp, backend, time.perf_counter() - t0), sp, work)
-
-
-def _with_skipped(sol: Solution, sp: Space, work: Workload) -> Solution:
-    """sol, its explanation naming the explicit points of `sp` the workload cannot run (skipped)."""
-    skipped = sp.skipped_points(work)
-    if not skipped:
-        return sol
-    names = "; ".join(f"pp {p.pp} dp {p.dp} tp {p.shape[0]}x{p.shape[1]} micro-batch {p.micro_batch} "
-                      f"v {p.virtual}: {why}" for p, why in skipped)
-    text = f"{len(skipped)} explicit outer point(s) skipped ({names})"
-    if sol.status == "infeasible" and len(skipped) == len(sp.points):
-        return sol.model_copy(update={"explanation": f"infeasible: [divisibility] {text}",
-                                      "reasons": ("divisibility",)})
-    return sol.model_copy(update={"explanation": f"{sol.explanation} {text}".strip()})
+    return infeasible.with_skipped(_solution(queue, found, work, hw, sp, backend, time.perf_counter() - t0), sp, work)
 
 
 @dataclass
@@ -229,6 +217,7 @@ class _Queue:
     floors: dict[int, float] = field(default_factory=dict)  # point key -> its energy floor (objectives other than time)
     # point key -> the DRAM subsets that can fit, with their cheap bounds
     fitting_of: dict[int, list] = field(default_factory=dict)
+    screened: dict[int, tuple] = field(default_factory=dict)  # point key -> (inner, tables, LP bound) re-queued
     ev: infeasible.Evidence = field(default_factory=infeasible.Evidence)
     # the points bounded, for an infeasible answer's reasons
     seen: list[tuple[OuterPoint, _Probe]] = field(default_factory=list)
@@ -307,12 +296,24 @@ def _search(queue: _Queue, found: _Found, work: Workload, hw: Hardware, sp: Spac
                     queue.time_lbs[key] = max(queue.time_lbs[key], refined)
                     queue.push(key, pt)
                 continue
-            queue.fitting_of.pop(key, None)  # solved without the last bound
-            tb = _tables(pt, pr, work, hw, sp)
-            if tb is None:
+            built = queue.screened.pop(key, None) or prepared_inner(
+                pt, pr, queue.fitting_of.pop(key, None), found.best[0] if found.best else None, lb, work, hw, sp,
+                objective, deadline)
+            if built is None:
                 continue
-            inner = build_inner(tb, sp.recompute_allowed(tb.graph, pt.recompute_policy), hw.die.memory_bytes,
-                                sp.offload_classes(hw), energy=objective != "time")
+            if not built.solve:  # the LPs settled it: exact optima, or none beats the incumbent
+                found.absorb([(lb, _PointResult(candidates=built.candidates))])
+                continue
+            for cand in built.candidates:
+                found.offer(cand)
+            best, inner, tb, lb = found.best, built.inner, built.tb, built.lb
+            built.candidates = []
+            if stage[key] == 2 and heap and lb > heap[0][0]:  # the LP bound lifted it past the next point: requeue
+                stage[key] = 3
+                queue.screened[key] = built
+                queue.time_lbs[key] = max(queue.time_lbs[key], lb)
+                queue.push(key, pt)
+                continue
             incumbent = best[0] if best is not None else None
             if objective == "edp":
                 found.absorb([(lb, _solve_edp(inner, tb, pt, sp, work, hw, lb, incumbent, backend, deadline, threads))])
