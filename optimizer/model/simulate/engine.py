@@ -10,7 +10,8 @@ Streams of one stage (one tensor group; every data-parallel replica behaves alik
 Contention (hw.overlap.compute_slowdown σc, comm_slowdown σm): while a background stream runs beside
 the main stream, the main task progresses at 1/σc of its speed and the background one at 1/σm. The
 "gather" and "grad" streams wait while the main stream runs a collective (kind "comm"): they use
-the same collective engine, and the blocking collective goes first. Rates change only when a task starts
+the same collective engine, and the blocking collective goes first; when both run, they share the
+data-parallel rings' bandwidth evenly. Rates change only when a task starts
 or ends, so each task's end is exact (a fluid replay, no time step).
 """
 
@@ -66,6 +67,9 @@ def _rates(st: StageState) -> dict:
     held = main is not None and main.kind == "comm"
     beside = 1 / sm if main is not None else 1.0
     rates = {s: (0.0 if held and s in DATA_PARALLEL else beside) for s in st.running if s != "main"}
+    sharing = [s for s in DATA_PARALLEL if rates.get(s)]
+    for s in sharing:  # the gathers and the gradient buckets share the data-parallel rings' bandwidth
+        rates[s] /= len(sharing)
     if main is not None:
         rates["main"] = 1 / sc if any(rates.values()) else 1.0
     return rates
