@@ -4,11 +4,12 @@ A figure is written between two HTML comments (invisible once rendered):
 
     <!-- fig explore:speed.ratio .2f -->0.65<!-- /fig -->
 
-`explore` names benchmarks/results/explore.json, `speed.ratio` the value inside it, `.2f` the Python
-format spec it is printed with. A path is keys joined by dots, with `[i]` for the i-th item of a list,
-`[key=value,...]` for the first item whose fields equal those values, `[*key=value,...]` for all of
-them (the next key then applies to each), and a final `#len`, `#min` or `#max` over a list. A spec
-with `+` prints a negative sign as `−` (U+2212); a spec ending in `%` scales a fraction to percent.
+`explore` names benchmarks/results/explore.json, `speed.ratio` the value inside it (a key may hold
+spaces), `.2f` the Python format spec it is printed with (no spaces). A path is keys joined by dots,
+with `[i]` for the i-th item of a list, `[key=value,...]` for the first item whose fields equal those
+values, `[*key=value,...]` for all of them (`[*]`: every item; the next key then applies to each),
+and a final `#len`, `#min`, `#max` or `#absmax` (the largest magnitude) over a list. A spec with `+`
+prints a negative sign as `−` (U+2212); a spec ending in `%` scales a fraction to percent.
 
     python benchmarks/readme_figures.py           # rewrite every marked figure from its JSON
     python benchmarks/readme_figures.py --check   # exit 1 naming each figure that differs
@@ -29,9 +30,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 DOCUMENTS = ("README.md", "docs/architecture.md", "docs/cost-model.md", "docs/reproduction.md")
-MARKER = re.compile(r"<!-- fig (?P<source>[\w-]+):(?P<path>\S+) (?P<spec>\S+) -->(?P<text>.*?)<!-- /fig -->",
+MARKER = re.compile(r"<!-- fig (?P<source>[\w-]+):(?P<path>.+?) (?P<spec>\S+) -->(?P<text>.*?)<!-- /fig -->",
                     flags=re.S)
-TOKEN = re.compile(r"\[(?P<select>[^\]]*)\]|#(?P<reduce>len|min|max)$|\.?(?P<key>[^.\[#]+)")
+TOKEN = re.compile(r"\[(?P<select>[^\]]*)\]|#(?P<reduce>len|min|max|absmax)$|\.?(?P<key>[^.\[#]+)")
 
 
 class FigureError(ValueError):
@@ -42,7 +43,7 @@ def _select(items: list, select: str) -> Any:
     if select.lstrip("-").isdigit():
         return items[int(select)]
     every = select.startswith("*")
-    conds = [c.split("=", 1) for c in select.lstrip("*").split(",")]
+    conds = [c.split("=", 1) for c in select.lstrip("*").split(",") if c]
     hits = [x for x in items if isinstance(x, dict) and all(str(x.get(k)) == v for k, v in conds)]
     if every:
         return hits
@@ -61,7 +62,7 @@ def lookup(doc: Any, path: str) -> Any:
             raise FigureError(f"cannot read path {path!r} at {path[pos:]!r}")
         pos = m.end()
         if m["reduce"]:
-            fn = {"len": len, "min": min, "max": max}[m["reduce"]]
+            fn = {"len": len, "min": min, "max": max, "absmax": lambda xs: max(abs(x) for x in xs)}[m["reduce"]]
             value, many = fn(value), False
         elif m["select"] is not None:
             value = _select(value, m["select"])
