@@ -254,3 +254,67 @@ def test_reproduce_all_fails_when_a_benchmark_misses(tmp_path, monkeypatch, caps
     assert reproduce_all.main(["--only", "met,quiet", "--quiet"]) == 0
     assert reproduce_all.main(["--quiet"]) == 1
     assert "missed their targets (main() returned non-zero): missed" in capsys.readouterr().out
+
+
+def _fake_result(path: Path, name: str, speedup: float, paper: float = 3.1) -> None:
+    doc = {"benchmark": name, "claims": [{"name": "speedup", "paper": paper, "ours": speedup, "unit": "ratio"},
+                                         {"name": "ours_only", "paper": None, "ours": 2.0, "unit": "ratio"}],
+           "rows": [{"step_time_s": 1.0, "wall_s": 9.0}]}
+    path.mkdir(exist_ok=True)
+    (path / f"{name}.json").write_text(json.dumps(doc))
+
+
+def test_reproduce_all_compare_fails_when_a_claim_moves(tmp_path, monkeypatch, capsys):
+    """--compare: a claim that moves by more than its band versus the committed JSON fails the run;
+    one inside its band does not, and a claim that misses its target is listed as not met."""
+    import reproduce_all
+    from claim_bands import DEFAULT_BAND
+
+    committed, fresh = tmp_path / "committed", tmp_path / "fresh"
+    _fake_result(committed, "fake", 1.03)
+    monkeypatch.setattr(reproduce_all, "RESULTS_DIR", committed)
+    monkeypatch.setattr(reproduce_all, "BENCHMARKS", (("fake", lambda: 0),))
+    _fake_result(fresh, "fake", 1.03)
+    assert reproduce_all.main(["--compare", "--fresh", str(fresh)]) == 0  # as committed
+    out = capsys.readouterr().out
+    assert "fake: speedup" in out and "ours       1.03  target 3.1 ±15%" in out  # not met, listed
+    assert "every claim within its band" in out and "ours_only" not in out.split("not met")[1]
+    _fake_result(fresh, "fake", 1.03 * (1 + DEFAULT_BAND / 2))  # inside the band
+    assert reproduce_all.main(["--compare", "--fresh", str(fresh)]) == 0
+    _fake_result(fresh, "fake", 1.03 * (1 + 2 * DEFAULT_BAND))  # outside: moved
+    assert reproduce_all.main(["--compare", "--fresh", str(fresh)]) == 1
+    assert "fake: speedup 1.0506 vs committed 1.03 (band ±1.0%)" in capsys.readouterr().out
+    (fresh / "fake.json").write_text(json.dumps({"benchmark": "fake", "claims": []}))
+    assert reproduce_all.main(["--compare", "--fresh", str(fresh)]) == 1
+    assert "fake: speedup disappeared (committed 1.03)" in capsys.readouterr().out
+
+
+def test_reproduce_all_compare_after_a_rerun(tmp_path, monkeypatch, capsys):
+    """--compare without --fresh keeps the committed JSON before the benchmarks rewrite them."""
+    import reproduce_all
+
+    _fake_result(tmp_path, "fake", 1.03)
+    monkeypatch.setattr(reproduce_all, "RESULTS_DIR", tmp_path)
+    same = (("fake", lambda: _fake_result(tmp_path, "fake", 1.03)),)
+    monkeypatch.setattr(reproduce_all, "BENCHMARKS", same)
+    assert reproduce_all.main(["--compare", "--quiet"]) == 0
+    moved = (("fake", lambda: _fake_result(tmp_path, "fake", 1.2)),)
+    monkeypatch.setattr(reproduce_all, "BENCHMARKS", moved)
+    assert reproduce_all.main(["--compare", "--quiet"]) == 1
+    assert "fake: speedup 1.2 vs committed 1.03" in capsys.readouterr().out
+    assert reproduce_all.main(["--compare", "--quiet"]) == 0  # the rerun's figures are now the committed ones
+
+
+def test_the_committed_claims_have_targets_and_bands():
+    """Every committed claim with a paper figure has a target, and the limits of validate.py are limits."""
+    from claim_bands import MODULES, bands, target
+
+    for name in MODULES:
+        doc = json.loads((BENCH / "results" / f"{name}.json").read_text())
+        assert all(0 < b < 1 for b in bands(name).values())
+        for c in doc["claims"]:
+            text, lo, hi = target(name, c, doc)
+            assert (lo, hi) == (None, None) if c["paper"] is None else (lo is not None or hi is not None), c
+    doc = json.loads((BENCH / "results" / "validation.json").read_text())
+    tau = next(c for c in doc["claims"] if c["name"] == "ranking_tau_min")
+    assert target("validation", tau, doc)[1:] == (tau["paper"], None)
