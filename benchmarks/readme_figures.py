@@ -8,8 +8,9 @@ A figure is written between two HTML comments (invisible once rendered):
 spaces), `.2f` the Python format spec it is printed with (no spaces). A path is keys joined by dots,
 with `[i]` for the i-th item of a list, `[key=value,...]` for the first item whose fields equal those
 values, `[*key=value,...]` for all of them (`[*]`: every item; the next key then applies to each),
-and a final `#len`, `#min`, `#max` or `#absmax` (the largest magnitude) over a list. A spec with `+`
-prints a negative sign as `−` (U+2212); a spec ending in `%` scales a fraction to percent.
+and a final `#len`, `#min`, `#max` or `#absmax` (the largest magnitude) over a list; `path/path`
+is the ratio of two values (`path/1e9`: over a number). A spec with `+` prints a negative sign as `−` (U+2212); a spec ending in
+`%` scales a fraction to percent.
 
     python benchmarks/readme_figures.py           # rewrite every marked figure from its JSON
     python benchmarks/readme_figures.py --check   # exit 1 naming each figure that differs
@@ -53,7 +54,10 @@ def _select(items: list, select: str) -> Any:
 
 
 def lookup(doc: Any, path: str) -> Any:
-    """The value at `path` in a JSON document (syntax in the module docstring)."""
+    """The value at `path` in a JSON document (syntax in the module docstring); `a/b` divides two."""
+    if "/" in path:
+        num, den = path.split("/", 1)
+        return lookup(doc, num) / (float(den) if re.fullmatch(r"[\d.e+-]+", den) else lookup(doc, den))
     value, many = doc, False
     pos = 0
     while pos < len(path):
