@@ -7,12 +7,22 @@ solve, threads, objective); for the three that only call optimizer.evaluate or t
 this script adds {"backend": null, ...} with a note. Solver calls use one CP-SAT thread, so a rerun
 writes the same JSON apart from the wall-clock fields (keys containing "wall") -- unless a solve is
 stopped by its time limit, where the incumbent found by then depends on the machine's speed (the rows
-say "timeout" with the bound and gap). Check with --compare DIR (a copy of benchmarks/results from
-an earlier run). The whole run is meant to take at most 15 minutes on a 2-core machine.
+say "timeout" with the bound and gap). The whole run is meant to take at most 15 minutes on a 2-core
+machine.
 
-Exits 1 when any benchmark's main() returns non-zero (a miss of its own acceptance), naming it.
+--compare checks every claim against the committed JSON (the files in benchmarks/results before the
+run, or those of DIR with --compare DIR): a claim whose figure moves by more than its band -- a
+relative tolerance, DEFAULT_BAND unless the benchmark module's CLAIM_BANDS names another -- fails
+the run, as does a claim that appears or disappears. Claims that miss their target (TARGETS; the
+paper's figure within TARGET_TOLERANCE otherwise) are listed as "not met" with ours against the
+target: they fail the run only when they move. It also lists every other difference of the
+documents (wall-clock fields ignored). With --fresh DIR nothing is rerun: the JSON in DIR are
+compared with the committed ones.
 
-Run:  python benchmarks/reproduce_all.py [--only tmac,hecaton] [--compare DIR]
+Exits 1 when any benchmark's main() returns non-zero (a miss of its own acceptance), naming it, or
+when --compare finds a claim outside its band.
+
+Run:  python benchmarks/reproduce_all.py [--only tmac,hecaton] [--compare [DIR]] [--fresh DIR]
 """
 
 from __future__ import annotations
@@ -21,7 +31,9 @@ import argparse
 import contextlib
 import io
 import json
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -36,6 +48,7 @@ import reproduce_t3  # noqa: E402
 import reproduce_tmac  # noqa: E402
 import validate  # noqa: E402
 import weak_scaling  # noqa: E402
+from claim_bands import claim_changes, not_met  # noqa: E402
 from common import RESULTS_DIR  # noqa: E402
 
 BENCHMARKS: tuple[tuple[str, Callable[[], Any]], ...] = (
@@ -97,12 +110,13 @@ def timed_out_rows(doc: dict[str, Any]) -> set[int]:
             (r.get("status") == "timeout" or (r.get("hardware"), r.get("model")) in stopped)}
 
 
-def compare(names: list[str], old_dir: Path) -> dict[str, dict[str, list[str]]]:
-    """Per benchmark, the differences from an earlier run (wall-clock fields ignored), split into those in
-    rows that depend on a timed-out solve (machine-speed dependent by nature) and all others."""
+def compare(names: list[str], old_dir: Path, new_dir: Path | None = None) -> dict[str, dict[str, list[str]]]:
+    """Per benchmark, the differences of new_dir's JSON (default RESULTS_DIR) from an earlier run's
+    (wall-clock fields ignored), split into those in rows that depend on a timed-out solve
+    (machine-speed dependent by nature) and all others."""
     out = {}
     for name in names:
-        new, old = RESULTS_DIR / f"{name}.json", old_dir / f"{name}.json"
+        new, old = (new_dir or RESULTS_DIR) / f"{name}.json", old_dir / f"{name}.json"
         if not old.exists():
             out[name] = {"other": [f"no {old.name} to compare with"], "timeout": []}
             continue
@@ -120,19 +134,8 @@ def compare(names: list[str], old_dir: Path) -> dict[str, dict[str, list[str]]]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", default="", help="comma-separated subset of " + ", ".join(n for n, _ in BENCHMARKS))
-    ap.add_argument("--compare", type=Path, default=None,
-                    help="a directory with the JSON of an earlier run: report what differs (wall-clock fields ignored)")
-    ap.add_argument("--quiet", action="store_true", help="hide each benchmark's own printout")
-    args = ap.parse_args(argv)
-    only = [s for s in args.only.split(",") if s]
-    unknown = [s for s in only if s not in dict(BENCHMARKS)]
-    if unknown:
-        print(f"unknown benchmark {unknown[0]!r}; known: {', '.join(n for n, _ in BENCHMARKS)}", file=sys.stderr)
-        return 2
-    t_all = time.perf_counter()
+def run_benchmarks(only: list[str], quiet: bool) -> tuple[dict[str, float], dict[str, Any]]:
+    """Run the benchmarks (all, or those in `only`): wall seconds and main()'s return value of each."""
     walls, codes = {}, {}
     for name, run in BENCHMARKS:
         if only and name not in only:
@@ -140,37 +143,98 @@ def main(argv: list[str] | None = None) -> int:
         print(f"=== {name}", flush=True)
         t0 = time.perf_counter()
         sink = io.StringIO()
-        with contextlib.redirect_stdout(sink) if args.quiet else contextlib.nullcontext():
+        with contextlib.redirect_stdout(sink) if quiet else contextlib.nullcontext():
             codes[name] = run()
         walls[name] = time.perf_counter() - t0
         annotate(name)
         print(f"=== {name}: {walls[name]:.1f} s (main() returned {codes[name]})", flush=True)
-    total = time.perf_counter() - t_all
+    return walls, codes
 
+
+def print_summary(names: list[str], results: Path, walls: dict[str, float]) -> None:
     print("\nSummary: every claim, paper vs ours")
-    for name in walls:
-        doc = json.loads((RESULTS_DIR / f"{name}.json").read_text())
+    for name in names:
+        doc = json.loads((results / f"{name}.json").read_text())
         solver = doc.get("solver") or {}
-        print(f"{name} ({walls[name]:.1f} s; solver {solver.get('backend')}, time limit {solver.get('time_limit_s')} s, "
+        wall = f"{walls[name]:.1f} s; " if name in walls else ""
+        print(f"{name} ({wall}solver {solver.get('backend')}, time limit {solver.get('time_limit_s')} s, "
               f"threads {solver.get('threads')}):")
         for c in doc["claims"]:
             print(f"  {c['name']:<45} paper {c['paper']!s:>8}  ours {c['ours']!s:>10}  {c['unit']}")
-    print(f"\ntotal wall time {total:.0f} s (budget {BUDGET_S} s: {'within' if total <= BUDGET_S else 'OVER'})")
-    if args.compare is not None:
-        diffs = compare(list(walls), args.compare)
-        for name, d in diffs.items():
-            if not d["timeout"] and not d["other"]:
-                print(f"compare {name}: identical (wall-clock fields ignored)")
-                continue
+
+
+def check_against(names: list[str], committed: Path, fresh: Path) -> int:
+    """Print the claims not met, the claims that moved outside their band and every other difference of
+    fresh's JSON from committed's; the number of claims that moved."""
+    moved, missing = [], []
+    print("\nClaims not met (ours vs target; they fail the run only when they move):")
+    for name in names:
+        old, new = committed / f"{name}.json", fresh / f"{name}.json"
+        if not old.exists() or not new.exists():
+            missing.append(f"{name}: no {old.name} in {old.parent if not old.exists() else new.parent}")
+            continue
+        old_doc, new_doc = json.loads(old.read_text()), json.loads(new.read_text())
+        for line in not_met(name, new_doc):
+            print(f"  {line}")
+        moved += claim_changes(name, new_doc, old_doc)
+    for name, d in compare([n for n in names if n not in {m.split(":")[0] for m in missing}], committed,
+                           fresh).items():
+        if d["timeout"] or d["other"]:
             print(f"compare {name}: {len(d['timeout'])} differences in rows of a solve stopped by its time limit "
                   f"(or divided by one) and in the claims computed from them, {len(d['other'])} elsewhere")
             for line in (d["other"] + d["timeout"])[:25]:
                 print(f"    {line}")
+        else:
+            print(f"compare {name}: identical (wall-clock fields ignored)")
+    moved += missing
+    if moved:
+        print("\nclaims outside their band versus the committed JSON:")
+        for line in moved:
+            print(f"  {line}")
+    else:
+        print("\nevery claim within its band of the committed JSON")
+    return len(moved)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", default="", help="comma-separated subset of " + ", ".join(n for n, _ in BENCHMARKS))
+    ap.add_argument("--compare", nargs="?", type=Path, const=RESULTS_DIR, default=None, metavar="DIR",
+                    help="check every claim against the committed JSON (or DIR's) and list what differs")
+    ap.add_argument("--fresh", type=Path, default=None, metavar="DIR",
+                    help="with --compare: rerun nothing, compare the JSON in DIR")
+    ap.add_argument("--quiet", action="store_true", help="hide each benchmark's own printout")
+    args = ap.parse_args(argv)
+    only = [s for s in args.only.split(",") if s]
+    unknown = [s for s in only if s not in dict(BENCHMARKS)]
+    if unknown:
+        print(f"unknown benchmark {unknown[0]!r}; known: {', '.join(n for n, _ in BENCHMARKS)}", file=sys.stderr)
+        return 2
+    if args.fresh is not None and args.compare is None:
+        print("--fresh needs --compare", file=sys.stderr)
+        return 2
+    names = [n for n, _ in BENCHMARKS if not only or n in only]
+    with tempfile.TemporaryDirectory() as snap:
+        committed = args.compare
+        if args.compare is not None and args.fresh is None and args.compare == RESULTS_DIR:
+            committed = Path(snap)  # the committed JSON, before the run rewrites them
+            for name in names:
+                if (RESULTS_DIR / f"{name}.json").exists():
+                    shutil.copy(RESULTS_DIR / f"{name}.json", committed / f"{name}.json")
+        walls, codes = {}, {}
+        t_all = time.perf_counter()
+        if args.fresh is None:
+            walls, codes = run_benchmarks(only, args.quiet)
+        total = time.perf_counter() - t_all
+        fresh = args.fresh or RESULTS_DIR
+        print_summary([n for n in names if (fresh / f"{n}.json").exists()], fresh, walls)
+        if walls:
+            print(f"\ntotal wall time {total:.0f} s (budget {BUDGET_S} s: {'within' if total <= BUDGET_S else 'OVER'})")
+        moved = check_against(names, committed, fresh) if committed is not None else 0
     missed = [name for name, code in codes.items() if code]  # a main() returns non-zero on a miss
     if missed:
         print(f"\nmissed their targets (main() returned non-zero): {', '.join(missed)}")
-        return 1
-    return 0
+    return 1 if missed or moved else 0
 
 
 if __name__ == "__main__":

@@ -254,17 +254,31 @@ def test_solve_infeasible_is_an_answer(tmp_path):
     assert not plan.exists()
 
 
-def test_solve_progress_bar_updates():
+def test_solve_progress_bar_shows_what_solve_reports():
+    """The bar fed by a real solve's progress callback: after each report it shows that report's points
+    solved / total, incumbent and bound; the reports count the inner solves one by one, the incumbent
+    never gets worse, and the last one is the Solution's."""
     from optimizer.tools.cli import _SolveBar
-    from optimizer.search.solve import Progress
+    from optimizer.tools.cli.common import _fmt_opt
 
+    work = models.Workload(model=models.load("llama2-7b"), global_batch=64)
+    seen = []
     with _SolveBar(enabled=True) as bar:
-        bar(Progress(solved=3, total=10, incumbent_s=1.5, bound_s=1.2))
-        task = bar.progress.tasks[0]
-        assert (task.completed, task.total) == (3, 10)
-        assert task.fields["incumbent"] == "1.5 s" and task.fields["bound"] == "1.2 s"
+        def report(p):
+            bar(p)
+            task = bar.progress.tasks[0]
+            seen.append((p, task.completed, task.total, task.fields["incumbent"], task.fields["bound"]))
+        sol = optimizer.solve(work, hw.load("dgx-a100", nodes=1), space="megatron", threads=1, progress=report)
+    assert sol.status == "optimal" and sol.points_solved >= 2  # more than one report to follow
+    assert [p.solved for p, *_ in seen] == list(range(1, sol.points_solved + 1))
+    for p, done, total, incumbent, bound in seen:
+        assert (done, total) == (p.solved, p.total) == (p.solved, sol.points_total)
+        assert (incumbent, bound) == (_fmt_opt(p.incumbent_s, "s"), _fmt_opt(p.bound_s, "s"))
+        assert p.bound_s is not None
+    found = [p.incumbent_s for p, *_ in seen if p.incumbent_s is not None]
+    assert found == sorted(found, reverse=True) and found[-1] == pytest.approx(sol.objective_s, rel=1e-9)
     with _SolveBar(enabled=False) as bar:
-        bar(Progress(solved=1, total=2))  # a no-op
+        bar(seen[-1][0])  # a no-op
         assert bar.progress is None
 
 
@@ -326,7 +340,9 @@ def test_reproduce_lists_every_benchmark_script():
     assert res.exit_code == 0
     root = Path(__file__).resolve().parent.parent
     listed = [line.split()[1] for line in res.stdout.splitlines()]
-    benchmarks = {p.name for p in (root / "benchmarks").glob("*.py")} - {"common.py"}
+    # not reproductions: shared code, the claims' bands and targets, the README figures' renderer
+    shared = {"common.py", "claim_bands.py", "readme_figures.py"}
+    benchmarks = {p.name for p in (root / "benchmarks").glob("*.py")} - shared
     assert {Path(p).name for p in listed} == benchmarks  # every benchmark script, each once
     assert len(listed) == len(benchmarks)
     from optimizer.tools.cli.reproduce import _benchmarks_dir

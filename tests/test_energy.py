@@ -9,6 +9,7 @@ import hw
 import models
 import optimizer
 from hw.loader import ConfigError
+from models.graph import build_graph
 from optimizer.search.bruteforce import brute_force
 from optimizer.search.space import OuterPoint, Space
 
@@ -51,7 +52,8 @@ def _brute(name: str, objective: str):
 
 def test_energy_by_hand():
     """Megatron TP=2 on two chiplets, no recompute, one micro-batch of one sequence per step: every
-    part of Report.energy from the model's FLOPs and bytes and the preset's energy numbers."""
+    part of Report.energy from the graph's FLOPs and tensor bytes, the mapping's splits and the
+    preset's energy numbers (not from the Report's own traffic figures)."""
     h = hw.load("hecaton-chiplet", rows=1, cols=2, sram_bytes=4e9)
     m = models.ModelConfig(name="tiny", layers=2, hidden=1024, heads=16, vocab=8192, seq_len=512)
     w = models.Workload(model=m, global_batch=1, seq_len=512)
@@ -64,17 +66,34 @@ def test_energy_by_hand():
     B, s, l, hd, V = 1, 512, 2, 1024, 8192
     flops = 72 * B * s * l * hd ** 2 * (1 + s / (6 * hd) + V / (12 * l * hd))
     assert math.isclose(rep.energy["compute"], flops * e.flop_j, rel_tol=1e-9)
-    # SRAM traffic, link byte-hops and static power: the report's totals at the preset's prices
-    assert math.isclose(rep.energy["memory"], rep.memory_traffic_bytes * e.sram_byte_j, rel_tol=1e-12)
-    assert rep.memory_traffic_bytes > 0
-    # Megatron TP on a 1×2 line: per layer two all-reduces forward (attention and MLP outputs, each
-    # b·s·h bf16 = 1 MiB) and two backward; the embedding's output all-reduce (vocab-parallel) forward
-    # and the LM head input's gradient all-reduce backward. A ring all-reduce of n bytes on two dies
-    # sends n/2 each way per phase, 2 phases: 2·(n/2)·2 directions = 2n byte-hops (one hop).
+    # SRAM traffic (docs/cost-model.md section 11), per die: every op reads and writes its inputs and
+    # outputs (the graph's tensors) divided by the dies its split spans (2 for the split ops of the
+    # mapping, 1 for the replicated norms, adds and residual dropouts), forward and backward
+    # (1 + backward_factor); layers times for the block. Then the collectives below, each moving
+    # (3k - 1)/k + 2(k - 1)/k = 3.5 times its tensor through memory on k = 2 dies.
+    g = build_graph(m, micro_batch=1, seq_len=s)
+    compute_bytes = 0.0
+    for ops, uses in ((g.pre, 1), (g.block, l), (g.post, 1)):
+        for op in ops:
+            io = sum(g.tensors[x.tensor].nbytes(g.sizes) for x in op.inputs + op.outputs)
+            dies = 1 if mp.ops[op.name].split == (None, None) else 2
+            compute_bytes += uses * io / dies * (1 + op.backward_factor)
+    # Megatron TP on a 1×2 line converts a b·s·h bf16 activation (n = 1 MiB) by an all-reduce on each
+    # edge that needs it (its time's uses): per layer forward after out_proj and fc2, backward at the
+    # inputs of q_proj, kv_proj and fc1; the embedding's output forward to add1 and twice to ln1
+    # (again for ln1's backward, which saves it); the LM head input's gradient backward. The
+    # vocab-split loss all-reduces its 2 fp32 statistics per row (b·s rows) forward and backward.
     n = B * s * hd * 2
-    allreduces = 4 * l + 2
-    hops = allreduces * 2 * n
-    assert rep.energy["links"] >= hops * e.link_byte_hop_j * (1 - 1e-12)
+    allreduces = 5 * l + 3 + 1
+    loss = next(op for op in g.post if op.name == "loss")
+    stats = B * s * loss.stats * 4
+    sram_bytes = 2 * (compute_bytes + 3.5 * (allreduces * n + 2 * stats))
+    assert math.isclose(rep.memory_traffic_bytes, sram_bytes, rel_tol=1e-12)
+    assert math.isclose(rep.energy["memory"], sram_bytes * e.sram_byte_j, rel_tol=1e-12)
+    # link byte-hops: a ring all-reduce of x bytes on two dies sends x/2 each way per phase, 2 phases:
+    # 2·(x/2)·2 directions = 2x byte-hops (one hop)
+    hops = 2 * (allreduces * n + 2 * stats)
+    assert math.isclose(rep.energy["links"], hops * e.link_byte_hop_j, rel_tol=1e-12)
     assert math.isclose(rep.energy["static"], rep.step_time_s * 2 * e.static_w, rel_tol=1e-12)
     assert rep.energy["dram"] == 0.0 and rep.dram_bytes == 0.0
     assert math.isclose(rep.energy_j, sum(rep.energy.values()), rel_tol=1e-12)

@@ -1,4 +1,6 @@
-"""evaluate() on the dgx-a100 preset reproduces Megatron-LM SC21 Table 1 within ±15%.
+"""evaluate() on the dgx-a100 preset reproduces Megatron-LM SC21 Table 1 within what the calibration
+achieves plus a margin: the worst error of the committed run (benchmarks/results/megatron_table1.json)
+plus MARGIN, and that worst error within DESIGN.md's ±15%.
 
 Source of the published figures: Narayanan et al., "Efficient Large-Scale Language Model Training
 on GPU Clusters Using Megatron-LM", SC21 (arXiv:2104.04473), Table 1 (achieved TFLOP/s per GPU,
@@ -10,12 +12,17 @@ benchmarks/data/megatron_sc21_table1.yaml. The rows are computed by the benchmar
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "megatron_table1.py"
-TOLERANCE = 0.15  # DESIGN.md, validation data
+COMMITTED = BENCH.parent / "results" / "megatron_table1.json"
+DESIGN_TOLERANCE = 0.15  # DESIGN.md, validation data: the most a fitted table may miss by
+MARGIN = 0.02  # two percentage points above the worst error the committed calibration achieves
+WORST_ACHIEVED = max(abs(r["rel_error"]) for r in json.loads(COMMITTED.read_text())["rows"])  # 4.9% today
+TOLERANCE = WORST_ACHIEVED + MARGIN
 
 
 def _load_benchmark():
@@ -35,8 +42,12 @@ def test_every_table_row_is_reproduced():
     assert len(ROWS) == 10
 
 
+def test_the_committed_calibration_is_within_design_tolerance():
+    assert WORST_ACHIEVED <= DESIGN_TOLERANCE
+
+
 @pytest.mark.parametrize("row", ROWS, ids=[r["model"] for r in ROWS])
-def test_tflops_per_gpu_within_15_percent(row):
+def test_tflops_per_gpu_within_the_calibration(row):
     published = TABLE[row["model"]]["tflops_per_gpu"]  # SC21 Table 1
     assert row["published_tflops_per_gpu"] == published
     assert row["tflops_per_gpu"] == pytest.approx(published, rel=TOLERANCE), (

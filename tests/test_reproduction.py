@@ -153,29 +153,37 @@ def test_claim_names_are_fixed(small_rows):
 
 
 def test_hecaton_rows_and_claims():
+    """2x2 Hecaton chiplets with 40 GB of SRAM: both heuristics fit and the full space is solved (optimal
+    in a few seconds; a bound and a fitting mapping even if the 10 s limit cuts it), so every bound, gap
+    and ratio assert below runs."""
     w, h = models.Workload(model=models.load("megatron-1.7b"), global_batch=4, seq_len=512), \
-        hw.load("hecaton-chiplet", rows=2, cols=2)
-    rows = reproduce_hecaton.run_model(w, h, time_limit_s=3, threads=1)
+        hw.load("hecaton-chiplet", rows=2, cols=2, sram_bytes=40e9)
+    rows = reproduce_hecaton.run_model(w, h, time_limit_s=10, threads=1)
     assert [(r["kind"], r["method"]) for r in rows] == [
         ("full", "full"), ("space", "hecaton"), ("heuristic", "hecaton"), ("space", "megatron"),
         ("heuristic", "megatron")]
     full = rows[0]
-    for r in rows:
-        if r["kind"] == "heuristic" and r["fits"] and full["bound_s"]:
-            assert r["gap_vs_full_bound"] >= -REL
-        if r["kind"] == "space" and r["step_time_s"] and full["bound_s"]:
-            assert full["bound_s"] <= r["step_time_s"] * (1 + REL)
+    assert full["fits"] and full["status"] in ("optimal", "timeout") and full["bound_s"] > 0
+    assert full["bound_s"] <= full["step_time_s"] * (1 + REL)
+    heuristics = [r for r in rows if r["kind"] == "heuristic"]
+    spaces = [r for r in rows if r["kind"] == "space"]
+    assert all(r["fits"] for r in heuristics) and spaces[1]["step_time_s"]  # Megatron-LM's space: optimal
+    for r in heuristics:  # check()'s gap against the full space's proven bound: never below it
+        assert r["gap_vs_full_bound"] == pytest.approx(r["step_time_s"] / full["bound_s"] - 1, rel=1e-9)
+        assert r["gap_vs_full_bound"] >= -REL, r["method"]
+    for r in (r for r in spaces if r["step_time_s"]):  # the full space's bound holds for every subset of it
+        assert full["bound_s"] <= r["step_time_s"] * (1 + REL), r["method"]
     rows = [dict(r, model="llama2-70b") for r in rows]
     claims, info = reproduce_hecaton.make_claims(rows)
     assert tuple(c["name"] for c in claims) == HECATON_CLAIMS
     c = info["comparisons"]["llama2-70b"]
-    assert c["basis"] in ("solver-in-space", "heuristic")
-    if c["speedup"] is not None:
-        kind = "space" if c["basis"] == "solver-in-space" else "heuristic"
-        hec = next(r for r in rows if (r["kind"], r["method"]) == (kind, "hecaton"))
-        meg = next(r for r in rows if (r["kind"], r["method"]) == (kind, "megatron"))
-        assert c["speedup"] == pytest.approx(meg["step_time_s"] / hec["step_time_s"])
-        assert c["energy_reduction"] == pytest.approx(meg["energy_j"] / hec["energy_j"])
+    assert c["hecaton_fits"] and c["megatron_fits"]
+    kind = "space" if c["basis"] == "solver-in-space" else "heuristic"
+    hec = next(r for r in rows if (r["kind"], r["method"]) == (kind, "hecaton"))
+    meg = next(r for r in rows if (r["kind"], r["method"]) == (kind, "megatron"))
+    assert c["speedup"] == pytest.approx(meg["step_time_s"] / hec["step_time_s"])
+    assert c["energy_reduction"] == pytest.approx(meg["energy_j"] / hec["energy_j"])
+    assert claims[0]["ours"] == pytest.approx(c["speedup"]) and claims[1]["ours"] == pytest.approx(c["energy_reduction"])
 
 
 def test_full_le_space_needs_a_proof():
@@ -246,3 +254,67 @@ def test_reproduce_all_fails_when_a_benchmark_misses(tmp_path, monkeypatch, caps
     assert reproduce_all.main(["--only", "met,quiet", "--quiet"]) == 0
     assert reproduce_all.main(["--quiet"]) == 1
     assert "missed their targets (main() returned non-zero): missed" in capsys.readouterr().out
+
+
+def _fake_result(path: Path, name: str, speedup: float, paper: float = 3.1) -> None:
+    doc = {"benchmark": name, "claims": [{"name": "speedup", "paper": paper, "ours": speedup, "unit": "ratio"},
+                                         {"name": "ours_only", "paper": None, "ours": 2.0, "unit": "ratio"}],
+           "rows": [{"step_time_s": 1.0, "wall_s": 9.0}]}
+    path.mkdir(exist_ok=True)
+    (path / f"{name}.json").write_text(json.dumps(doc))
+
+
+def test_reproduce_all_compare_fails_when_a_claim_moves(tmp_path, monkeypatch, capsys):
+    """--compare: a claim that moves by more than its band versus the committed JSON fails the run;
+    one inside its band does not, and a claim that misses its target is listed as not met."""
+    import reproduce_all
+    from claim_bands import DEFAULT_BAND
+
+    committed, fresh = tmp_path / "committed", tmp_path / "fresh"
+    _fake_result(committed, "fake", 1.03)
+    monkeypatch.setattr(reproduce_all, "RESULTS_DIR", committed)
+    monkeypatch.setattr(reproduce_all, "BENCHMARKS", (("fake", lambda: 0),))
+    _fake_result(fresh, "fake", 1.03)
+    assert reproduce_all.main(["--compare", "--fresh", str(fresh)]) == 0  # as committed
+    out = capsys.readouterr().out
+    assert "fake: speedup" in out and "ours       1.03  target 3.1 ±15%" in out  # not met, listed
+    assert "every claim within its band" in out and "ours_only" not in out.split("not met")[1]
+    _fake_result(fresh, "fake", 1.03 * (1 + DEFAULT_BAND / 2))  # inside the band
+    assert reproduce_all.main(["--compare", "--fresh", str(fresh)]) == 0
+    _fake_result(fresh, "fake", 1.03 * (1 + 2 * DEFAULT_BAND))  # outside: moved
+    assert reproduce_all.main(["--compare", "--fresh", str(fresh)]) == 1
+    assert "fake: speedup 1.0506 vs committed 1.03 (band ±1.0%)" in capsys.readouterr().out
+    (fresh / "fake.json").write_text(json.dumps({"benchmark": "fake", "claims": []}))
+    assert reproduce_all.main(["--compare", "--fresh", str(fresh)]) == 1
+    assert "fake: speedup disappeared (committed 1.03)" in capsys.readouterr().out
+
+
+def test_reproduce_all_compare_after_a_rerun(tmp_path, monkeypatch, capsys):
+    """--compare without --fresh keeps the committed JSON before the benchmarks rewrite them."""
+    import reproduce_all
+
+    _fake_result(tmp_path, "fake", 1.03)
+    monkeypatch.setattr(reproduce_all, "RESULTS_DIR", tmp_path)
+    same = (("fake", lambda: _fake_result(tmp_path, "fake", 1.03)),)
+    monkeypatch.setattr(reproduce_all, "BENCHMARKS", same)
+    assert reproduce_all.main(["--compare", "--quiet"]) == 0
+    moved = (("fake", lambda: _fake_result(tmp_path, "fake", 1.2)),)
+    monkeypatch.setattr(reproduce_all, "BENCHMARKS", moved)
+    assert reproduce_all.main(["--compare", "--quiet"]) == 1
+    assert "fake: speedup 1.2 vs committed 1.03" in capsys.readouterr().out
+    assert reproduce_all.main(["--compare", "--quiet"]) == 0  # the rerun's figures are now the committed ones
+
+
+def test_the_committed_claims_have_targets_and_bands():
+    """Every committed claim with a paper figure has a target, and the limits of validate.py are limits."""
+    from claim_bands import MODULES, bands, target
+
+    for name in MODULES:
+        doc = json.loads((BENCH / "results" / f"{name}.json").read_text())
+        assert all(0 < b < 1 for b in bands(name).values())
+        for c in doc["claims"]:
+            text, lo, hi = target(name, c, doc)
+            assert (lo, hi) == (None, None) if c["paper"] is None else (lo is not None or hi is not None), c
+    doc = json.loads((BENCH / "results" / "validation.json").read_text())
+    tau = next(c for c in doc["claims"] if c["name"] == "ranking_tau_min")
+    assert target("validation", tau, doc)[1:] == (tau["paper"], None)
