@@ -7,7 +7,7 @@ naming the operator or field. The trace is drawn from the same per-stage scores 
 so its timeline adds up to the modelled step time.
 """
 
-from .deepspeed import deepspeed_config
+from .deepspeed import deepspeed_config, deepspeed_notes
 from .launch import launch_script
 from .layout import pipeline_layout
 from .megatron import megatron_args, megatron_caveats
@@ -15,4 +15,4 @@ from .megatron_flags import MEGATRON_FLAGS, parse_megatron_args
 from .trace import chrome_trace
 
 __all__ = ["megatron_args", "megatron_caveats", "parse_megatron_args", "launch_script", "pipeline_layout",
-           "deepspeed_config", "chrome_trace", "MEGATRON_FLAGS"]
+           "deepspeed_config", "deepspeed_notes", "chrome_trace", "MEGATRON_FLAGS"]

@@ -14,7 +14,7 @@ from ...model.evaluate import normalized_choices, prepare
 from ...model.mapping import Mapping, OpChoice, chunk_layers
 from ...model.tables import Tables
 from ...peers.megatron import megatron_ops
-from .common import _block_names, _check_no_offload
+from .common import _block_names, _check_no_offload, _recompute_kind
 from .layout import pipeline_layout
 from .megatron_flags import FSDP_STRATEGY
 
@@ -26,19 +26,6 @@ def _split_words(split: tuple[str | None, str | None], tp: int) -> str:
     if a == b:
         return f"split on {a!r} over all {tp} dies"
     return f"split {split}"
-
-
-def _recompute_kind(tables: Tables, ch: dict[str, OpChoice]) -> str:
-    """'none' | 'selective' | 'full' when the recompute set is exactly one of Megatron-LM's."""
-    block = _block_names(tables)
-    rec = {n for n in block if ch[n].recompute}
-    if not rec:
-        return "none"
-    if rec == set(block):
-        return "full"
-    if rec == set(SELECTIVE_RECOMPUTE) & set(block):
-        return "selective"
-    return "partial"
 
 
 def _check_megatron_splits(mapping: Mapping, work: Workload, tables: Tables,
