@@ -15,7 +15,8 @@ from ...model.tables import Tables
 
 # event name -> category: the key of evaluate()'s Report.breakdown its time is part of
 CATEGORY = {"forward": "compute", "backward": "compute", "recompute": "recompute", "tp_comm": "tp_comm_exposed",
-            "zero_comm": "zero_comm_exposed", "pp_comm": "pp_comm_exposed", "dram": "dram", "bubble": "bubble",
+            "zero_comm": "zero_comm_exposed", "pp_comm": "pp_comm_exposed", "pp_fill_drain": "pp_comm_exposed",
+            "dram": "dram", "bubble": "bubble",
             "idle": "bubble", "dp_comm": "dp_comm_exposed", "optimizer": "optimizer",
             "optimizer_dram": "optimizer_dram"}
 
@@ -192,7 +193,7 @@ def chrome_trace(mapping: Mapping | str, work: Workload, hw: Hardware | str) -> 
         emit("bubble", pipe - cursor)
         for name, t in st.sync_parts.items():  # dp_comm, optimizer (optimizer_dram), fill/drain transfers
             if name == "bubble":
-                emit("pp_comm", t, reason="pipeline transfers of fill and drain")
+                emit("pp_fill_drain", t, reason="pipeline transfers of fill and drain")
             else:
                 emit(name, t)
         emit("idle", step - cursor, reason="waits for the slowest stage's gradient sync")
