@@ -362,12 +362,18 @@ def main() -> int:
     for row in rows:
         print(f"{row['consumer']:9} {row['case']:34} {row['status']:20} {'; '.join(row.get('mismatches', [])) or ''}")
     rejected = sum(bool(r.get("mismatches")) for r in rows)
-    accepted = sum(r["status"] == "accepted" for r in rows)
+    accepted = {k: sum(r["status"] == "accepted" for r in res[k]) for k in res}
+    expressible = sum(r["status"] != "not expressible" for r in res["deepspeed"])
+    import hashlib
+
+    digest = hashlib.sha256((megatron_source() / "megatron/training/arguments.py").read_bytes()).hexdigest()
     extra = {"consumers": {"megatron_core": megatron.core.__version__, "deepspeed": deepspeed.__version__,
-                           "torch": torch.__version__, "megatron_lm_training": "MEGATRON_LM checkout"}}
+                           "torch": torch.__version__, "megatron_lm_arguments_py_sha256": digest}}
     write_result("validate_exports", rows,
-                 [claim("exports_with_rejected_or_changed_flags", 0, rejected, "count"),
-                  claim("exports_accepted", len(rows), accepted, "count")], extra)
+                 [claim("exports_rejected_or_changed", 0, rejected, "count"),
+                  claim("megatron_launches_accepted", len(res["megatron"]), accepted["megatron"], "count"),
+                  claim("deepspeed_configs_accepted", expressible, accepted["deepspeed"], "count"),
+                  claim("pipeline_layouts_accepted", len(res["layout"]), accepted["layout"], "count")], extra)
     return 1 if rejected else 0
 
 
