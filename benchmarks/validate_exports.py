@@ -150,7 +150,7 @@ def run_launch_script(script: str, workdir: Path) -> tuple[list[str], str | None
     bindir = workdir / "bin"
     bindir.mkdir(exist_ok=True)
     shim = bindir / "torchrun"
-    shim.write_text("#!/usr/bin/env python3\nimport json, os, sys\n"
+    shim.write_text(f"#!{sys.executable}\nimport json, os, sys\n"
                     "json.dump({'argv': sys.argv[1:], 'cdmc': os.environ.get('CUDA_DEVICE_MAX_CONNECTIONS')},"
                     " open(os.environ['TORCHRUN_RECORD'], 'w'))\n")
     shim.chmod(0o755)

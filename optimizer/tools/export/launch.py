@@ -49,9 +49,8 @@ def _array_lines(args: list[str]) -> list[str]:
         while j < len(args) and not args[j].startswith("--"):
             j += 1
         if args[i] == "--mock-data":
-            lines.append("  # synthetic data and Megatron-LM's null tokenizer with the model's vocabulary (its "
-                         "--vocab-size ids + one end-of-document id); for real data replace them with --data-path "
-                         "and the model's tokenizer")
+            lines += ["  # synthetic data, Megatron-LM's null tokenizer with the model's vocabulary (--vocab-size ids",
+                      "  # + its end-of-document id); for real data use --data-path and the model's tokenizer instead"]
         lines.append("  " + shlex.join(args[i:j]))
         i = j
     return lines
