@@ -105,10 +105,15 @@ CASES = [
     Case("zero3 megatron-fsdp tp2", "megatron-1.7b", "dgx-a100", 1, 64, None,
          dict(tp=2, dp=4, recompute="none"), dict(zero_stage=3)),
 ]
-# the per-chunk layouts checked with Megatron-LM's own PipelineParallelLayerLayout (no evaluate() needed)
-LAYOUTS = [("llama3.1-405b pp16 v2 E/L chunks of 3", 126, 16, (3,) + (4,) * 30 + (3,)),
-           ("llama3.1-405b pp16 v4 uneven", 126, 16, (1,) + (2,) * 62 + (1,)),
-           ("uneven pp4 v2", 30, 4, (3, 4, 4, 4, 4, 4, 4, 3))]
+# per-chunk layouts checked with Megatron-LM's own PipelineParallelLayerLayout (no evaluate() needed):
+# (name, layers, pp, chunk layers, base case). With a base case, the base's launch is also parsed and
+# validated with this layout in place of its own: the interleaved Llama 3.1 405B plans' flags
+# while evaluate() does not yet score uneven chunks
+BASE_405B = "llama3.1-405b tp8 pp16 uneven"
+LAYOUTS = [("llama3.1-405b pp16 v2 E/L chunks of 3", 126, 16, (3,) + (4,) * 30 + (3,), BASE_405B),
+           ("llama3.1-405b pp16 v2 chunk_layers", 126, 16, (4,) * 16 + (3,) + (4,) * 14 + (3,), BASE_405B),
+           ("llama3.1-405b pp16 v4 chunk_layers", 126, 16, (2,) * 48 + (1,) + (2,) * 14 + (1,), BASE_405B),
+           ("uneven pp4 v2", 30, 4, (3, 4, 4, 4, 4, 4, 4, 3), None)]
 
 
 def megatron_source() -> Path | None:
@@ -324,10 +329,11 @@ def check_deepspeed(case: Case) -> dict[str, Any]:
             "partition_activations": ds.activation_checkpointing_config.partition_activations, "mismatches": bad}
 
 
-def check_layout(name: str, layers: int, pp: int, chunks: tuple[int, ...]) -> dict[str, Any]:
+def check_layout(name: str, layers: int, pp: int, chunks: tuple[int, ...], base: str | None) -> dict[str, Any]:
     """optimizer.export.pipeline_layout through Megatron-LM's PipelineParallelLayerLayout and its
-    validate_layer_layout (the embedding first, the loss last, `layers` transformer layers)."""
-    from optimizer.tools.export import pipeline_layout
+    validate_layer_layout (the embedding first, the loss last, `layers` transformer layers); with a
+    base case, also the base's launch arguments with this layout through parse_args + validate_args."""
+    from optimizer.tools.export import megatron_args, pipeline_layout
 
     _megatron()
     from megatron.core.transformer.pipeline_parallel_layer_layout import PipelineParallelLayerLayout
@@ -336,8 +342,19 @@ def check_layout(name: str, layers: int, pp: int, chunks: tuple[int, ...]) -> di
     lay = PipelineParallelLayerLayout(text, pp)
     lay.validate_layer_layout(layers, None)
     got = _chunks(type("ParsedArgs", (), {"pipeline_model_parallel_layout": lay})(), pp)
-    return {"case": name, "status": "accepted", "layout": text, "virtual": lay.virtual_pipeline_model_parallel_size,
-            "mismatches": [] if got == tuple(chunks) else [f"chunk layers: plan {chunks}, parsed {got}"]}
+    bad = [] if got == tuple(chunks) else [f"chunk layers: plan {chunks}, parsed {got}"]
+    row = {"case": name, "status": "accepted", "layout": text, "virtual": lay.virtual_pipeline_model_parallel_size}
+    if base is not None:
+        m, work, machine = next(c for c in CASES if c.name == base).build()
+        args = megatron_args(m, work, machine)
+        args[args.index("--pipeline-model-parallel-layout") + 1] = text
+        a, _ = parse_with_megatron(args, m.devices, "1", _gpu_arch(machine))
+        parsed = (a.tensor_model_parallel_size, a.pipeline_model_parallel_size, a.data_parallel_size,
+                  a.virtual_pipeline_model_parallel_size, _chunks(a, pp))
+        want = (m.tp, m.pp, m.dp, len(chunks) // pp, tuple(chunks))
+        bad += [] if parsed == want else [f"launch of {base} with this layout: plan {want}, parsed {parsed}"]
+        row["validated_with"] = base
+    return dict(row, mismatches=bad)
 
 
 def run_all(cases: list[Case] = CASES) -> dict[str, list[dict[str, Any]]]:

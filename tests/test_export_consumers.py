@@ -52,6 +52,7 @@ def test_deepspeed_accepts_the_config(case):
 def test_megatron_core_reads_the_pipeline_layout(layout):
     row = vx.check_layout(*layout)
     assert row["mismatches"] == [] and row["virtual"] == len(layout[3]) // layout[2], row
+    assert row.get("validated_with") == layout[4]
 
 
 @needs_consumers
