@@ -54,7 +54,7 @@ from optimizer.tools.export import deepspeed_config, launch_script  # noqa: E402
 from optimizer.tools.export.megatron import vocab_padding  # noqa: E402
 
 PRETRAIN_DEFAULTS = {"tokenizer_type": "GPT2BPETokenizer"}  # pretrain_gpt.py's args_defaults (core_v0.16.1)
-GPU_ARCH = {"A100": 8, "H100": 9}  # CUDA compute capability (major) of the plan's GPU
+GPU_ARCH = {"A100": 8, "H100": 9}  # CUDA compute capability (major): A100 8.0, H100 9.0 (NVIDIA CUDA GPUs table)
 UNEVEN_INTERLEAVING = "virtual_stages"  # evaluate()'s refusal of interleaving on uneven stages, while it stands
 
 

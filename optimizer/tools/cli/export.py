@@ -89,7 +89,8 @@ def _export_text(fmt: str, mapping: Mapping, work: models.Workload, machine: hw.
         text = shlex.join(ex.megatron_args(mapping, work, machine))
         if fmt == "launch":
             text = ex.launch_script(mapping, work, machine).rstrip("\n")
-        typer.echo(f"note: launch {mapping.devices} processes; Megatron-LM derives data parallel {mapping.dp} "
+        how = " (--format launch writes the torchrun script)" if fmt == "megatron" else ""
+        typer.echo(f"note: launch {mapping.devices} processes{how}; Megatron-LM derives data parallel {mapping.dp} "
                    f"= world size / (tp {mapping.tp} x pp {mapping.pp})", err=True)
         for caveat in ex.megatron_caveats(mapping, work, machine):
             typer.echo(f"note: {caveat}", err=True)
