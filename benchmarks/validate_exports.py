@@ -38,7 +38,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 for _path in (HERE.parent, HERE):  # this checkout's meshmap, and the benchmarks' common module
