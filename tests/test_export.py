@@ -15,9 +15,11 @@ import models
 import optimizer
 from hw.loader import ConfigError
 from optimizer.model import cost
+from optimizer.model.evaluate import prepare, stage_scores
 from optimizer.tools.cli import app
 from optimizer.tools.export import (
-    MEGATRON_FLAGS, chrome_trace, deepspeed_config, megatron_args, megatron_caveats, parse_megatron_args,
+    MEGATRON_FLAGS, chrome_trace, deepspeed_config, deepspeed_notes, megatron_args, megatron_caveats,
+    parse_megatron_args,
 )
 from optimizer.tools.export.trace import _flow_shop, _simulate
 from optimizer.model.mapping import Mapping, OpChoice
@@ -85,14 +87,30 @@ def test_megatron_args_grouped_query_attention():
     assert got["group_query_attention"] and got["query_groups"] == 4
 
 
-def test_megatron_distributed_optimizer():
+def test_megatron_zero_stages():
+    """ZeRO-1 = the distributed optimizer; ZeRO-2/3 = Megatron-FSDP sharding optimizer state and
+    gradients (+ weights), with the flags its user guide requires."""
     w = work()
     m = megatron(w, tp=2, dp=4)
-    for stage in (1, 2):
+    for stage, strategy in ((0, None), (1, None), (2, "optim_grads"), (3, "optim_grads_params")):
         args = megatron_args(m.model_copy(update={"zero_stage": stage}), w, NODE)
-        assert parse_megatron_args(args)["distributed_optimizer"]
-    with pytest.raises(ConfigError, match="zero_stage 3"):
-        megatron_args(m.model_copy(update={"zero_stage": 3}), w, NODE)
+        got = parse_megatron_args(args)
+        assert got["zero_stage"] == stage
+        assert got["distributed_optimizer"] is (stage >= 1) and got["megatron_fsdp"] is (stage >= 2)
+        assert got.get("sharding_strategy") == strategy
+        if stage >= 2:
+            assert got["ckpt_format"] == "fsdp_dtensor" and got["no_gradient_accumulation_fusion"]
+
+
+def test_megatron_gradient_precision():
+    w = work()
+    m = megatron(w, tp=2, dp=4)  # Megatron-LM's accounting: fp32 gradients
+    assert m.fp32_grad_accumulation
+    got = parse_megatron_args(megatron_args(m, w, NODE))
+    assert got["grads_in_fp32"] and not got["grad_reduce_in_bf16"]
+    half = m.model_copy(update={"fp32_grad_accumulation": False})
+    got = parse_megatron_args(megatron_args(half, w, NODE))
+    assert got["grad_reduce_in_bf16"] and not got["grads_in_fp32"]
 
 
 def two_d_mapping(w: models.Workload) -> Mapping:
@@ -108,11 +126,13 @@ def test_megatron_caveats():
     assert megatron_caveats(m, w, NODE) == []  # Megatron-LM's own accounting: nothing to say
     zero2 = m.model_copy(update={"zero_stage": 2, "fp32_grad_accumulation": False})
     (note,) = megatron_caveats(zero2, w, NODE)
-    assert "ZeRO stage 1" in note and "fp32 gradients" in note and " GB" in note
-    as_run = optimizer.evaluate(m.model_copy(update={"zero_stage": 1}), w, NODE)
-    assert f"{as_run.peak_memory_bytes / 1e9:.1f} GB" in note
+    assert "--grad-reduce-in-bf16" in note and "fp32_grad_accumulation" in note
     interleaved = megatron(work(batch=12), pp=4, dp=2, virtual_stages=2)  # 6 micro-batches, pp 4
     assert any("divisible by pp" in n for n in megatron_caveats(interleaved, work(batch=12), NODE))
+    gpt2_vocab = models.ModelConfig(name="v50257", layers=4, hidden=1024, heads=16, vocab=50257, seq_len=1024)
+    w2 = models.Workload(model=gpt2_vocab, global_batch=16)
+    (note,) = megatron_caveats(megatron(w2, tp=2, dp=4), w2, NODE)
+    assert "50257 tokens to 50432" in note  # ceil(50257 / (128 x 2)) x 256
 
 
 def test_megatron_rejects_a_2d_split():
@@ -138,11 +158,14 @@ def test_megatron_rejects_non_megatron_split_and_recompute():
         megatron_args(base.model_copy(update={"ops": ops}), w, NODE)
 
 
-def test_megatron_rejects_uneven_stages():
+def test_megatron_uneven_stages_as_pipeline_layout():
     w = work()  # 24 layers
     m = megatron(w, tp=1, pp=2, dp=4).model_copy(update={"layers_per_stage": (10, 14)})
-    with pytest.raises(ConfigError, match="layers_per_stage"):
-        megatron_args(m, w, NODE)
+    args = megatron_args(m, w, NODE)
+    assert args[args.index("--pipeline-model-parallel-layout") + 1] == "Et*10|t*14L"
+    got = parse_megatron_args(args, world_size=m.devices)
+    assert (got["pp"], got["virtual"], got["chunk_layers"], got["dp"]) == (2, 1, (10, 14), 4)
+    assert "--num-layers-per-virtual-pipeline-stage" not in args
 
 
 def test_parse_megatron_args_rejects_unknown():
@@ -158,7 +181,7 @@ def test_parse_megatron_args_rejects_unknown():
 DEEPSPEED_KEYS = {
     "train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "optimizer",
     "scheduler", "gradient_clipping", "bf16", "fp16", "zero_optimization", "activation_checkpointing",
-    "steps_per_print", "wall_clock_breakdown",
+    "steps_per_print", "wall_clock_breakdown", "data_types",
 }
 DEEPSPEED_SUBKEYS = {
     "zero_optimization": {
@@ -174,6 +197,7 @@ DEEPSPEED_SUBKEYS = {
     "bf16": {"enabled"},
     "fp16": {"enabled", "loss_scale", "initial_scale_power", "loss_scale_window", "hysteresis", "min_loss_scale"},
     "optimizer": {"type", "params"},
+    "data_types": {"grad_accum_dtype"},
 }
 
 
@@ -198,8 +222,24 @@ def test_deepspeed_config(name, kw, zero):
     assert cfg["bf16"] == {"enabled": True}
     assert cfg["optimizer"]["type"] == "Adam"
     assert ("activation_checkpointing" in cfg) == (kw["recompute"] != "none")
-    if kw.get("sequence_parallel"):
-        assert cfg["activation_checkpointing"]["partition_activations"] is True
+    assert cfg["data_types"] == {"grad_accum_dtype": "fp32"}  # the Megatron baseline: fp32 gradients
+    half = deepspeed_config(m.model_copy(update={"fp32_grad_accumulation": False}), w, NODE)
+    assert half["data_types"] == {"grad_accum_dtype": "bf16"}
+
+
+def test_deepspeed_checkpointing_means_the_recomputation():
+    """Full recomputation saves each layer's input: partitioned over the tensor group with sequence
+    parallelism; selective saves the attention core's inputs, already split by heads: not partitioned."""
+    w = work("llama2-7b")
+    sections = {}
+    for recompute in ("full", "selective"):
+        m = megatron(w, tp=2, dp=4, recompute=recompute, sequence_parallel=True)
+        sections[recompute] = deepspeed_config(m, w, NODE)["activation_checkpointing"]
+        (note,) = deepspeed_notes(m, w, NODE)
+        assert f"--recompute-granularity {recompute}" in note
+    assert sections["full"]["partition_activations"] is True
+    assert sections["selective"]["partition_activations"] is False
+    assert deepspeed_notes(megatron(w, tp=2, dp=4, recompute="none"), w, NODE) == []
 
 
 def test_deepspeed_rejects_what_its_pipeline_engine_cannot_run():
@@ -212,8 +252,8 @@ def test_deepspeed_rejects_what_its_pipeline_engine_cannot_run():
 
 # -------------------------------------------------------------------------------------------- trace
 
-WORK_NAMES = {"forward", "backward", "recompute", "tp_comm", "pp_comm", "dram"}  # per micro-batch
-TRACE_NAMES = WORK_NAMES | {"bubble", "dp_comm", "optimizer", "optimizer_dram", "idle"}
+WORK_NAMES = {"forward", "backward", "recompute", "tp_comm", "zero_comm", "pp_comm", "dram"}  # per micro-batch
+TRACE_NAMES = WORK_NAMES | {"bubble", "pp_fill_drain", "dp_comm", "optimizer", "optimizer_dram", "idle"}
 
 
 def check_trace(m: Mapping, w: models.Workload, machine=NODE) -> dict:
@@ -243,7 +283,33 @@ def check_trace(m: Mapping, w: models.Workload, machine=NODE) -> dict:
             assert a["ts"] + a["dur"] <= b["ts"] + 1e-6 * rep.step_time_s
         assert sum(e["name"] == "forward" for e in evs) == micro_batches * m.virtual_stages
     assert trace["otherData"]["step_time_s"] == pytest.approx(rep.step_time_s, rel=1e-12)
+    check_categories(m, w, machine, rep, spans)
     return trace
+
+
+PER_MICRO_BATCH = ("compute", "recompute", "tp_comm_exposed", "zero_comm_exposed", "pp_comm_exposed", "dram")
+SYNC = ("dp_comm_exposed", "optimizer", "optimizer_dram")
+
+
+def check_categories(m: Mapping, w: models.Workload, machine, rep, spans: list[dict]) -> None:
+    """Trace categories are breakdown keys, adding up as chrome_trace documents: on the slowest stage
+    the per-micro-batch parts, and the bubble plus its wait for the longest sync; on the stage with
+    the longest sync its sync parts."""
+    assert {e["cat"] for e in spans} <= set(rep.breakdown)
+    _, _, tables = prepare(m, w, machine)
+    stages = stage_scores(m, tables)
+    slow = max(range(m.pp), key=lambda i: rep.stage_times_s[i])
+    sync = max(range(m.pp), key=lambda i: stages[i].sync_s)
+    totals = defaultdict(float)
+    for e in spans:
+        totals[e["pid"], e["cat"]] += e["dur"] / 1e6
+    close = dict(rel=1e-9, abs=1e-12 * rep.step_time_s)
+    for cat in PER_MICRO_BATCH:
+        assert totals[slow, cat] == pytest.approx(rep.breakdown.get(cat, 0.0), **close), cat
+    wait = stages[sync].sync_s - stages[slow].sync_s
+    assert totals[slow, "bubble"] == pytest.approx(rep.breakdown["bubble"] + wait, **close)
+    for cat in SYNC:
+        assert totals[sync, cat] == pytest.approx(rep.breakdown.get(cat, 0.0), **close), cat
 
 
 @pytest.mark.parametrize("name, kw, batch, layout", [
@@ -267,6 +333,17 @@ def test_trace_zero_sharded_data_parallel():
     m = megatron(w, tp=1, pp=1, dp=8, recompute="none").model_copy(update={"zero_stage": 2})
     trace = check_trace(m, w)
     assert any(e["name"] == "dp_comm" for e in trace["traceEvents"])
+
+
+def test_trace_zero3_gathers_are_not_tensor_parallel():
+    """Without tensor parallelism a ZeRO-3 plan has no tp_comm: its exposed weight gathers are zero_comm."""
+    w = work(batch=16)
+    m = megatron(w, tp=1, pp=2, dp=4, recompute="none").model_copy(update={"zero_stage": 3})
+    rep = optimizer.evaluate(m, w, NODE)
+    assert rep.breakdown["zero_comm_exposed"] > 0
+    spans = [e for e in check_trace(m, w)["traceEvents"] if e["ph"] == "X"]
+    assert not any(e["name"] == "tp_comm" or e["cat"] == "tp_comm_exposed" for e in spans)
+    assert {e["cat"] for e in spans if e["name"] == "zero_comm"} == {"zero_comm_exposed"}
 
 
 def test_trace_with_dram_offload():
@@ -332,13 +409,14 @@ def test_cli_export_megatron(plan):
 
 def test_cli_export_megatron_notes(tmp_path):
     w = work()
-    m = megatron(w, tp=1, pp=1, dp=8, recompute="none").model_copy(update={"zero_stage": 2})
+    m = megatron(w, tp=1, pp=1, dp=8, recompute="none").model_copy(
+        update={"zero_stage": 2, "fp32_grad_accumulation": False})
     path = tmp_path / "plan.json"
     m.save(path)
     result = run("export", str(path), "--format", "megatron", "--model", "megatron-1.7b", "--hw", "dgx-a100",
                  "--nodes", "1", "--batch", "64")
     assert result.exit_code == 0, result.stderr
-    assert "--use-distributed-optimizer" in shlex.split(result.stdout)
+    assert {"--use-megatron-fsdp", "optim_grads", "--grad-reduce-in-bf16"} <= set(shlex.split(result.stdout))
     notes = result.stderr.splitlines()
     assert notes[1:] == [f"note: {n}" for n in megatron_caveats(m, w, NODE)] and len(notes) == 2
 

@@ -17,7 +17,7 @@ from .options import (ColsOption, HardwareOption, ModelOption, NodesOption, Plan
                       RowsOption, SramBytesOption)
 from .plans import _hw_overrides, _plan_workload
 
-EXPORT_FORMATS = ("megatron", "deepspeed", "trace")
+EXPORT_FORMATS = ("megatron", "launch", "deepspeed", "trace")
 
 
 @guarded
@@ -35,7 +35,8 @@ def export(
     cols: ColsOption = None,
     sram_bytes: SramBytesOption = None,
 ) -> None:
-    """Export a plan: Megatron-LM arguments, a DeepSpeed config JSON, or a Chrome/Perfetto trace of one step.
+    """Export a plan: Megatron-LM arguments (with --out, its torchrun launch script beside them), the
+    launch script alone, a DeepSpeed config JSON, or a Chrome/Perfetto trace of one step.
 
     A plan saved by `meshmap solve --out` records its model, hardware, batch and sequence length;
     a mapping Megatron-LM or DeepSpeed cannot express is an error naming the op or field.
@@ -53,22 +54,50 @@ def export(
         return
     out.write_text(text + "\n")
     tail = "; open it in https://ui.perfetto.dev" if fmt == "trace" else ""
+    if fmt == "megatron":
+        script = launch_path(out)
+        _write_script(script, _exporters().launch_script(mapping, work, machine))
+        tail = f"; its launch script: {script}"
+    elif fmt == "launch":
+        out.chmod(0o755)
     typer.echo(f"{fmt} export written to {out}{tail}")
 
 
-def _export_text(fmt: str, mapping: Mapping, work: models.Workload, machine: hw.Hardware) -> str:
-    """The export in format fmt; Megatron-LM's launch notes and caveats go to stderr."""
-    from .. import export as exporters
+def launch_path(flags: Path) -> Path:
+    """Where `export --format megatron --out FLAGS` writes the launch script: beside FLAGS, named
+    after it (args.txt -> args_launch.sh)."""
+    return flags.with_name(f"{flags.stem}_launch.sh")
 
-    if fmt == "megatron":
+
+def _write_script(path: Path, text: str) -> None:
+    path.write_text(text)
+    path.chmod(0o755)
+
+
+def _exporters():
+    from .. import export
+
+    return export
+
+
+def _export_text(fmt: str, mapping: Mapping, work: models.Workload, machine: hw.Hardware) -> str:
+    """The export in format fmt; launch notes and caveats go to stderr."""
+    ex = _exporters()
+    if fmt in ("megatron", "launch"):
         import shlex
 
-        text = shlex.join(exporters.megatron_args(mapping, work, machine))
-        typer.echo(f"note: launch {mapping.devices} processes; Megatron-LM derives data parallel {mapping.dp} "
+        text = shlex.join(ex.megatron_args(mapping, work, machine))
+        if fmt == "launch":
+            text = ex.launch_script(mapping, work, machine).rstrip("\n")
+        how = " (--format launch writes the torchrun script)" if fmt == "megatron" else ""
+        typer.echo(f"note: launch {mapping.devices} processes{how}; Megatron-LM derives data parallel {mapping.dp} "
                    f"= world size / (tp {mapping.tp} x pp {mapping.pp})", err=True)
-        for caveat in exporters.megatron_caveats(mapping, work, machine):
+        for caveat in ex.megatron_caveats(mapping, work, machine):
             typer.echo(f"note: {caveat}", err=True)
         return text
     if fmt == "deepspeed":
-        return json.dumps(exporters.deepspeed_config(mapping, work, machine), indent=2)
-    return json.dumps(exporters.chrome_trace(mapping, work, machine))
+        text = json.dumps(ex.deepspeed_config(mapping, work, machine), indent=2)
+        for note in ex.deepspeed_notes(mapping, work, machine):
+            typer.echo(f"note: {note}", err=True)
+        return text
+    return json.dumps(ex.chrome_trace(mapping, work, machine))

@@ -13,7 +13,8 @@ from .common import UsageError, fail, guarded
 REPRODUCTIONS = {"megatron_table1": "megatron_table1.py", "validation": "validate.py", "weak_scaling": "weak_scaling.py",
                  "t3": "reproduce_t3.py", "tmac": "reproduce_tmac.py", "hecaton": "reproduce_hecaton.py",
                  "solver_speed": "solver_speed.py", "solver_matrix": "solver_matrix.py", "explore": "explore_speed.py",
-                 "evaluate_speed": "evaluate_speed.py", "all": "reproduce_all.py"}
+                 "evaluate_speed": "evaluate_speed.py", "validate_exports": "validate_exports.py",
+                 "all": "reproduce_all.py"}
 
 
 def _benchmarks_dir() -> Path:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from hw.loader import ConfigError
+from models.graph import SELECTIVE_RECOMPUTE
 
-from ...model.mapping import Mapping
+from ...model.mapping import Mapping, OpChoice
 from ...model.tables import Tables
 
 
@@ -16,3 +17,16 @@ def _check_no_offload(mapping: Mapping, target: str) -> None:
 
 def _block_names(tables: Tables) -> list[str]:
     return [o.name for o in tables.graph.block]
+
+
+def _recompute_kind(tables: Tables, ch: dict[str, OpChoice]) -> str:
+    """'none' | 'selective' | 'full' when the recompute set is exactly one of Megatron-LM's."""
+    block = _block_names(tables)
+    rec = {n for n in block if ch[n].recompute}
+    if not rec:
+        return "none"
+    if rec == set(block):
+        return "full"
+    if rec == set(SELECTIVE_RECOMPUTE) & set(block):
+        return "selective"
+    return "partial"

@@ -1,57 +1,22 @@
-"""Megatron-LM export: pretrain_gpt.py arguments for a mapping (megatron_args), notes where
-Megatron-LM would run them unlike the mapping scored (megatron_caveats), and reading them back
-(parse_megatron_args)."""
+"""Megatron-LM export: pretrain_gpt.py arguments for a mapping (megatron_args) and notes where
+Megatron-LM would run them unlike the mapping scored (megatron_caveats)."""
 
 from __future__ import annotations
 
-from typing import Any
+import math
 
 from hw.loader import ConfigError
 from hw.schema import Hardware
 from models.graph import SELECTIVE_RECOMPUTE
 from models.schema import Workload
 
-from ...model.evaluate import assemble, evaluate, normalized_choices, prepare
-from ...model.mapping import Mapping, OpChoice
+from ...model.evaluate import normalized_choices, prepare
+from ...model.mapping import Mapping, OpChoice, chunk_layers
 from ...model.tables import Tables
 from ...peers.megatron import megatron_ops
-from .common import _block_names, _check_no_offload
-
-
-# Every flag below exists, with this spelling and meaning, in megatron/training/arguments.py of
-# Megatron-LM core_v0.9.0 and core_v0.15.0 (https://github.com/NVIDIA/Megatron-LM).
-# flag -> (key in parse_megatron_args' result, value type; bool = store_true flag)
-MEGATRON_FLAGS: dict[str, tuple[str, type]] = {
-    "--tensor-model-parallel-size": ("tp", int),
-    "--pipeline-model-parallel-size": ("pp", int),
-    "--num-layers-per-virtual-pipeline-stage": ("layers_per_virtual_stage", int),
-    "--sequence-parallel": ("sequence_parallel", bool),
-    "--micro-batch-size": ("micro_batch", int),
-    "--global-batch-size": ("global_batch", int),
-    "--seq-length": ("seq_len", int),
-    "--max-position-embeddings": ("max_position_embeddings", int),
-    "--num-layers": ("layers", int),
-    "--hidden-size": ("hidden", int),
-    "--ffn-hidden-size": ("ffn", int),
-    "--num-attention-heads": ("heads", int),
-    "--group-query-attention": ("group_query_attention", bool),
-    "--num-query-groups": ("query_groups", int),
-    "--kv-channels": ("kv_channels", int),
-    "--swiglu": ("swiglu", bool),
-    "--normalization": ("normalization", str),
-    "--position-embedding-type": ("position_embedding_type", str),
-    "--untie-embeddings-and-output-weights": ("untie_embeddings", bool),
-    "--disable-bias-linear": ("disable_bias_linear", bool),
-    "--attention-dropout": ("attention_dropout", float),
-    "--hidden-dropout": ("hidden_dropout", float),
-    "--recompute-granularity": ("recompute_granularity", str),
-    "--recompute-method": ("recompute_method", str),
-    "--recompute-num-layers": ("recompute_num_layers", int),
-    "--use-distributed-optimizer": ("distributed_optimizer", bool),
-    "--attention-backend": ("attention_backend", str),
-    "--bf16": ("bf16", bool),
-    "--fp16": ("fp16", bool),
-}
+from .common import _block_names, _check_no_offload, _recompute_kind
+from .layout import pipeline_layout
+from .megatron_flags import FSDP_STRATEGY
 
 
 def _split_words(split: tuple[str | None, str | None], tp: int) -> str:
@@ -61,19 +26,6 @@ def _split_words(split: tuple[str | None, str | None], tp: int) -> str:
     if a == b:
         return f"split on {a!r} over all {tp} dies"
     return f"split {split}"
-
-
-def _recompute_kind(tables: Tables, ch: dict[str, OpChoice]) -> str:
-    """'none' | 'selective' | 'full' when the recompute set is exactly one of Megatron-LM's."""
-    block = _block_names(tables)
-    rec = {n for n in block if ch[n].recompute}
-    if not rec:
-        return "none"
-    if rec == set(block):
-        return "full"
-    if rec == set(SELECTIVE_RECOMPUTE) & set(block):
-        return "selective"
-    return "partial"
 
 
 def _check_megatron_splits(mapping: Mapping, work: Workload, tables: Tables,
@@ -106,30 +58,38 @@ def _check_megatron_splits(mapping: Mapping, work: Workload, tables: Tables,
 def _check_megatron_expressible(mapping: Mapping, work: Workload, tables: Tables, ch: dict[str, OpChoice],
                                 recompute: str) -> None:
     """Raise ConfigError for what Megatron-LM cannot express beyond the op splits: a recompute set
-    other than none / selective / full, uneven stages, ZeRO stage 3, a ReLU MLP, fp8, the
-    layer-wise schedule."""
-    model = work.model
+    other than none / selective / full, a ReLU MLP, fp8, the layer-wise schedule, interleaving on
+    one stage."""
     if recompute == "partial":
         rec = [n for n in _block_names(tables) if ch[n].recompute]
         raise ConfigError(f"ops recompute {', '.join(rec)}: Megatron-LM recomputes no op, the attention core "
                           f"(selective: {', '.join(n for n in SELECTIVE_RECOMPUTE if n in ch)}) or every block op "
                           f"(full)")
-    L, pp = model.layers, mapping.pp
-    lps = tables.layers_per_stage
-    if len(set(lps)) != 1:
-        raise ConfigError(f"layers_per_stage {tuple(lps)}: Megatron-LM splits the {L} layers evenly over "
-                          f"pp={pp} stages (num-layers must be divisible by pp)")
-    if mapping.zero_stage == 3:
-        raise ConfigError("zero_stage 3 (weights sharded over data parallelism) is not expressible in "
-                          "Megatron-LM; its distributed optimizer is ZeRO stage 1-2")
-    if model.activation == "relu":
+    if work.model.activation == "relu":
         raise ConfigError("model.activation relu: Megatron-LM has no plain-ReLU MLP (gelu, --swiglu, --squared-relu)")
     if work.dtype == "fp8":
         raise ConfigError("dtype fp8: not exported (Megatron-LM's FP8 needs Transformer Engine recipes)")
-
     if mapping.schedule == "layerwise":
         raise ConfigError("schedule layerwise: Megatron-LM runs each micro-batch through all layers (1f1b or "
                           "interleaved); it has no layer-wise schedule")
+    if mapping.virtual_stages > 1 and mapping.pp < 2:
+        raise ConfigError("schedule interleaved: Megatron-LM's interleaved schedule needs pp >= 2")
+
+
+def _pipeline_args(mapping: Mapping, work: Workload) -> list[str]:
+    """Sizes, and how the layers are dealt to the stages: Megatron-LM's even split (num-layers / pp,
+    and / virtual stages) when every model chunk holds the same layers, else the chunks as
+    --pipeline-model-parallel-layout states them (the embedding with the first, the output layer
+    and loss with the last)."""
+    args = ["--tensor-model-parallel-size", str(mapping.tp), "--pipeline-model-parallel-size", str(mapping.pp)]
+    if mapping.pp == 1:
+        return args
+    chunks = chunk_layers(mapping, work.model.layers)
+    if len(set(chunks)) > 1:
+        return args + ["--pipeline-model-parallel-layout", pipeline_layout(chunks)]
+    if mapping.virtual_stages > 1:
+        args += ["--num-layers-per-virtual-pipeline-stage", str(chunks[0])]
+    return args
 
 
 def _model_args(work: Workload) -> list[str]:
@@ -162,18 +122,52 @@ def _model_args(work: Workload) -> list[str]:
     return args
 
 
+def vocab_padding(vocab: int, tp: int) -> tuple[int, int]:
+    """(--make-vocab-size-divisible-by d, the padded vocabulary Megatron-LM builds) for a model
+    vocabulary V: Megatron-LM pads the tokenizer's vocabulary up to a multiple of d x tp
+    (tokenizer._vocab_size_with_padding); d = gcd(V / tp, 128) makes that V itself whenever tp
+    divides V (128 is Megatron-LM's default d), else d = 128 and the embedding is padded."""
+    d = math.gcd(vocab // tp, 128) if vocab % tp == 0 else 128
+    return d, -(-vocab // (d * tp)) * d * tp
+
+
+def _data_args(mapping: Mapping, work: Workload) -> list[str]:
+    """Synthetic data through Megatron-LM's null tokenizer, sized to the model's vocabulary: the
+    NullTokenizer has --vocab-size ids plus its end-of-document id, so V - 1 gives V. For real data
+    replace these with --data-path and the tokenizer the model was trained with."""
+    d, _ = vocab_padding(work.model.vocab, mapping.tp)
+    return ["--mock-data", "--tokenizer-type", "NullTokenizer", "--vocab-size", str(work.model.vocab - 1),
+            "--make-vocab-size-divisible-by", str(d)]
+
+
+def _optimizer_args(mapping: Mapping, work: Workload) -> list[str]:
+    """ZeRO and gradient precision: stage 1 = the distributed optimizer; stages 2 and 3 = Megatron-FSDP
+    sharding optimizer state and gradients (+ weights), with the flags its user guide requires
+    (docs/discussions/megatron-fsdp-user-guide, core_v0.16.1); fp32 or half-precision gradient
+    accumulation and reduction as the plan scores them (Mapping.fp32_grad_accumulation)."""
+    args = []
+    if mapping.zero_stage == 1:
+        args.append("--use-distributed-optimizer")
+    elif mapping.zero_stage >= 2:
+        args += ["--use-megatron-fsdp", "--data-parallel-sharding-strategy", FSDP_STRATEGY[mapping.zero_stage],
+                 "--use-distributed-optimizer", "--no-gradient-accumulation-fusion", "--ckpt-format", "fsdp_dtensor"]
+    if mapping.fp32_grad_accumulation and work.dtype in ("bf16", "fp16"):
+        args.append("--accumulate-allreduce-grads-in-fp32")
+    elif work.dtype == "bf16":
+        args.append("--grad-reduce-in-bf16")  # else Megatron-LM accumulates bf16 training's gradients in fp32
+    return args
+
+
 def megatron_args(mapping: Mapping | str, work: Workload, hw: Hardware | str) -> list[str]:
-    """Megatron-LM (pretrain_gpt.py) arguments for this mapping: parallel sizes, batch, model shape,
-    recomputation, precision. Data parallelism is not an argument: Megatron-LM derives it as
-    world size / (tp x pp), so launch mapping.devices processes. The vocabulary comes from the
-    tokenizer. ZeRO stages 1 and 2 map to --use-distributed-optimizer (Megatron shards optimizer
-    state and reduce-scatters gradients; its gradient buffer stays whole, as in stage 1).
+    """Megatron-LM (pretrain_gpt.py) arguments for this mapping: parallel sizes and the layers of each
+    pipeline chunk, batch, model shape, vocabulary (synthetic data), recomputation, ZeRO, precision.
+    Data parallelism is not an argument: Megatron-LM derives it as world size / (tp x pp), so launch
+    mapping.devices processes (launch_script writes the torchrun line).
 
     Raises ConfigError (one line, naming the op or field) for what Megatron-LM cannot express:
     a 2D or non-Megatron split of an op, a recompute set other than none / selective (the attention
-    core, models.graph.SELECTIVE_RECOMPUTE) / full (every block op), uneven stages, ZeRO stage 3,
-    DRAM offload, the interleaved schedule on one stage, the layer-wise schedule, kv heads not
-    divisible by tp, a ReLU MLP, fp8.
+    core, models.graph.SELECTIVE_RECOMPUTE) / full (every block op), DRAM offload, the interleaved
+    schedule on one stage, the layer-wise schedule, kv heads not divisible by tp, a ReLU MLP, fp8.
     """
     mapping, _machine, tables = prepare(mapping, work, hw)
     _check_no_offload(mapping, "Megatron-LM")
@@ -181,15 +175,7 @@ def megatron_args(mapping: Mapping | str, work: Workload, hw: Hardware | str) ->
     sp = _check_megatron_splits(mapping, work, tables, ch)
     recompute = _recompute_kind(tables, ch)
     _check_megatron_expressible(mapping, work, tables, ch, recompute)
-    pp, lps = mapping.pp, tables.layers_per_stage
-    args = [
-        "--tensor-model-parallel-size", str(mapping.tp),
-        "--pipeline-model-parallel-size", str(pp),
-    ]
-    if mapping.virtual_stages > 1:
-        if pp < 2:
-            raise ConfigError("schedule interleaved: Megatron-LM's interleaved schedule needs pp >= 2")
-        args += ["--num-layers-per-virtual-pipeline-stage", str(lps[0] // mapping.virtual_stages)]
+    args = _pipeline_args(mapping, work)
     if sp:
         args.append("--sequence-parallel")
     args += [
@@ -197,13 +183,12 @@ def megatron_args(mapping: Mapping | str, work: Workload, hw: Hardware | str) ->
         "--global-batch-size", str(work.global_batch),
         "--seq-length", str(work.seq_len),
     ]
-    args += _model_args(work)
+    args += _model_args(work) + _data_args(mapping, work)
     if recompute == "full":
         args += ["--recompute-granularity", "full", "--recompute-method", "uniform", "--recompute-num-layers", "1"]
     elif recompute == "selective":
         args += ["--recompute-granularity", "selective"]
-    if mapping.zero_stage >= 1:
-        args.append("--use-distributed-optimizer")
+    args += _optimizer_args(mapping, work)
     if work.flash_attention:
         args += ["--attention-backend", "flash"]
     if work.dtype == "bf16":
@@ -215,75 +200,22 @@ def megatron_args(mapping: Mapping | str, work: Workload, hw: Hardware | str) ->
 
 def megatron_caveats(mapping: Mapping | str, work: Workload, hw: Hardware | str) -> list[str]:
     """One-line notes where Megatron-LM would run megatron_args' output unlike the mapping scored:
-    ZeRO stage 2 runs as stage 1 (its distributed optimizer keeps whole gradient buffers) and bf16
-    training keeps fp32 gradients (18 B/param, Mapping.fp32_grad_accumulation) — the note gives the
-    peak memory and step time evaluate() finds for the mapping as Megatron-LM runs it; and older
-    releases need the micro-batches divisible by pp to interleave. [] if none."""
-    mapping, machine, tables = prepare(mapping, work, hw)
+    a vocabulary tp does not divide is padded (its embedding and output layer grow), and releases
+    before core 0.10 need the micro-batches divisible by pp to interleave. Also where the flags
+    depart from Megatron-LM's habit to match the plan: bf16 gradients (--grad-reduce-in-bf16) for a
+    plan scored without fp32 gradient accumulation. [] if none."""
+    mapping, _machine, tables = prepare(mapping, work, hw)
     notes = []
     if mapping.virtual_stages > 1 and tables.m % mapping.pp:
         notes.append(f"Megatron-LM before core 0.10 runs the interleaved schedule only when the micro-batches "
                      f"({tables.m}) are divisible by pp ({mapping.pp})")
-    changes: dict[str, Any] = {}
-    reasons = []
-    if mapping.zero_stage == 2:
-        changes["zero_stage"] = 1
-        reasons.append("unsharded gradients (its distributed optimizer shards optimizer state only, ZeRO stage 1)")
+    vocab = work.model.vocab
+    _, padded = vocab_padding(vocab, mapping.tp)
+    if padded != vocab:
+        notes.append(f"Megatron-LM pads the vocabulary of {vocab} tokens to {padded} (a multiple of 128 x tp "
+                     f"{mapping.tp}); the plan scores {vocab}")
     if work.dtype == "bf16" and not mapping.fp32_grad_accumulation:
-        changes["fp32_grad_accumulation"] = True
-        reasons.append("fp32 gradients (bf16 training accumulates and reduces them in fp32)")
-    if changes:
-        plan = assemble(mapping, work, machine, tables)
-        as_run = evaluate(mapping.model_copy(update=changes), work, machine)
-        fits = "fits" if as_run.fits else "does not fit"
-        notes.append(f"Megatron-LM runs this mapping with {' and '.join(reasons)}: peak memory "
-                     f"{as_run.peak_memory_bytes / 1e9:.1f} GB of {as_run.memory_capacity_bytes / 1e9:.0f} GB, "
-                     f"{fits} (the plan: {plan.peak_memory_bytes / 1e9:.1f} GB); step {as_run.step_time_s:.4g} s "
-                     f"(the plan: {plan.step_time_s:.4g} s)")
+        notes.append("gradients are accumulated and reduced in bf16 (--grad-reduce-in-bf16), as the plan scores "
+                     "them; Megatron-LM's default for bf16 is fp32 (score the mapping with fp32_grad_accumulation "
+                     "to compare)")
     return notes
-
-
-def parse_megatron_args(args: list[str], world_size: int | None = None) -> dict[str, Any]:
-    """Read back arguments written by megatron_args (Megatron-LM's defaults for absent flags).
-
-    Returns tp, pp, virtual (model chunks per stage), micro_batch, global_batch, recompute
-    ('none' | 'selective' | 'full'), sequence_parallel, distributed_optimizer, bf16, … and, given
-    the world size (processes), dp and micro_batches as Megatron-LM derives them.
-    """
-    out: dict[str, Any] = {key: False for key, typ in MEGATRON_FLAGS.values() if typ is bool}
-    out.update(tp=1, pp=1)
-    i = 0
-    while i < len(args):
-        flag, _, inline = args[i].partition("=")
-        if flag not in MEGATRON_FLAGS:
-            raise ConfigError(f"unknown Megatron-LM argument {args[i]!r}")
-        key, typ = MEGATRON_FLAGS[flag]
-        if typ is bool:
-            out[key] = True
-            i += 1
-            continue
-        if inline:
-            value, i = inline, i + 1
-        elif i + 1 < len(args):
-            value, i = args[i + 1], i + 2
-        else:
-            raise ConfigError(f"Megatron-LM argument {flag} needs a value")
-        try:
-            out[key] = typ(value)
-        except ValueError:
-            raise ConfigError(f"Megatron-LM argument {flag}: {value!r} is not a {typ.__name__}") from None
-    out["recompute"] = out.get("recompute_granularity") or "none"
-    lpvs = out.get("layers_per_virtual_stage")
-    out["virtual"] = 1
-    if lpvs and "layers" in out:
-        out["virtual"] = out["layers"] // out["pp"] // lpvs
-    if world_size is not None:
-        if world_size % (out["tp"] * out["pp"]):
-            raise ConfigError(f"world size {world_size} is not divisible by tp x pp = {out['tp'] * out['pp']}")
-        dp = world_size // (out["tp"] * out["pp"])
-        per_step = out.get("micro_batch", 1) * dp
-        gb = out.get("global_batch", per_step)
-        if gb % per_step:
-            raise ConfigError(f"global batch {gb} is not divisible by micro-batch x dp = {per_step}")
-        out["dp"], out["micro_batches"] = dp, gb // per_step
-    return out

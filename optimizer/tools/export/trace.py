@@ -13,12 +13,20 @@ from ...model.mapping import Mapping, OpChoice
 from ...model.tables import Tables
 
 
+# event name -> category: the key of evaluate()'s Report.breakdown its time is part of
+CATEGORY = {"forward": "compute", "backward": "compute", "recompute": "recompute", "tp_comm": "tp_comm_exposed",
+            "zero_comm": "zero_comm_exposed", "pp_comm": "pp_comm_exposed", "pp_fill_drain": "pp_comm_exposed",
+            "dram": "dram", "bubble": "bubble",
+            "idle": "bubble", "dp_comm": "dp_comm_exposed", "optimizer": "optimizer",
+            "optimizer_dram": "optimizer_dram"}
+
+
 def _pieces(tables: Tables, ch: dict[str, OpChoice], stage: int, st: StageScore) -> tuple[list, list]:
     """(forward, backward) events of one micro-batch on one stage: [(name, seconds)], summing to st.time_s.
 
-    Forward and backward compute come from the cost tables; the stage's tensor-parallel collectives
-    (and DRAM traffic, if any) are split between them in the same ratio, its pipeline transfers
-    half and half.
+    Forward and backward compute come from the cost tables; the stage's exposed tensor-parallel
+    collectives, its exposed ZeRO-3 weight gathers (zero_comm) and DRAM traffic, if any, are split
+    between them in the same ratio, its pipeline transfers half and half.
     """
     g = tables.graph
     first, last = stage == 0, stage == tables.pp - 1
@@ -31,9 +39,12 @@ def _pieces(tables: Tables, ch: dict[str, OpChoice], stage: int, st: StageScore)
     fwd = min(fwd, compute)
     r = fwd / compute if compute > 0 else 0.5
     pp = p.pop("pp_comm")
+    zero = st.raw["zero_comm_exposed"]
+    p["tp_comm"] -= zero  # parts' tp_comm holds the exposed ZeRO-3 gathers: a part of their own
+    p["zero_comm"] = zero
     forward = [("forward", fwd)]
     backward = [("recompute", recompute), ("backward", compute - fwd)]
-    for name, t in p.items():  # tp_comm, and any other per-micro-batch part (e.g. dram): in the same ratio
+    for name, t in p.items():  # tp_comm, zero_comm, and any other per-micro-batch part (dram): in the same ratio
         forward.append((name, r * t))
         backward.append((name, t - r * t))
     forward.append(("pp_comm", pp / 2))
@@ -120,14 +131,20 @@ def chrome_trace(mapping: Mapping | str, work: Workload, hw: Hardware | str) -> 
     """A Chrome/Perfetto trace of one step (open in https://ui.perfetto.dev): one process per
     pipeline stage (one data-parallel replica shown; all are alike), "X" events with ts/dur in µs.
 
-    Each micro-batch (chunk, when interleaved) is a forward (forward, tp_comm, pp_comm) and a
-    backward (recompute, backward, tp_comm, pp_comm) with the durations evaluate() charges, placed
+    Each micro-batch (chunk, when interleaved) is a forward (forward, tp_comm, zero_comm, pp_comm) and
+    a backward (recompute, backward, tp_comm, zero_comm, pp_comm) with the durations evaluate() charges, placed
     by simulating 1F1B with its data dependencies; gaps are "bubble", and so is the rest up to the
     cost model's pipeline time (cost.pipeline_time). Where the simulated span exceeds that time
     (uneven stages, interleaving with micro-batches not a multiple of pp) the units are laid out as
     the formula counts them instead, a flow shop; otherData.layout says which.
     Then each stage's sync parts (dp_comm, optimizer, …) and "idle" until the slowest stage's sync
     ends: every stage's events sum to evaluate(...).step_time_s.
+
+    Each event's category ("cat", CATEGORY) is the Report.breakdown key its time belongs to. Per
+    category, the events of the stage evaluate() finds slowest (max stage_times_s) add up to the
+    breakdown's compute, recompute, tp_comm_exposed, zero_comm_exposed, pp_comm_exposed and dram, and
+    to its bubble plus that stage's idle wait (the longest sync minus its own); those of the stage
+    with the longest sync add up to dp_comm_exposed, optimizer and optimizer_dram.
     """
     mapping, machine, tables = prepare(mapping, work, hw)
     ch = normalized_choices(mapping, tables)
@@ -158,26 +175,28 @@ def chrome_trace(mapping: Mapping | str, work: Workload, hw: Hardware | str) -> 
         first_layer += L
         cursor = 0.0
 
-        def emit(name: str, cat: str, dur: float, **args: Any) -> None:
+        def emit(name: str, dur: float, **args: Any) -> None:
             nonlocal cursor
             if dur <= 0:
                 return
-            events.append({"name": name, "cat": cat, "ph": "X", "ts": cursor * us, "dur": dur * us,
+            events.append({"name": name, "cat": CATEGORY[name], "ph": "X", "ts": cursor * us, "dur": dur * us,
                            "pid": s, "tid": 0, "args": args})
             cursor += dur
 
         fw, bw = pieces[s]
         for kind, c, i, start, _stop in row:
             if start - cursor > eps:  # smaller gaps are float noise: the next event starts at once
-                emit("bubble", "idle", start - cursor)
+                emit("bubble", start - cursor)
             parts = fw if kind == "F" else bw if kind == "B" else fw + bw
             for name, d in parts:
-                cat = "comm" if name.endswith("_comm") else "compute"
-                emit(name, cat, d / v, micro_batch=i, **({"chunk": c} if v > 1 else {}))
-        emit("bubble", "idle", pipe - cursor)
-        for name, t in st.sync_parts.items():  # dp_comm, optimizer (and optimizer_dram, if any)
-            emit(name, "comm" if name.endswith("_comm") else "compute", t)
-        emit("idle", "idle", step - cursor, reason="waits for the slowest stage's gradient sync")
+                emit(name, d / v, micro_batch=i, **({"chunk": c} if v > 1 else {}))
+        emit("bubble", pipe - cursor)
+        for name, t in st.sync_parts.items():  # dp_comm, optimizer (optimizer_dram), fill/drain transfers
+            if name == "bubble":
+                emit("pp_fill_drain", t, reason="pipeline transfers of fill and drain")
+            else:
+                emit(name, t)
+        emit("idle", step - cursor, reason="waits for the slowest stage's gradient sync")
     return {
         "traceEvents": events,
         "displayTimeUnit": "ms",
