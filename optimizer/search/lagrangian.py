@@ -61,6 +61,7 @@ class _Relaxed:
     theta: int | None = None
     offload: tuple[str, ...] = ()  # the subset: tensor classes kept in DRAM
     lam: float | None = None  # the memory multiplier _resharding_bound found best
+    lam_index: int | None = None  # index in the sweep of the multiplier _lagrangian_bound found best
 
 
 def _relaxations(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space: Space,
@@ -155,7 +156,7 @@ def _lagrangian_bound(relaxed: list[_Relaxed]) -> float:
                   mus[None, :, None, None, None] * dram[None, None, None])
         vals = (priced.min(axis=4).sum(axis=3) - lams[:, None, None] * r.budget -
                 mus[None, :, None] * r.dram_cap)  # λ × μ × weighting
-        r.theta = int(np.unravel_index(int(np.argmax(vals)), vals.shape)[2])
+        r.lam_index, _mu, r.theta = (int(x) for x in np.unravel_index(int(np.argmax(vals)), vals.shape))
         best = min(best, max(r.cheap, float(vals.max()) + r.const))
     return best
 
@@ -190,9 +191,10 @@ def _resharding_bound(relaxed: list[_Relaxed], comm: _BlockComm, target: float) 
     recomputed consumer, priced like any kept activation — solved exactly by min-sum variable
     elimination (optimizer.search.minsum), less λ·budget. The DRAM capacity row is dropped; the gathers'
     weighting is the one the Lagrangian bound found best (r.theta; the last if it did not run).
-    Multipliers: every COARSE_EVERY-th of the sweep, then the neighbours of the best (any λ
-    gives a valid bound). Once the next subset's cheap bound reaches `target` (or the least so
-    far), that cheap bound stands for it and the rest."""
+    Multipliers: the one the separable bound found best, and where that does not reach `target`
+    every COARSE_EVERY-th of the sweep, then the neighbours of the best (any λ gives a valid
+    bound). Once the next subset's cheap bound reaches `target` (or the least so far), that cheap
+    bound stands for it and the rest."""
     best = float("inf")
     widths = _widths(relaxed[0].base[0]) if relaxed else []
     for r in relaxed:
@@ -207,6 +209,12 @@ def _resharding_bound(relaxed: list[_Relaxed], comm: _BlockComm, target: float) 
             unary = [base[i, None, :w] + lams[idx, None] * mem[i, None, :w] for i, w in enumerate(widths)]
             return minsum.min_sum(unary, _pair_costs(r, comm, widths, lams[idx])) - lams[idx] * r.budget
 
+        if r.lam_index is not None:  # the separable bound's multiplier first: it often settles the subset
+            first = dual(np.array([r.lam_index]))
+            if float(first[0]) + r.const >= target:
+                r.lam = float(lams[r.lam_index])
+                best = min(best, max(r.cheap, float(first[0]) + r.const))
+                continue
         coarse = np.arange(0, len(lams), COARSE_EVERY)
         vals = dual(coarse)
         k = int(coarse[int(np.argmax(vals))])
