@@ -16,6 +16,7 @@ from models.schema import Workload
 from . import cost
 from .mapping import Mapping, OpChoice, Report
 from .stage import StageScore, score_stage, score_stages
+from .layout import balanced_layers
 from .tables import Tables, tables_for
 
 
@@ -47,12 +48,13 @@ def validate(mapping: Mapping, work: Workload, hw: Hardware) -> None:
                           f"weights, grads, optimizer, activations need dram_ports)")
     if mapping.layers_per_stage is not None and sum(mapping.layers_per_stage) != L:
         raise ConfigError(f"layers_per_stage sums to {sum(mapping.layers_per_stage)}, the model has {L} layers")
-    if mapping.virtual_stages > 1:
-        from .tables import balanced_layers
-
+    if mapping.layers_per_chunk is not None and sum(mapping.layers_per_chunk) != L:
+        raise ConfigError(f"layers_per_chunk sums to {sum(mapping.layers_per_chunk)}, the model has {L} layers")
+    if mapping.virtual_stages > 1 and mapping.layers_per_chunk is None:
         lps = mapping.layers_per_stage or balanced_layers(L, mapping.pp)
-        if any(x % mapping.virtual_stages for x in lps):
-            raise ConfigError(f"virtual_stages ({mapping.virtual_stages}) must divide every stage's layers {lps}")
+        if min(lps) < mapping.virtual_stages:
+            raise ConfigError(f"virtual_stages ({mapping.virtual_stages}) exceeds the layers of a stage {lps}: "
+                              f"every model chunk needs a layer (or give layers_per_chunk)")
     _check_groups(mapping, hw)
 
 
@@ -126,6 +128,12 @@ def finish_stages(stages: list[StageScore], virtual: int) -> list[StageScore]:
     return stages
 
 
+def pipeline(stages: list[StageScore], m: int, virtual: int) -> float:
+    """The pipeline's part of the step (cost.pipeline_time), at the pace of the slowest stage's
+    steady state (its slowest chunk's, interleaved)."""
+    return cost.pipeline_time([st.time_s for st in stages], m, virtual, max(st.steady_s for st in stages))
+
+
 def in_dram_bytes(stages: list[StageScore], tables: Tables) -> float:
     """Bytes all dies keep in DRAM (every stage has dp tensor groups of the same shape)."""
     return sum(sum(st.dram.values()) for st in stages) * tables.dp * tables.shape[0] * tables.shape[1]
@@ -136,8 +144,8 @@ def assemble(mapping: Mapping, work: Workload, hw: Hardware, tables: Tables) -> 
     stages = stage_scores(mapping, tables)
     m, v = tables.m, tables.virtual
     times = [st.time_s for st in stages]
-    pipe = cost.pipeline_time(times, m, v)
-    slow = max(range(len(stages)), key=lambda i: times[i])
+    pipe = pipeline(stages, m, v)
+    slow = max(range(len(stages)), key=lambda i: stages[i].steady_s)
     sync = max(range(len(stages)), key=lambda i: stages[i].sync_s)
     step = pipe + stages[sync].sync_s
     breakdown = _breakdown(stages[slow], stages[sync], m, pipe - m * times[slow])
@@ -236,4 +244,4 @@ def evaluate(mapping: Mapping | str, work: Workload, hardware: Hardware | str) -
     return assemble(mapping, work, hw, tables)
 
 
-__all__ = ["evaluate", "validate", "score_stage", "finish_stages"]
+__all__ = ["evaluate", "validate", "score_stage", "finish_stages", "pipeline"]

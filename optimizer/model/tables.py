@@ -20,6 +20,7 @@ from . import cost, overlap
 from .edges import (
     Conversion, Edge, EdgeCost, conversion_steps, edge_counts, graph_edges, reduction_follows, saved_inputs,
 )
+from .layout import ChunkKind, StageKind, balanced_layers, even_chunks, light_ends_layers
 from .mapping import Mapping, StageGroup
 from .op_cost import STATS_BYTES, OptionCost, cost_of_option
 from .rings import dp_rings, group_rings, on_rings, p2p_pairs
@@ -28,14 +29,6 @@ from .sharding import (
 )
 
 OVERLAP_MODES = ("sequential", "chunked", "fused")  # what a mapping may pick (overlap.MODES less "ideal")
-
-
-@dataclass(frozen=True)
-class StageKind:
-    layers: int
-    first: bool
-    last: bool
-    index: int  # a representative stage index (for micro-batches in flight)
 
 
 @dataclass
@@ -56,6 +49,7 @@ class Tables:
     layer_group: int = 1  # micro-batches per group of the layer-wise schedule (pp = 1); 1 = 1F1B
     zero3_gather: str = "prefetched"  # Mapping.zero3_gather
     pp_transfer: str = "overlapped"  # Mapping.pp_transfer
+    chunk_layers: tuple[int, ...] | None = None  # pp x virtual chunks, pipeline-layout order; None = even
     _oc: dict = field(default_factory=dict)
     _ec: dict = field(default_factory=dict)
     _gc: dict = field(default_factory=dict)  # group_collective by (axis, kind, bytes): few distinct sizes
@@ -119,16 +113,38 @@ class Tables:
 
     # ---- stages ---------------------------------------------------------------------------
     @cached_property
+    def layers_per_chunk(self) -> tuple[int, ...]:
+        """Layers of each of the pp x virtual model chunks (chunk k on stage k % pp): as given, or
+        each stage's layers split as evenly as possible, the earlier chunks taking the extra."""
+        if self.chunk_layers is not None:
+            return tuple(self.chunk_layers)
+        return even_chunks(self.layers_per_stage, self.virtual)
+
+    def stage_chunks(self, stage: int) -> tuple[int, ...]:
+        """Layers of the chunks stage `stage` runs, virtual chunk 0 first."""
+        return self.layers_per_chunk[stage::self.pp]
+
+    def stage_kind(self, stage: int) -> StageKind:
+        return StageKind(self.layers_per_stage[stage], stage == 0, stage == self.pp - 1, stage,
+                         self.stage_chunks(stage) if self.virtual > 1 else ())
+
+    @cached_property
     def stage_kinds(self) -> list[StageKind]:
-        """Distinct stage kinds (layers, first?, last?) with one representative each."""
+        """Distinct stage kinds (StageKind.key) with one representative each, the lowest stage."""
         kinds: dict[tuple, StageKind] = {}
-        for s, L in enumerate(self.layers_per_stage):
-            key = (L, s == 0, s == self.pp - 1)
-            if key not in kinds:
-                kinds[key] = StageKind(L, s == 0, s == self.pp - 1, s)
-            elif s < kinds[key].index:
-                kinds[key] = StageKind(L, s == 0, s == self.pp - 1, s)
+        for s in range(self.pp):
+            kind = self.stage_kind(s)
+            kinds.setdefault(kind.key, kind)
         return list(kinds.values())
+
+    def chunk_kinds(self, kind: StageKind) -> list[ChunkKind]:
+        """The distinct chunks of a stage kind (interleaved; none with one chunk per stage)."""
+        if self.virtual == 1:
+            return []
+        n = len(self.layers_per_chunk)
+        chunks = {ChunkKind(L, kind.index + j * self.pp == 0, kind.index + j * self.pp == n - 1): None
+                  for j, L in enumerate(self.stage_chunks(kind.index))}
+        return list(chunks)
 
     def in_flight(self, stage: int) -> float:
         return cost.micro_batches_in_flight(stage, self.pp, self.m, self.virtual, self.layer_group)
@@ -340,16 +356,6 @@ class Tables:
         return slope, icpt
 
 
-def balanced_layers(layers: int, pp: int) -> tuple[int, ...]:
-    """Layers per stage as even as possible; the extra layers go to the middle stages first."""
-    base, extra = divmod(layers, pp)
-    counts = [base] * pp
-    order = list(range(1, pp - 1)) + [0, pp - 1] if pp > 2 else list(range(pp))
-    for i in order[:extra]:
-        counts[i] += 1
-    return tuple(counts)
-
-
 def default_groups(hw: Hardware, pp: int, dp: int, shape: tuple[int, int]) -> tuple[StageGroup, ...] | None:
     """Place stage groups on aligned r×c tiles in snake order, skipping tiles with a defect:
     replica d's stages are consecutive tiles, so neighbouring stages sit next to each other
@@ -367,14 +373,19 @@ def tables_for(mapping: Mapping, work: Workload, hw: Hardware, allowed: dict[str
     if groups is None:
         raise ValueError(f"no placement of {mapping.pp * mapping.dp} groups of {mapping.tp_shape} on "
                          f"{hw.rows}x{hw.cols} ({hw.num_dies} usable dies)")
-    lps = mapping.layers_per_stage or balanced_layers(work.model.layers, mapping.pp)
+    chunks = mapping.layers_per_chunk
+    if chunks is not None:
+        lps = tuple(sum(chunks[s::mapping.pp]) for s in range(mapping.pp))
+    else:
+        lps = mapping.layers_per_stage or balanced_layers(work.model.layers, mapping.pp)
     if allowed is None:
         allowed = {o.name: enumerate_options(o, graph.sizes, mapping.tp_shape, graph.tensors)
                    for o in graph.block + graph.pre + graph.post}
     return Tables(graph, work, hw, mapping.pp, mapping.dp, mapping.tp_shape, mapping.micro_batch,
                   mapping.zero_stage, mapping.virtual_stages, lps, groups, allowed, mapping.fp32_grad_accumulation,
-                  mapping.layer_group, mapping.zero3_gather, mapping.pp_transfer)
+                  mapping.layer_group, mapping.zero3_gather, mapping.pp_transfer,
+                  tuple(chunks) if chunks is not None and mapping.virtual_stages > 1 else None)
 
 
 __all__ = ["Tables", "OptionCost", "EdgeCost", "Conversion", "Edge", "OVERLAP_MODES", "STATS_BYTES", "StageKind",
-           "tables_for", "default_groups", "balanced_layers", "PARTIAL"]
+           "ChunkKind", "tables_for", "default_groups", "balanced_layers", "even_chunks", "light_ends_layers", "PARTIAL"]
