@@ -7,8 +7,7 @@ from typing import Any
 from hw.schema import Hardware
 from models.schema import Workload
 
-from ...model import cost
-from ...model.evaluate import StageScore, normalized_choices, prepare, stage_scores
+from ...model.evaluate import StageScore, normalized_choices, pipeline, prepare, stage_scores
 from ...model.mapping import Mapping, OpChoice
 from ...model.tables import Tables
 
@@ -133,8 +132,7 @@ def chrome_trace(mapping: Mapping | str, work: Workload, hw: Hardware | str) -> 
     ch = normalized_choices(mapping, tables)
     stages = stage_scores(mapping, tables)
     p, m, v = tables.pp, tables.m, tables.virtual
-    times = [st.time_s for st in stages]
-    pipe = cost.pipeline_time(times, m, v)
+    pipe = pipeline(stages, m, v)
     step = pipe + max(st.sync_s for st in stages)
     pieces = [_pieces(tables, ch, s, st) for s, st in enumerate(stages)]
     f = [sum(d for _, d in fw) / v for fw, _ in pieces]
