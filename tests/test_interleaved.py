@@ -133,3 +133,18 @@ def test_megatron_space_picks_the_distributed_optimizer_on_llama2_7b():
                             time_limit_s=120)
     assert sol.status == plain.status == "optimal"
     assert sol.mapping.zero_stage >= 1 and sol.objective_s < plain.objective_s * (1 - 1e-3)
+
+
+def test_deepspeed_pipeline_point_solver_equals_brute_force_and_evaluate():
+    """A DeepSpeed pipeline-engine point (pp 2, ZeRO 1, blocking transfers): the inner model's
+    steady state charges the transfers whole, as evaluate() does for pp_transfer 'blocking'."""
+    h = hw.load("tmac-wafer", rows=1, cols=4, sram_bytes=40e9)
+    w = models.Workload(model=models.load("megatron-1.7b"), global_batch=8, seq_len=512)
+    sp = dataclasses.replace(get_space("deepspeed"), offload=False, points=(OuterPoint(2, 2, (1, 1), 1, 1, 1, "none"),))
+    bf = brute_force(w, h, sp)
+    sol = optimizer.solve(w, h, space=sp, time_limit_s=60)
+    assert sol.status == "optimal" and sol.mapping.pp_transfer == "blocking"
+    assert math.isclose(sol.objective_s, bf.best_s, rel_tol=REL)
+    assert math.isclose(optimizer.evaluate(sol.mapping, w, h).step_time_s, sol.objective_s, rel_tol=REL)
+    overlapped = sol.mapping.model_copy(update={"pp_transfer": "overlapped"})
+    assert optimizer.evaluate(overlapped, w, h).step_time_s < sol.objective_s
