@@ -250,7 +250,7 @@ def test_stages_of_one_kind_scored_once_equal_each_stage_scored(offload):
     """evaluate scores each kind of stage (layers, first?, last?) once and gives the others their own
     micro-batches in flight: every field equals scoring every stage on its own."""
     from optimizer.model.evaluate import normalized_choices, prepare
-    from optimizer.model.stage import score_stage, score_stages, set_steady
+    from optimizer.model.stage import score_stage, score_stages
 
     work = models.Workload(model=models.load("llama2-7b"), global_batch=256, seq_len=1024)
     machine = hw.load("hecaton-chiplet")
@@ -259,8 +259,7 @@ def test_stages_of_one_kind_scored_once_equal_each_stage_scored(offload):
     mapping, machine, tables = prepare(mapping, work, machine)
     ch = normalized_choices(mapping, tables)
     once = score_stages(tables, ch, mapping.offload)
-    each = [set_steady(score_stage(tables, ch, s, n, mapping.offload), tables, ch, tables.stage_kind(s))
-            for s, n in enumerate(tables.layers_per_stage)]
+    each = [score_stage(tables, ch, s, n, mapping.offload) for s, n in enumerate(tables.layers_per_stage)]
     assert once == each
     kept = "dram" if offload else "memory"
     assert len({getattr(st, kept)["activations"] for st in once}) == 4  # the stages do differ there

@@ -23,17 +23,16 @@ REL = 1e-6
 
 
 def test_uneven_chunks_bubble_by_hand():
-    """p = 2 stages, v = 2 chunks each, m = 4 micro-batches, chunk times 1, 2 (stage 0) and 2, 1
-    (stage 1; chunk k runs on stage k % 2), no transfers. The first micro-batch crosses one chunk
-    of every stage forward and backward: Σ_s T_s / v = (3 + 3)/2 = 3 s; the other m·v − 1 = 7 chunk
-    turns of each stage go at the slowest chunk's 2 s: 14 s. Step 17 s, where stage-level pacing
-    (max T_s = 3 s) would give 3 + 3.5·3 = 13.5 s."""
-    t = [1.0, 2.0, 2.0, 1.0]  # chunks 0..3
-    stages = [t[0] + t[2], t[1] + t[3]]
-    assert cost.pipeline_time(stages, 4, 2, steady=2 * max(t)) == 17.0
-    assert cost.pipeline_time(stages, 4, 2) == 13.5
+    """p = 2 stages, v = 2 chunks each, m = 4 micro-batches, chunk times 1, 2 (chunks 0 and 2, on
+    stage 0) and 2, 2 (chunks 1 and 3, on stage 1), no transfers: stage times T = (3, 4). The
+    first micro-batch crosses one chunk of every stage forward and backward, each stage's mean
+    chunk: 1.5 + 2 = 3.5 s; the slower stage then sets the pace for the other m − 1/v = 3.5
+    micro-batches' worth of its work: 3.5 · 4 = 14 s. Step 17.5 s; without interleaving (the same
+    stages, one chunk each) Σ T + (m − 1)·max T = 7 + 12 = 19 s."""
+    assert cost.pipeline_time([1.0 + 2.0, 2.0 + 2.0], 4, 2) == 17.5
+    assert cost.pipeline_time([3.0, 4.0], 4, 1) == 19.0
     # equal chunks: Narayanan et al. SC21 sec. 2.2, bubble (p − 1)·T/v on top of m·T
-    assert cost.pipeline_time([2.0] * 4, 8, 2, steady=2 * 1.0) == pytest.approx(8 * 2.0 + 3 * 2.0 / 2)
+    assert cost.pipeline_time([2.0] * 4, 8, 2) == pytest.approx(8 * 2.0 + 3 * 2.0 / 2)
 
 
 LLAMA = models.Workload(model=models.load("llama3.1-405b"), global_batch=2048, seq_len=8192)
@@ -49,7 +48,7 @@ def test_llama3_405b_interleaves_on_uneven_stages():
     """126 layers on pp 16 hold (7, 8, …, 8, 7) per stage; with v = 2 the chunks are Megatron-LM's
     layout "Et*3|(t*4|)*30t*3L" (first and last chunk 3 layers, the rest 4), with v = 4 the ends 1
     and the rest 2. Both evaluate, and interleaving cuts the bubble v-fold (SC21 sec. 2.2: the
-    chunks' pace is within a layer of the stages' here)."""
+    stages' work per micro-batch stays the same)."""
     base = optimizer.evaluate(llama_megatron(1), LLAMA, H100)
     for v in (2, 4):
         mp = llama_megatron(v)
@@ -58,7 +57,7 @@ def test_llama3_405b_interleaves_on_uneven_stages():
         assert tuple(sum(mp.layers_per_chunk[s::16]) for s in range(16)) == (7,) + (8,) * 14 + (7,)
         rep = optimizer.evaluate(mp, LLAMA, H100)
         assert rep.fits and rep.step_time_s < base.step_time_s
-        assert rep.breakdown["bubble"] == pytest.approx(base.breakdown["bubble"] / v, rel=0.02)
+        assert rep.breakdown["bubble"] == pytest.approx(base.breakdown["bubble"] / v, rel=1e-3)
         assert sum(rep.breakdown[k] for k in ("compute", "recompute", "tp_comm_exposed", "pp_comm_exposed",
                                               "bubble", "dp_comm_exposed", "optimizer")) == \
             pytest.approx(rep.step_time_s, rel=1e-9)
@@ -79,8 +78,9 @@ def test_solver_may_choose_the_uneven_interleaved_point():
 
 
 def small_case():
-    """7 layers on 2 stages, 2 chunks each: uneven stages (the balanced split 3, 4 and the light-
-    ends layout 1, 3, 2, 1 are both tried), a few free ops so brute force stays small."""
+    """7 layers on 2 stages, 2 chunks each: uneven stages (the balanced split 4, 3 and the light-
+    ends layout 1, 3, 2, 1, stages of 3 and 4 layers, are both tried), a few free ops so brute
+    force stays small."""
     h = hw.load("tmac-wafer", rows=1, cols=4, sram_bytes=40e9)
     model = models.load("megatron-1.7b").model_copy(update={"layers": 7})
     w = models.Workload(model=model, global_batch=8, seq_len=512)
@@ -101,16 +101,18 @@ def test_uneven_chunks_solver_equals_brute_force_and_evaluate():
     assert math.isclose(optimizer.evaluate(sol.mapping, w, h).step_time_s, sol.objective_s, rel_tol=REL)
 
 
-def test_even_layout_given_explicitly_scores_the_same():
-    """layers_per_chunk equal to the default split changes nothing; a layout moving a layer off
-    the chunk with the output layer changes the step."""
+def test_step_depends_on_the_stages_layers_not_their_split_over_chunks():
+    """layers_per_chunk equal to the default split changes nothing, nor does another split with
+    the same layers per stage (the stage's work per micro-batch and its memory are the same); a
+    layout moving a layer between stages changes the step."""
     w, h, _ = small_case()
     ops = {"fc1": OpChoice(split=("f", "f"))}
     even = Mapping(pp=2, tp_shape=(1, 2), micro_batch=2, schedule="interleaved", virtual_stages=2, ops=ops)
-    given = even.model_copy(update={"layers_per_chunk": (2, 2, 2, 1)})
-    assert optimizer.evaluate(given, w, h) == optimizer.evaluate(even, w, h)
-    other = even.model_copy(update={"layers_per_chunk": (1, 3, 2, 1)})
-    assert optimizer.evaluate(other, w, h).step_time_s != optimizer.evaluate(even, w, h).step_time_s
+    rep = optimizer.evaluate(even, w, h)
+    assert optimizer.evaluate(even.model_copy(update={"layers_per_chunk": (2, 2, 2, 1)}), w, h) == rep
+    assert optimizer.evaluate(even.model_copy(update={"layers_per_chunk": (1, 2, 3, 1)}), w, h) == rep
+    assert optimizer.evaluate(even.model_copy(update={"layers_per_chunk": (1, 3, 2, 1)}), w, h).step_time_s \
+        != rep.step_time_s
 
 
 def test_megatron_space_has_distributed_optimizer_and_fsdp():

@@ -143,43 +143,25 @@ def _add_stage_time(build: Build, stage: Stage, tmax: int) -> int:
     """T of a stage kind: one micro-batch's time of this stage kind, DRAM traffic included
     (cost.dram_traffic_*): busy (all but the pipeline transfers); T = busy + transfers (fill and
     drain, weight 1/v each); TMAX ≥ busy + the transfers' exposed part (steady state,
-    overlap.exposed_time; all of them when they block), and ≥ v times each chunk's (interleaved:
-    its busy time with its share of the DRAM traffic, stage.set_steady). Returns T."""
+    overlap.exposed_time; all of them, TMAX ≥ T, when they block). Returns T."""
     lm, tb = build.lm, build.tb
     per_mb_rate, _per_step_rate = cost.dram_rates(tb.layer_group)
-    dram: dict[int, float] = {}
+    busy = dict(stage.time)
     for c, v in stage.dram.items():  # activations in DRAM are held for every micro-batch in flight
         if per_mb_rate[c]:
-            dram[v] = per_mb_rate[c] / (stage.in_flight if c == "activations" else 1.0) * GB / tb.dram_bandwidth
-    busy = dict(stage.time)
-    add_expr(busy, dram)
+            busy[v] = per_mb_rate[c] / (stage.in_flight if c == "activations" else 1.0) * GB / tb.dram_bandwidth
     t = lm.continuous(f"T[{stage.label}]", lm.vars[tmax].ub, scale=build.time_scale)  # TMAX's bound
     row = {t: 1.0}
     add_expr(row, busy, -1.0)
     add_expr(row, stage.transfers, -1.0)
     lm.add(row, ">=", 0.0, scale=build.time_scale, name=f"time{stage.key}")
-    _add_steady(build, stage, tmax, busy, "")
-    for chunk, ctime in stage.chunks:
-        cbusy: dict[int, float] = {}
-        add_expr(cbusy, ctime, tb.virtual)
-        add_expr(cbusy, dram, tb.virtual * chunk.layers / stage.kind.layers)
-        _add_steady(build, stage, tmax, cbusy, f"chunk{chunk.layers},{int(chunk.first)},{int(chunk.last)}")
+    if any(stage.transfers.values()) and tb.pp_transfer != "blocking":
+        row = {tmax: 1.0, add_exposed(build, f"EPP[{stage.label}]", stage.transfers, busy): -1.0}
+        add_expr(row, busy, -1.0)
+        lm.add(row, ">=", 0.0, scale=FINE, name=f"steady{stage.key}")
+    else:  # no transfers, or transfers the stage waits for (DeepSpeed's pipeline engine): T itself
+        lm.add({tmax: 1.0, t: -1.0}, ">=", 0.0, scale=build.time_scale)
     return t
-
-
-def _add_steady(build: Build, stage: Stage, tmax: int, busy: dict[int, float], tag: str) -> None:
-    """TMAX ≥ busy + the stage's transfers as they run beside it in the steady state."""
-    lm, tb = build.lm, build.tb
-    row = {tmax: 1.0}
-    add_expr(row, busy, -1.0)
-    if any(stage.transfers.values()):
-        if tb.pp_transfer == "blocking":
-            add_expr(row, stage.transfers, -1.0)
-        else:
-            row[add_exposed(build, f"EPP[{stage.label}{tag}]", stage.transfers, busy)] = -1.0
-        lm.add(row, ">=", 0.0, scale=FINE, name=f"steady{stage.key}{tag}")
-    else:
-        lm.add(row, ">=", 0.0, scale=build.time_scale, name=f"steady{stage.key}{tag}")
 
 
 def _add_stage_sync(build: Build, stage: Stage, dmax: int, backward: dict[int, float], dp_rate: tuple) -> None:

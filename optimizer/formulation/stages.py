@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..model import cost
-from ..model.layout import ChunkKind, StageKind
+from ..model.tables import StageKind
 from .build import Build
 from .model import add_expr
 from .resharding import Resharding
@@ -43,7 +43,6 @@ class Stage:
     sync: dict[int, float]  # weight-grad all-reduces + Adam update (s; the exposed dp sync comes in its row)
     act: dict[int, float]  # saved activations of one micro-batch (GB)
     dram: dict = field(default_factory=dict)  # tensor class -> its DRAM variable (GB)
-    chunks: list = field(default_factory=list)  # interleaved: (ChunkKind, one micro-batch's time, transfers left out)
 
     @property
     def label(self) -> str:
@@ -105,14 +104,14 @@ def stage_kinds(build: Build, groups: Groups) -> list[Stage]:
     """Each stage kind's sums of the groups over its ops."""
     tb, g = build.tb, build.tb.graph
     counts: dict = {}
-    for s in range(tb.pp):
-        key = tb.stage_kind(s).key
+    for s, L in enumerate(tb.layers_per_stage):
+        key = (L, s == 0, s == tb.pp - 1)
         counts[key] = counts.get(key, 0) + 1
     upd_per_param = cost.optimizer_update_time(1.0, tb.dp, tb.zero_stage, tb.hw.die)
     stages = []
     for kind in tb.stage_kinds:
         first, last = kind.first, kind.last
-        key = kind.key
+        key = (kind.layers, first, last)
         transfers: dict[int, float] = {}
         add_expr(transfers, groups.p2p, (0 if first else 1) + (0 if last else 1))
         params = _add_over_stage({}, groups.params, kind)
@@ -120,17 +119,15 @@ def stage_kinds(build: Build, groups: Groups) -> list[Stage]:
         sync: dict[int, float] = {}
         add_expr(sync, params, upd_per_param)
         _add_over_stage(sync, groups.wsync, kind)
-        chunks = [(c, _add_over_stage({}, groups.time, c)) for c in tb.chunk_kinds(kind)]
         stages.append(Stage(kind, key, counts[key], tb.in_flight(kind.index), _add_over_stage({}, groups.time, kind),
-                            transfers, params, working, sync, _add_over_stage({}, groups.activations, kind),
-                            chunks=chunks))
+                            transfers, params, working, sync, _add_over_stage({}, groups.activations, kind)))
     return stages
 
 
-def _add_over_stage(out: dict[int, float], parts: dict[str, dict], kind: StageKind | ChunkKind) -> dict[int, float]:
-    """out += Σ over a stage kind's (or a model chunk's) ops of `parts` (those it has): one layer's
-    ("block") times the kind's layers, the edges between layers ("wrap") once fewer on the first
-    stage, the pre ops on the first stage, the post ops on the last. Returns out."""
+def _add_over_stage(out: dict[int, float], parts: dict[str, dict], kind: StageKind) -> dict[int, float]:
+    """out += Σ over a stage kind's ops of `parts` (those it has): one layer's ("block") times the
+    kind's layers, the edges between layers ("wrap") once fewer on the first stage, the pre ops
+    on the first stage, the post ops on the last. Returns out."""
     add_expr(out, parts["block"], kind.layers)
     if "wrap" in parts:
         add_expr(out, parts["wrap"], kind.layers - 1 if kind.first else kind.layers)

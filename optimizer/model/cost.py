@@ -88,15 +88,12 @@ def micro_batches_in_flight(stage, pp: int, m: int, virtual: int = 1, group: int
     return float(base) if base.ndim == 0 else base
 
 
-def pipeline_time(stage_times: list[float], m: int, virtual: int = 1, steady: float | None = None) -> float:
+def pipeline_time(stage_times: list[float], m: int, virtual: int = 1) -> float:
     """Step time of a 1F1B pipeline: the first micro-batch crosses every stage, the other m − 1
     follow at the pace of the slowest: Σ T_s + (m − 1)·max T_s. Interleaving with v chunks per
-    stage cuts the fill/drain part v-fold: Σ T_s / v + (m − 1/v)·S, S = max T_s, or `steady` when
-    the steady state runs slower than every stage's own work: with uneven chunks the slowest chunk
-    sets the pace, S = v·max_k t_k (docs/cost-model.md, section 8)."""
-    total = sum(stage_times)
-    pace = max(stage_times) if steady is None else max(steady, max(stage_times))
-    return total / virtual + (m - 1 / virtual) * pace
+    stage cuts the fill/drain part v-fold: Σ T_s / v + (m − 1/v)·max T_s."""
+    total, slowest = sum(stage_times), max(stage_times)
+    return total / virtual + (m - 1 / virtual) * slowest
 
 
 def optimizer_update_time(params_per_die: float, dp: int, zero_stage: int, die: Die) -> float:

@@ -128,12 +128,6 @@ def finish_stages(stages: list[StageScore], virtual: int) -> list[StageScore]:
     return stages
 
 
-def pipeline(stages: list[StageScore], m: int, virtual: int) -> float:
-    """The pipeline's part of the step (cost.pipeline_time), at the pace of the slowest stage's
-    steady state (its slowest chunk's, interleaved)."""
-    return cost.pipeline_time([st.time_s for st in stages], m, virtual, max(st.steady_s for st in stages))
-
-
 def in_dram_bytes(stages: list[StageScore], tables: Tables) -> float:
     """Bytes all dies keep in DRAM (every stage has dp tensor groups of the same shape)."""
     return sum(sum(st.dram.values()) for st in stages) * tables.dp * tables.shape[0] * tables.shape[1]
@@ -144,8 +138,8 @@ def assemble(mapping: Mapping, work: Workload, hw: Hardware, tables: Tables) -> 
     stages = stage_scores(mapping, tables)
     m, v = tables.m, tables.virtual
     times = [st.time_s for st in stages]
-    pipe = pipeline(stages, m, v)
-    slow = max(range(len(stages)), key=lambda i: stages[i].steady_s)
+    pipe = cost.pipeline_time(times, m, v)
+    slow = max(range(len(stages)), key=lambda i: times[i])
     sync = max(range(len(stages)), key=lambda i: stages[i].sync_s)
     step = pipe + stages[sync].sync_s
     breakdown = _breakdown(stages[slow], stages[sync], m, pipe - m * times[slow])
@@ -244,4 +238,4 @@ def evaluate(mapping: Mapping | str, work: Workload, hardware: Hardware | str) -
     return assemble(mapping, work, hw, tables)
 
 
-__all__ = ["evaluate", "validate", "score_stage", "finish_stages", "pipeline"]
+__all__ = ["evaluate", "validate", "score_stage", "finish_stages"]

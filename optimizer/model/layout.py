@@ -1,6 +1,6 @@
 """How a model's layers split over the pipeline: per stage (balanced), per model chunk of the
 interleaved schedule (chunk k runs on stage k % pp as its virtual chunk k // pp, Megatron-LM's
-pipeline-layout order), and the kinds of stages and chunks the cost model scores once each."""
+pipeline-layout order), and the kinds of stages the cost model scores once each."""
 
 from __future__ import annotations
 
@@ -13,23 +13,6 @@ class StageKind:
     first: bool
     last: bool
     index: int  # a representative stage index (for micro-batches in flight)
-    chunks: tuple[int, ...] = ()  # interleaved: layers of the stage's model chunks (virtual chunk 0 first)
-
-    @property
-    def key(self) -> tuple:
-        """(layers, first?, last?), and the chunks' layers when they are uneven."""
-        base = (self.layers, self.first, self.last)
-        return base + self.chunks if len(set(self.chunks)) > 1 else base
-
-
-@dataclass(frozen=True)
-class ChunkKind:
-    """A model chunk as its time sees it: its layers, whether it holds the embedding (the model's
-    first chunk) or the output layer and loss (the last)."""
-
-    layers: int
-    first: bool
-    last: bool
 
 
 def balanced_layers(layers: int, pp: int) -> tuple[int, ...]:

@@ -13,7 +13,6 @@ from models.graph import Op, stored_tensors
 from . import cost, overlap
 from .mapping import OpChoice
 from .sharding import Option
-from .layout import ChunkKind, StageKind
 from .tables import OptionCost, Tables
 
 
@@ -36,7 +35,6 @@ class StageScore:
     raw: dict = None  # seconds of each communication part run alone: tp_comm, zero_comm, pp_comm, dp_comm
     step_mem_bytes: float = 0.0  # main-memory bytes of one die per step in collectives after the pipeline
     activations_mb: float = 0.0  # bytes of activations one micro-batch saves on one die of the stage
-    steady_s: float = 0.0  # the stage's pace in the steady state: time_s, or v x its slowest chunk's time (set_steady)
 
 
 @dataclass
@@ -72,7 +70,12 @@ def score_stage(tables: Tables, ch: dict[str, OpChoice], stage: int, layers: int
     rec = {k for k, v in ch.items() if v.recompute}
     sc, sm = tables.overlap_params.compute_slowdown, tables.overlap_params.comm_slowdown
     extra_ops = (g.pre if first else ()) + (g.post if last else ())
-    sums, ocs = _busy_sums(tables, ch, layers, first, last)
+    ocs = {o.name: tables.option_cost(o, opt[o.name]) for o in g.block + extra_ops}
+    sums = _StageSums()
+    _add_block_ops(sums, g.block, ocs, rec, layers)
+    _add_zero3_gathers(sums, tables, layers, sc, sm)
+    _add_edges(sums, tables, ch, rec, first, last, layers)
+    _add_extra_ops(sums, extra_ops, ocs)
     pp = _add_pipeline_transfers(sums, tables, opt["add2"], first, last)
     # tp_comm: tensor-group collectives as the overlap modes leave them, and the exposed ZeRO-3 gathers
     parts = {"compute": sums.compute, "recompute": sums.recompute,
@@ -90,7 +93,7 @@ def score_stage(tables: Tables, ch: dict[str, OpChoice], stage: int, layers: int
     # pipeline transfers run beside the rest of the stage's work in the steady state (1F1B); the
     # fill and drain see them whole (finish_stages)
     busy = sum(parts.values())
-    parts["pp_comm"] = _exposed_transfers(tables, busy, pp)
+    parts["pp_comm"] = pp if tables.pp_transfer == "blocking" else overlap.exposed_time(busy, pp, sc, sm)
     time_s = busy + parts["pp_comm"]
 
     wsync, wsync_bytes = _weight_gradient_syncs(g.block, extra_ops, ocs, layers)
@@ -107,56 +110,7 @@ def score_stage(tables: Tables, ch: dict[str, OpChoice], stage: int, layers: int
                       sums.flops, sums.mem + sums.coll, sums.hops * tables.dp,
                       dp.byte_hops / tables.pp + wsync.byte_hops * tables.dp,
                       dram, mb_traffic, step_traffic, busy + pp, raw,
-                      tables.dp_sync_bytes(params) + wsync_bytes, act_mb, time_s)
-
-
-def _busy_sums(tables: Tables, ch: dict[str, OpChoice], layers: int, first: bool,
-               last: bool) -> tuple[_StageSums, dict[str, OptionCost]]:
-    """The sums of `layers` layers and, if first / last, the embedding / the head ops (all but
-    the pipeline transfers), and the cost of each op under its choice."""
-    g = tables.graph
-    opt = {k: v.split for k, v in ch.items()}
-    rec = {k for k, v in ch.items() if v.recompute}
-    sc, sm = tables.overlap_params.compute_slowdown, tables.overlap_params.comm_slowdown
-    extra_ops = (g.pre if first else ()) + (g.post if last else ())
-    ocs = {o.name: tables.option_cost(o, opt[o.name]) for o in g.block + extra_ops}
-    sums = _StageSums()
-    _add_block_ops(sums, g.block, ocs, rec, layers)
-    _add_zero3_gathers(sums, tables, layers, sc, sm)
-    _add_edges(sums, tables, ch, rec, first, last, layers)
-    _add_extra_ops(sums, extra_ops, ocs)
-    return sums, ocs
-
-
-def _exposed_transfers(tables: Tables, busy: float, transfers: float) -> float:
-    """Seconds the pipeline transfers add to `busy` seconds of work in the steady state: beside it
-    (overlap.exposed_time), or all of them when the stage waits for them ("blocking")."""
-    if tables.pp_transfer == "blocking":
-        return transfers
-    p = tables.overlap_params
-    return overlap.exposed_time(busy, transfers, p.compute_slowdown, p.comm_slowdown)
-
-
-def chunk_busy(tables: Tables, ch: dict[str, OpChoice], chunk: ChunkKind) -> float:
-    """Seconds of one micro-batch through a model chunk on one die, all but its DRAM traffic and
-    the pipeline transfers: compute, recomputation, the exposed tensor-group collectives."""
-    sums, _ = _busy_sums(tables, ch, chunk.layers, chunk.first, chunk.last)
-    return sums.compute + sums.recompute + sums.tp + sums.delta + sums.zero_exposed
-
-
-def set_steady(score: StageScore, tables: Tables, ch: dict[str, OpChoice], kind: StageKind) -> StageScore:
-    """The stage's pace in the steady state of the interleaved schedule: its v chunks take turns
-    in step with the other stages', so it runs at v times its slowest chunk's time t_k = b_k +
-    exposed(b_k, P/v), b_k the chunk's busy time with its share L_k/L of the stage's DRAM traffic
-    and P the stage's transfers (docs/cost-model.md, section 8). Never below time_s."""
-    v = tables.virtual
-    dram = score.parts.get("dram", 0.0)
-    pace = score.time_s
-    for chunk in tables.chunk_kinds(kind):
-        b = v * (chunk_busy(tables, ch, chunk) + dram * chunk.layers / kind.layers)
-        pace = max(pace, b + _exposed_transfers(tables, b, score.raw["pp_comm"]))
-    score.steady_s = pace
-    return score
+                      tables.dp_sync_bytes(params) + wsync_bytes, act_mb)
 
 
 def score_stages(tables: Tables, ch: dict[str, OpChoice], offload: tuple[str, ...] = ()) -> list[StageScore]:
@@ -165,10 +119,9 @@ def score_stages(tables: Tables, ch: dict[str, OpChoice], offload: tuple[str, ..
     kinds: dict[tuple, tuple[int, StageScore]] = {}
     out = []
     for s, L in enumerate(tables.layers_per_stage):
-        kind = tables.stage_kind(s)
-        key = kind.key
+        key = (L, s == 0, s == tables.pp - 1)
         if key not in kinds:
-            kinds[key] = (s, set_steady(score_stage(tables, ch, s, L, offload), tables, ch, kind))
+            kinds[key] = (s, score_stage(tables, ch, s, L, offload))
         first, score = kinds[key]
         out.append(score if s == first else _in_flight_at(score, tables, s, offload))
     return out

@@ -20,7 +20,7 @@ from . import cost, overlap
 from .edges import (
     Conversion, Edge, EdgeCost, conversion_steps, edge_counts, graph_edges, reduction_follows, saved_inputs,
 )
-from .layout import ChunkKind, StageKind, balanced_layers, even_chunks, light_ends_layers
+from .layout import StageKind, balanced_layers, even_chunks, light_ends_layers, stage_layers
 from .mapping import Mapping, StageGroup
 from .op_cost import STATS_BYTES, OptionCost, cost_of_option
 from .rings import dp_rings, group_rings, on_rings, p2p_pairs
@@ -120,31 +120,17 @@ class Tables:
             return tuple(self.chunk_layers)
         return even_chunks(self.layers_per_stage, self.virtual)
 
-    def stage_chunks(self, stage: int) -> tuple[int, ...]:
-        """Layers of the chunks stage `stage` runs, virtual chunk 0 first."""
-        return self.layers_per_chunk[stage::self.pp]
-
-    def stage_kind(self, stage: int) -> StageKind:
-        return StageKind(self.layers_per_stage[stage], stage == 0, stage == self.pp - 1, stage,
-                         self.stage_chunks(stage) if self.virtual > 1 else ())
-
     @cached_property
     def stage_kinds(self) -> list[StageKind]:
-        """Distinct stage kinds (StageKind.key) with one representative each, the lowest stage."""
+        """Distinct stage kinds (layers, first?, last?) with one representative each."""
         kinds: dict[tuple, StageKind] = {}
-        for s in range(self.pp):
-            kind = self.stage_kind(s)
-            kinds.setdefault(kind.key, kind)
+        for s, L in enumerate(self.layers_per_stage):
+            key = (L, s == 0, s == self.pp - 1)
+            if key not in kinds:
+                kinds[key] = StageKind(L, s == 0, s == self.pp - 1, s)
+            elif s < kinds[key].index:
+                kinds[key] = StageKind(L, s == 0, s == self.pp - 1, s)
         return list(kinds.values())
-
-    def chunk_kinds(self, kind: StageKind) -> list[ChunkKind]:
-        """The distinct chunks of a stage kind (interleaved; none with one chunk per stage)."""
-        if self.virtual == 1:
-            return []
-        n = len(self.layers_per_chunk)
-        chunks = {ChunkKind(L, kind.index + j * self.pp == 0, kind.index + j * self.pp == n - 1): None
-                  for j, L in enumerate(self.stage_chunks(kind.index))}
-        return list(chunks)
 
     def in_flight(self, stage: int) -> float:
         return cost.micro_batches_in_flight(stage, self.pp, self.m, self.virtual, self.layer_group)
@@ -375,7 +361,7 @@ def tables_for(mapping: Mapping, work: Workload, hw: Hardware, allowed: dict[str
                          f"{hw.rows}x{hw.cols} ({hw.num_dies} usable dies)")
     chunks = mapping.layers_per_chunk
     if chunks is not None:
-        lps = tuple(sum(chunks[s::mapping.pp]) for s in range(mapping.pp))
+        lps = stage_layers(tuple(chunks), mapping.pp)
     else:
         lps = mapping.layers_per_stage or balanced_layers(work.model.layers, mapping.pp)
     if allowed is None:
@@ -388,4 +374,4 @@ def tables_for(mapping: Mapping, work: Workload, hw: Hardware, allowed: dict[str
 
 
 __all__ = ["Tables", "OptionCost", "EdgeCost", "Conversion", "Edge", "OVERLAP_MODES", "STATS_BYTES", "StageKind",
-           "ChunkKind", "tables_for", "default_groups", "balanced_layers", "even_chunks", "light_ends_layers", "PARTIAL"]
+           "tables_for", "default_groups", "balanced_layers", "even_chunks", "light_ends_layers", "PARTIAL"]

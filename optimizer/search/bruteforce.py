@@ -11,7 +11,8 @@ from math import prod
 from hw.schema import Hardware
 from models.schema import Workload
 
-from ..model.evaluate import assemble, finish_stages, in_dram_bytes, pipeline
+from ..model import cost
+from ..model.evaluate import assemble, finish_stages, in_dram_bytes
 from ..model.stage import score_stages
 from ..model.mapping import OpChoice
 from .points import _mapping, _tables, probed_points
@@ -77,7 +78,7 @@ def score(tb, ch: dict[str, OpChoice], offload: tuple[str, ...] = ()) -> tuple[f
     """(step time, fits?) of one complete choice at the tables' outer point: the most loaded die
     within its memory and everything kept in DRAM within the ports' capacity."""
     stages = finish_stages(score_stages(tb, ch, offload), tb.virtual)
-    pipe = pipeline(stages, tb.m, tb.virtual)
+    pipe = cost.pipeline_time([st.time_s for st in stages], tb.m, tb.virtual)
     on_die = max(sum(st.memory.values()) for st in stages)
     in_dram = in_dram_bytes(stages, tb)
     return pipe + max(st.sync_s for st in stages), on_die <= tb.hw.die.memory_bytes and in_dram <= tb.hw.dram_capacity

@@ -30,7 +30,7 @@ from models.graph import RECOMPUTE_POLICIES, Graph, recompute_set
 from models.schema import Workload
 
 from ..model.cost import OFFLOAD_CLASSES
-from ..model.layout import balanced_layers, even_chunks, light_ends_layers
+from ..model.layout import balanced_layers, light_ends_layers, stage_layers
 from ..model.sharding import Option, options as op_options
 
 SPACES = ("full", "megatron", "deepspeed", "accpar", "hecaton")
@@ -64,11 +64,11 @@ def interleavable(layers: int, pp: int, virtual: int) -> bool:
 def chunk_layouts(layers: int, pp: int, virtual: int) -> list[tuple[int, ...] | None]:
     """The layer layouts the enumeration tries at pp stages of `virtual` chunks: the balanced one
     (None: balanced stages, each split evenly over its chunks) and, with a pipeline, the one whose
-    first and last chunks (embedding, output layer) hold a layer less (layout.light_ends_layers)."""
+    first and last chunks (embedding, output layer) hold a layer less (layout.light_ends_layers)
+    when its stages hold other numbers of layers (the step depends on those only)."""
     out: list[tuple[int, ...] | None] = [None] if interleavable(layers, pp, virtual) else []
     light = light_ends_layers(layers, pp * virtual) if pp > 1 else None
-    even = even_chunks(balanced_layers(layers, pp), virtual)
-    if light is not None and light != even:
+    if light is not None and (not out or stage_layers(light, pp) != balanced_layers(layers, pp)):
         out.append(light)
     return out
 

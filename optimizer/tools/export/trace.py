@@ -7,7 +7,8 @@ from typing import Any
 from hw.schema import Hardware
 from models.schema import Workload
 
-from ...model.evaluate import StageScore, normalized_choices, pipeline, prepare, stage_scores
+from ...model import cost
+from ...model.evaluate import StageScore, normalized_choices, prepare, stage_scores
 from ...model.mapping import Mapping, OpChoice
 from ...model.tables import Tables
 
@@ -132,7 +133,8 @@ def chrome_trace(mapping: Mapping | str, work: Workload, hw: Hardware | str) -> 
     ch = normalized_choices(mapping, tables)
     stages = stage_scores(mapping, tables)
     p, m, v = tables.pp, tables.m, tables.virtual
-    pipe = pipeline(stages, m, v)
+    times = [st.time_s for st in stages]
+    pipe = cost.pipeline_time(times, m, v)
     step = pipe + max(st.sync_s for st in stages)
     pieces = [_pieces(tables, ch, s, st) for s, st in enumerate(stages)]
     f = [sum(d for _, d in fw) / v for fw, _ in pieces]
