@@ -261,8 +261,12 @@ def test_layers_per_stage_must_sum_to_layers():
 
 def test_virtual_stages_need_interleaved_schedule():
     rejects(lambda: Mapping(virtual_stages=2), ValidationError, "virtual_stages", "interleaved")
-    m = Mapping(pp=2, schedule="interleaved", virtual_stages=5)
-    rejects(lambda: evaluate(m, WORK, DGX), ConfigError, "virtual_stages (5)")
+    # 24 layers on pp 2 hold 12 per stage: 5 chunks each run (uneven chunks), 13 would leave one empty
+    evaluate(Mapping(pp=2, schedule="interleaved", virtual_stages=5), WORK, DGX)
+    m = Mapping(pp=2, schedule="interleaved", virtual_stages=13)
+    rejects(lambda: evaluate(m, WORK, DGX), ConfigError, "virtual_stages (13)", "layers_per_chunk")
+    chunks = m.model_copy(update={"virtual_stages": 2, "layers_per_chunk": (6, 6, 6, 5)})
+    rejects(lambda: evaluate(chunks, WORK, DGX), ConfigError, "layers_per_chunk sums to 23")
 
 
 def test_zero_stage_and_schedule_literals():

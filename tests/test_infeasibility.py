@@ -79,8 +79,9 @@ def test_defects_are_named():
 
 
 def test_an_explicit_point_the_model_cannot_run_is_skipped_and_named():
-    """10 layers on pp 4 cannot interleave (stages of 3, 3, 2, 2 layers): the point is skipped, named
-    with its reason, and the solve goes on with the others (or answers infeasible without them)."""
+    """10 layers on pp 4 cannot run 4 chunks per stage (the balanced stages hold 2, 3, 3, 2 layers, so
+    a chunk would have none): the point is skipped, named with its reason, and the solve goes on
+    with the others (or answers infeasible without them)."""
     import dataclasses
 
     from optimizer.search.space import OuterPoint, get_space
@@ -88,11 +89,11 @@ def test_an_explicit_point_the_model_cannot_run_is_skipped_and_named():
     work = models.Workload(model=models.ModelConfig(name="ten", layers=10, hidden=512, heads=8, vocab=1024),
                            global_batch=16, seq_len=256)
     machine = hw.load("dgx-a100", nodes=1)
-    uneven = OuterPoint(4, 1, (1, 2), 1, 0, 2, "full")
+    uneven = OuterPoint(4, 1, (1, 2), 1, 0, 4, "full")
     alone = dataclasses.replace(get_space("megatron"), points=(uneven,))
     sol = optimizer.solve(work, machine, space=alone, time_limit_s=30)
     assert sol.status == "infeasible" and sol.reasons == ("divisibility",)
-    assert "pp 4 dp 1 tp 1x2 micro-batch 1 v 2" in sol.explanation and "10 layers on pp 4" in sol.explanation
+    assert "pp 4 dp 1 tp 1x2 micro-batch 1 v 4" in sol.explanation and "10 layers on pp 4" in sol.explanation
     both = dataclasses.replace(alone, points=(uneven, OuterPoint(2, 1, (1, 2), 1, 0, 1, "full")))
     sol = optimizer.solve(work, machine, space=both, time_limit_s=30)
     assert sol.status == "optimal" and sol.mapping.pp == 2

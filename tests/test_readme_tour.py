@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import shlex
 import subprocess
@@ -106,12 +107,12 @@ def test_tour_solve_figures(tmp_path):
     m = full["mapping"]
     assert (full["status"], meg["status"], big["status"]) == ("optimal",) * 3
     assert (m["pp"], m["dp"], m["tp_shape"]) == (1, 8, [1, 1])  # "pure data parallelism over the 8 GPUs"
+    assert math.isclose(meg["step_time_s"], full["step_time_s"], rel_tol=1e-6)  # "finds the same plan"
     assert_quoted(
         f"ZeRO stage {m['zero_stage']}, micro-batch {m['micro_batch']} and no recompute: "
         f"{full['step_time_s']:.2f} s per step, {full['tokens_per_s']:,.0f} tokens/s, {full['mfu']:.1%} MFU, "
         f"{full['peak_memory_bytes'] / 1e9:.1f} of {full['memory_capacity_bytes'] / 1e9:.0f} GB",
-        f"gives {meg['step_time_s']:.2f} s per step — the full space is {1 - full['step_time_s'] / meg['step_time_s']:.0%} faster",
-        f"{meg['step_time_s'] / full['step_time_s'] - 1:.0%} slower than the full space's optimum",
+        "finds the same plan", "which is the full space's optimum too",
         f"batch 512: {big['points_total']:,} outer points) is proven optimal in seconds at {big['step_time_s']:.2f} s per step")
     args, _notes = cli("export", str(tmp_path / "plan.json"), "--format", "megatron")
     args = " ".join(args.split())

@@ -143,7 +143,7 @@ def _add_stage_time(build: Build, stage: Stage, tmax: int) -> int:
     """T of a stage kind: one micro-batch's time of this stage kind, DRAM traffic included
     (cost.dram_traffic_*): busy (all but the pipeline transfers); T = busy + transfers (fill and
     drain, weight 1/v each); TMAX ≥ busy + the transfers' exposed part (steady state,
-    overlap.exposed_time). Returns T."""
+    overlap.exposed_time; all of them, TMAX ≥ T, when they block). Returns T."""
     lm, tb = build.lm, build.tb
     per_mb_rate, _per_step_rate = cost.dram_rates(tb.layer_group)
     busy = dict(stage.time)
@@ -155,11 +155,11 @@ def _add_stage_time(build: Build, stage: Stage, tmax: int) -> int:
     add_expr(row, busy, -1.0)
     add_expr(row, stage.transfers, -1.0)
     lm.add(row, ">=", 0.0, scale=build.time_scale, name=f"time{stage.key}")
-    if any(stage.transfers.values()):
+    if any(stage.transfers.values()) and tb.pp_transfer != "blocking":
         row = {tmax: 1.0, add_exposed(build, f"EPP[{stage.label}]", stage.transfers, busy): -1.0}
         add_expr(row, busy, -1.0)
         lm.add(row, ">=", 0.0, scale=FINE, name=f"steady{stage.key}")
-    else:
+    else:  # no transfers, or transfers the stage waits for (DeepSpeed's pipeline engine): T itself
         lm.add({tmax: 1.0, t: -1.0}, ">=", 0.0, scale=build.time_scale)
     return t
 

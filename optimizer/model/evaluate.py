@@ -16,6 +16,7 @@ from models.schema import Workload
 from . import cost
 from .mapping import Mapping, OpChoice, Report
 from .stage import StageScore, score_stage, score_stages
+from .layout import balanced_layers
 from .tables import Tables, tables_for
 
 
@@ -47,12 +48,13 @@ def validate(mapping: Mapping, work: Workload, hw: Hardware) -> None:
                           f"weights, grads, optimizer, activations need dram_ports)")
     if mapping.layers_per_stage is not None and sum(mapping.layers_per_stage) != L:
         raise ConfigError(f"layers_per_stage sums to {sum(mapping.layers_per_stage)}, the model has {L} layers")
-    if mapping.virtual_stages > 1:
-        from .tables import balanced_layers
-
+    if mapping.layers_per_chunk is not None and sum(mapping.layers_per_chunk) != L:
+        raise ConfigError(f"layers_per_chunk sums to {sum(mapping.layers_per_chunk)}, the model has {L} layers")
+    if mapping.virtual_stages > 1 and mapping.layers_per_chunk is None:
         lps = mapping.layers_per_stage or balanced_layers(L, mapping.pp)
-        if any(x % mapping.virtual_stages for x in lps):
-            raise ConfigError(f"virtual_stages ({mapping.virtual_stages}) must divide every stage's layers {lps}")
+        if min(lps) < mapping.virtual_stages:
+            raise ConfigError(f"virtual_stages ({mapping.virtual_stages}) exceeds the layers of a stage {lps}: "
+                              f"every model chunk needs a layer (or give layers_per_chunk)")
     _check_groups(mapping, hw)
 
 

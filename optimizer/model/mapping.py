@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from hw.loader import ConfigError, format_validation_error
 
+from .layout import balanced_layers, even_chunks
+
 
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -167,15 +169,8 @@ def chunk_layers(mapping: Mapping, num_layers: int) -> tuple[int, ...]:
     given) split as evenly as possible over its chunks, the earlier chunks taking the extra layers."""
     if mapping.layers_per_chunk is not None:
         return tuple(mapping.layers_per_chunk)
-    if mapping.layers_per_stage is not None:
-        per_stage = tuple(mapping.layers_per_stage)
-    else:
-        from .tables import balanced_layers
-
-        per_stage = balanced_layers(num_layers, mapping.pp)
-    v = mapping.virtual_stages
-    return tuple(per_stage[k % mapping.pp] // v + (k // mapping.pp < per_stage[k % mapping.pp] % v)
-                 for k in range(mapping.pp * v))
+    per_stage = mapping.layers_per_stage or balanced_layers(num_layers, mapping.pp)
+    return even_chunks(tuple(per_stage), mapping.virtual_stages)
 
 
 class Report(Frozen):

@@ -20,6 +20,7 @@ from . import cost, overlap
 from .edges import (
     Conversion, Edge, EdgeCost, conversion_steps, edge_counts, graph_edges, reduction_follows, saved_inputs,
 )
+from .layout import StageKind, balanced_layers, even_chunks, light_ends_layers, stage_layers
 from .mapping import Mapping, StageGroup
 from .op_cost import STATS_BYTES, OptionCost, cost_of_option
 from .rings import dp_rings, group_rings, on_rings, p2p_pairs
@@ -28,14 +29,6 @@ from .sharding import (
 )
 
 OVERLAP_MODES = ("sequential", "chunked", "fused")  # what a mapping may pick (overlap.MODES less "ideal")
-
-
-@dataclass(frozen=True)
-class StageKind:
-    layers: int
-    first: bool
-    last: bool
-    index: int  # a representative stage index (for micro-batches in flight)
 
 
 @dataclass
@@ -56,6 +49,7 @@ class Tables:
     layer_group: int = 1  # micro-batches per group of the layer-wise schedule (pp = 1); 1 = 1F1B
     zero3_gather: str = "prefetched"  # Mapping.zero3_gather
     pp_transfer: str = "overlapped"  # Mapping.pp_transfer
+    chunk_layers: tuple[int, ...] | None = None  # pp x virtual chunks, pipeline-layout order; None = even
     _oc: dict = field(default_factory=dict)
     _ec: dict = field(default_factory=dict)
     _gc: dict = field(default_factory=dict)  # group_collective by (axis, kind, bytes): few distinct sizes
@@ -118,6 +112,14 @@ class Tables:
         return sum(min(abs(d[0] - r) + abs(d[1] - c) for r, c in ports) for d in self.used_dies) / len(self.used_dies)
 
     # ---- stages ---------------------------------------------------------------------------
+    @cached_property
+    def layers_per_chunk(self) -> tuple[int, ...]:
+        """Layers of each of the pp x virtual model chunks (chunk k on stage k % pp): as given, or
+        each stage's layers split as evenly as possible, the earlier chunks taking the extra."""
+        if self.chunk_layers is not None:
+            return tuple(self.chunk_layers)
+        return even_chunks(self.layers_per_stage, self.virtual)
+
     @cached_property
     def stage_kinds(self) -> list[StageKind]:
         """Distinct stage kinds (layers, first?, last?) with one representative each."""
@@ -340,16 +342,6 @@ class Tables:
         return slope, icpt
 
 
-def balanced_layers(layers: int, pp: int) -> tuple[int, ...]:
-    """Layers per stage as even as possible; the extra layers go to the middle stages first."""
-    base, extra = divmod(layers, pp)
-    counts = [base] * pp
-    order = list(range(1, pp - 1)) + [0, pp - 1] if pp > 2 else list(range(pp))
-    for i in order[:extra]:
-        counts[i] += 1
-    return tuple(counts)
-
-
 def default_groups(hw: Hardware, pp: int, dp: int, shape: tuple[int, int]) -> tuple[StageGroup, ...] | None:
     """Place stage groups on aligned r×c tiles in snake order, skipping tiles with a defect:
     replica d's stages are consecutive tiles, so neighbouring stages sit next to each other
@@ -367,14 +359,19 @@ def tables_for(mapping: Mapping, work: Workload, hw: Hardware, allowed: dict[str
     if groups is None:
         raise ValueError(f"no placement of {mapping.pp * mapping.dp} groups of {mapping.tp_shape} on "
                          f"{hw.rows}x{hw.cols} ({hw.num_dies} usable dies)")
-    lps = mapping.layers_per_stage or balanced_layers(work.model.layers, mapping.pp)
+    chunks = mapping.layers_per_chunk
+    if chunks is not None:
+        lps = stage_layers(tuple(chunks), mapping.pp)
+    else:
+        lps = mapping.layers_per_stage or balanced_layers(work.model.layers, mapping.pp)
     if allowed is None:
         allowed = {o.name: enumerate_options(o, graph.sizes, mapping.tp_shape, graph.tensors)
                    for o in graph.block + graph.pre + graph.post}
     return Tables(graph, work, hw, mapping.pp, mapping.dp, mapping.tp_shape, mapping.micro_batch,
                   mapping.zero_stage, mapping.virtual_stages, lps, groups, allowed, mapping.fp32_grad_accumulation,
-                  mapping.layer_group, mapping.zero3_gather, mapping.pp_transfer)
+                  mapping.layer_group, mapping.zero3_gather, mapping.pp_transfer,
+                  tuple(chunks) if chunks is not None and mapping.virtual_stages > 1 else None)
 
 
 __all__ = ["Tables", "OptionCost", "EdgeCost", "Conversion", "Edge", "OVERLAP_MODES", "STATS_BYTES", "StageKind",
-           "tables_for", "default_groups", "balanced_layers", "PARTIAL"]
+           "tables_for", "default_groups", "balanced_layers", "even_chunks", "light_ends_layers", "PARTIAL"]

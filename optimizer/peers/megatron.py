@@ -11,6 +11,7 @@ from hw.topology import usable_tiles
 from models.graph import BLOCK_LINEARS, RECOMPUTE_POLICIES, SELECTIVE_RECOMPUTE, build_graph
 from models.schema import Workload
 
+from ..model.layout import light_ends_layers
 from ..model.mapping import Mapping, OpChoice, StageGroup
 from ..search.space import MEGATRON_SPLITS
 from .common import (Offload, _check_inputs, _check_offload, _fewest_classes, _fits, _named, squarest,
@@ -78,7 +79,8 @@ def megatron_groups(hw: Hardware, pp: int, dp: int, shape: tuple[int, int]) -> t
 def megatron(work: Workload, hw: Hardware, tp: int = 1, pp: int = 1, dp: int = 1, micro_batch: int = 1,
              recompute: Literal["none", "selective", "full"] = "full", sequence_parallel: bool = False,
              virtual_stages: int = 1, offload: Offload = False, distributed_optimizer: bool = False,
-             async_tp_comm: bool = False, tp_comm_overlap: bool = False) -> Mapping:
+             async_tp_comm: bool = False, tp_comm_overlap: bool = False,
+             layers_per_chunk: tuple[int, ...] | None = None) -> Mapping:
     """The fixed Megatron-LM mapping: TP inside a node, PP across nodes, DP over the rest.
     `distributed_optimizer` (--use-distributed-optimizer): Adam states sharded over the
     data-parallel ranks, gradients reduce-scattered and weights all-gathered (ZeRO stage 1 with
@@ -88,14 +90,21 @@ def megatron(work: Workload, hw: Hardware, tp: int = 1, pp: int = 1, dp: int = 1
     parallelism) runs beside its weight-gradient GEMM. `tp_comm_overlap` (--tp-comm-overlap,
     Transformer Engine's userbuffers): every TP linear's collectives run chunk by chunk beside its
     GEMM, forward and backward (overlap mode "chunked").
+    `layers_per_chunk` (--pipeline-model-parallel-layout): the layers of each of the pp x
+    virtual_stages model chunks; by default even chunks where pp x virtual_stages divides the layers,
+    else the first and last chunk a layer lighter (layout.light_ends_layers: how Llama 3 405B ran 126
+    layers on 16 stages) or, if that leaves a chunk empty, the balanced stages split evenly.
     `offload`: see optimizer.baselines (True: the least set of classes in DRAM that fits)."""
     for name, v in (("tp", tp), ("pp", pp), ("dp", dp), ("micro_batch", micro_batch)):
         if v <= 0:
             raise ConfigError(f"{name} must be > 0, got {v}")
     _check_offload(offload, hw)
     shape = megatron_shape(hw, tp)
+    L = work.model.layers
+    if layers_per_chunk is None and virtual_stages > 1 and L % (pp * virtual_stages):
+        layers_per_chunk = light_ends_layers(L, pp * virtual_stages)
     mapping = Mapping(
-        pp=pp, dp=dp, tp_shape=shape, micro_batch=micro_batch, zero_stage=1 if distributed_optimizer else 0,
+        pp=pp, dp=dp, layers_per_chunk=layers_per_chunk, tp_shape=shape, micro_batch=micro_batch, zero_stage=1 if distributed_optimizer else 0,
         schedule="interleaved" if virtual_stages > 1 else "1f1b", virtual_stages=virtual_stages,
         ops=megatron_ops(work, tp, recompute, sequence_parallel, async_tp_comm, tp_comm_overlap),
         groups=megatron_groups(hw, pp, dp, shape), fp32_grad_accumulation=True,

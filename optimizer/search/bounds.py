@@ -15,7 +15,7 @@ from models.schema import Workload
 from ..model import cost
 from .points import _even_probe, _Probe
 from .space import OuterPoint, Space
-from ..model.tables import balanced_layers
+from ..model.layout import point_layers
 
 
 @dataclass
@@ -50,7 +50,7 @@ class _StageTerms:
 
     @classmethod
     def of(cls, pt: OuterPoint, pr: _Probe, work: Workload, space: Space) -> "_StageTerms":
-        lps = np.array(balanced_layers(work.model.layers, pt.pp), dtype=float)
+        lps = np.array(point_layers(work.model.layers, pt.pp, pt.virtual, pt.layers_per_chunk), dtype=float)
         params = lps * pr.params_layer
         params[0] += pr.params_pre
         params[-1] += pr.params_post

@@ -18,7 +18,8 @@ from . import minsum
 from ..formulation.inner import build_inner
 from .points import _OpTable, _Probe, _solve_time_or_energy
 from .space import OuterPoint, Space
-from ..model.tables import Tables, balanced_layers
+from ..model.layout import point_layers
+from ..model.tables import Tables
 
 LAMBDA_STEPS = 33  # on-die memory multipliers tried per tier subset: a geometric sweep over 2^±16 of a scale
 DRAM_MU_STEPS = 9  # DRAM capacity multipliers tried with each of them
@@ -72,7 +73,7 @@ def _relaxations(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space
     tab = pr.ops
     if tab is None:
         return []
-    lps = balanced_layers(work.model.layers, pt.pp)
+    lps = point_layers(work.model.layers, pt.pp, pt.virtual, pt.layers_per_chunk)
     m, v, pp = work.global_batch // (pt.dp * pt.micro_batch), pt.virtual, pt.pp
     slow = max(range(pp), key=lambda s: lps[s])
     c_layer = sum(lps) / v + (m - 1 / v) * lps[slow]  # seconds of objective per second of one layer

@@ -23,7 +23,8 @@ from ..formulation.inner import Inner
 from ..formulation.placement import place_groups
 from ..model.mapping import Mapping, OpChoice
 from .space import OuterPoint, Space
-from ..model.tables import Tables, balanced_layers, default_groups
+from ..model.layout import point_layers
+from ..model.tables import Tables, default_groups
 
 EDP_MAX_SOLVES = 24  # inner solves per outer point in the EDP walk, at most (then its bound stays open)
 EDP_STEP = 1e-6  # each EDP step asks for a step time this much (relative) below the previous one
@@ -167,7 +168,8 @@ def _tables(pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space: Spa
         return None
     base = pr.tables
     return Tables(base.graph, work, hw, pt.pp, pt.dp, pt.shape, pt.micro_batch, pt.zero_stage, pt.virtual,
-                  balanced_layers(work.model.layers, pt.pp), groups, base.allowed, space.fp32_grads, pt.layer_group,
+                  point_layers(work.model.layers, pt.pp, pt.virtual, pt.layers_per_chunk), groups, base.allowed,
+                  space.fp32_grads, pt.layer_group, pp_transfer=space.pp_transfer, chunk_layers=pt.layers_per_chunk,
                   _ec=pr.edge_caches.setdefault(groups[0].origin, {}))
 
 
@@ -176,7 +178,8 @@ def _mapping(pt: OuterPoint, tb: Tables, choices: dict, space: Space, offload: t
         pp=pt.pp, dp=pt.dp, tp_shape=pt.shape, micro_batch=pt.micro_batch, zero_stage=pt.zero_stage,
         schedule="layerwise" if pt.layer_group > 1 else "interleaved" if pt.virtual > 1 else "1f1b",
         virtual_stages=pt.virtual, layer_group=pt.layer_group,
-        layers_per_stage=tb.layers_per_stage,
+        layers_per_stage=tb.layers_per_stage, layers_per_chunk=tb.layers_per_chunk if pt.virtual > 1 else None,
+        pp_transfer=space.pp_transfer,
         ops={k: OpChoice(split=v[0], recompute=v[1], overlap=v[2]) for k, v in choices.items()},
         groups=tb.groups, fp32_grad_accumulation=space.fp32_grads, offload=offload, name=f"{space.name} optimum",
     )

@@ -2,14 +2,16 @@
 
 Outer degrees, enumerated: pipeline stages p, data-parallel replicas d, tensor group r×c, micro-
 batch b, ZeRO stage, schedule (1F1B, interleaved with v chunks, or layer-wise with one stage and
-tensor classes in DRAM). Inner, per operator of the
+tensor classes in DRAM), the layer layout (chunk_layouts). Inner, per operator of the
 block (the solver's variables): one partition option (sharding.options) and a recompute flag.
 
 Named restrictions reproduce what peers search:
   full       everything
   megatron   1D TP (heads / column-row linears, vocab-parallel head) inside a node, optional
-             sequence parallelism, recompute none / selective / full, PP and DP; ZeRO 0
-  deepspeed  no tensor split; ZeRO 1–3 data parallelism; activation checkpointing on or off
+             sequence parallelism, recompute none / selective / full, PP (interleaved, uneven
+             chunks) and DP; ZeRO 0, the distributed optimizer (1) and Megatron-FSDP (2, 3)
+  deepspeed  no tensor split; ZeRO 0–3 data parallelism; its pipeline engine (1F1B, blocking
+             transfers, ZeRO 0–1 only); activation checkpointing on or off
   accpar     each linear picks AccPar's type I (batch), II (reduced dim) or III (output dim) on a
              1D group; no pipeline, no recompute
   (only full and hecaton may pick the layer-wise schedule)
@@ -28,6 +30,7 @@ from models.graph import RECOMPUTE_POLICIES, Graph, recompute_set
 from models.schema import Workload
 
 from ..model.cost import OFFLOAD_CLASSES
+from ..model.layout import balanced_layers, light_ends_layers, stage_layers
 from ..model.sharding import Option, options as op_options
 
 SPACES = ("full", "megatron", "deepspeed", "accpar", "hecaton")
@@ -45,6 +48,7 @@ class OuterPoint:
     virtual: int = 1
     recompute_policy: str | None = None  # fixed policy (megatron, deepspeed), None = solver's choice
     layer_group: int = 1  # > 1: the layer-wise schedule (pp = 1), micro-batches each layer runs in turn
+    layers_per_chunk: tuple[int, ...] | None = None  # pp x virtual chunks (Mapping.layers_per_chunk); None = balanced
 
     @property
     def dies(self) -> int:
@@ -52,9 +56,38 @@ class OuterPoint:
 
 
 def interleavable(layers: int, pp: int, virtual: int) -> bool:
-    """Can `layers` layers run on pp stages of `virtual` chunks each: every stage the same number of
-    layers, which the chunks divide (no interleaving, virtual 1, always can)."""
-    return virtual == 1 or (pp > 1 and layers % pp == 0 and (layers // pp) % virtual == 0)
+    """Can `layers` layers run on pp stages of `virtual` chunks each, the stages balanced and each
+    stage's layers split evenly over its chunks: every chunk gets a layer (virtual 1 always can)."""
+    return virtual == 1 or (pp > 1 and layers // pp >= virtual)
+
+
+def chunk_layouts(layers: int, pp: int, virtual: int) -> list[tuple[int, ...] | None]:
+    """The layer layouts the enumeration tries at pp stages of `virtual` chunks: the balanced one
+    (None: balanced stages, each split evenly over its chunks) and, with a pipeline, the one whose
+    first and last chunks (embedding, output layer) hold a layer less (layout.light_ends_layers)
+    when its stages hold other numbers of layers (the step depends on those only)."""
+    out: list[tuple[int, ...] | None] = [None] if interleavable(layers, pp, virtual) else []
+    light = light_ends_layers(layers, pp * virtual) if pp > 1 else None
+    if light is not None and (not out or stage_layers(light, pp) != balanced_layers(layers, pp)):
+        out.append(light)
+    return out
+
+
+def _layout_error(p: OuterPoint, layers: int) -> str | None:
+    """Why an explicit point's layer layout cannot run the model (None: it can)."""
+    n = p.pp * p.virtual
+    if p.virtual > 1 and p.pp == 1:
+        return "virtual stages need pp > 1"
+    chunks = p.layers_per_chunk
+    if chunks is None:
+        if not interleavable(layers, p.pp, p.virtual):
+            return (f"virtual stages {p.virtual} leave a chunk without a layer ({layers} layers on pp {p.pp}); "
+                    f"give layers_per_chunk")
+        return None
+    if len(chunks) != n or min(chunks) < 1 or sum(chunks) != layers:
+        return (f"layers_per_chunk {tuple(chunks)} must give each of the pp x v = {n} chunks at least one layer, "
+                f"{layers} in all")
+    return None
 
 
 def inexpressible(p: OuterPoint, layers: int, batch: int) -> str | None:
@@ -64,9 +97,9 @@ def inexpressible(p: OuterPoint, layers: int, batch: int) -> str | None:
         return f"global batch {batch} is not divisible by dp x micro-batch ({p.dp} x {p.micro_batch})"
     if p.pp > layers:
         return f"pp {p.pp} exceeds the model's {layers} layers"
-    if not interleavable(layers, p.pp, p.virtual):
-        return (f"virtual stages {p.virtual} need pp > 1 and an equal number of layers per stage that they "
-                f"divide ({layers} layers on pp {p.pp})")
+    why = _layout_error(p, layers)
+    if why is not None:
+        return why
     if p.layer_group > 1 and (p.pp > 1 or p.virtual > 1):
         return "the layer-wise schedule (layer_group > 1) runs without pipeline stages or interleaving"
     if p.layer_group > 1 and batch % (p.dp * p.micro_batch * p.layer_group):
@@ -79,7 +112,7 @@ def inexpressible(p: OuterPoint, layers: int, batch: int) -> str | None:
 class Space:
     name: str
     zero_stages: tuple[int, ...] = (0, 1, 2, 3)
-    virtual: tuple[int, ...] = (1, 2)
+    virtual: tuple[int, ...] = (1, 2, 4)
     pipeline: bool = True
     tensor: bool = True
     recompute_policies: tuple[str | None, ...] = (None,)
@@ -89,6 +122,8 @@ class Space:
     layerwise: bool = True  # may one-stage points run the layer-wise schedule (when classes may go to DRAM)
     free_ops: frozenset[str] | None = None  # if set, every other op is fixed: replicated, stored
     points: tuple[OuterPoint, ...] | None = None  # if set, exactly these outer points
+    pp_transfer: str = "overlapped"  # Mapping.pp_transfer of the space's pipelines
+    pipeline_zero_stages: tuple[int, ...] = (0, 1, 2, 3)  # ZeRO stages allowed with pp > 1
 
     def shapes(self, hw: Hardware, work: Workload | None = None) -> list[tuple[int, int]]:
         """Tensor group shapes r×c that fit the grid. A side need not divide the grid's: the aligned
@@ -131,16 +166,17 @@ class Space:
                         if B % (dp * mb):
                             continue
                         for z in self.zero_stages:
-                            if z and dp == 1:
+                            if (z and dp == 1) or (pp > 1 and z not in self.pipeline_zero_stages):
                                 continue
                             for v in self.virtual:
-                                if not interleavable(L, pp, v):
+                                if v > 1 and pp == 1:
                                     continue
-                                for pol in self.recompute_policies:
-                                    yield OuterPoint(pp, dp, shape, mb, z, v, pol)
-                                    if layerwise and pp == 1 and v == 1:
-                                        for k in layer_groups(B // (dp * mb)):
-                                            yield OuterPoint(pp, dp, shape, mb, z, v, pol, layer_group=k)
+                                for lay in chunk_layouts(L, pp, v):
+                                    for pol in self.recompute_policies:
+                                        yield OuterPoint(pp, dp, shape, mb, z, v, pol, layers_per_chunk=lay)
+                                        if layerwise and pp == 1 and v == 1:
+                                            for k in layer_groups(B // (dp * mb)):
+                                                yield OuterPoint(pp, dp, shape, mb, z, v, pol, layer_group=k)
 
     def skipped_points(self, work: Workload) -> list[tuple[OuterPoint, str]]:
         """The explicit points (self.points) the workload cannot run, each with the reason."""
@@ -233,11 +269,17 @@ def get_space(name: "str | Space") -> Space:
     if name == "full":
         return Space("full")
     if name == "megatron":
-        return Space("megatron", zero_stages=(0,), recompute_policies=RECOMPUTE_POLICIES, fp32_grads=True,
+        # ZeRO 1: --use-distributed-optimizer; 2, 3: Megatron-FSDP (--use-megatron-fsdp with
+        # --data-parallel-sharding-strategy optim_grads / optim_grads_params)
+        return Space("megatron", zero_stages=(0, 1, 2, 3), recompute_policies=RECOMPUTE_POLICIES, fp32_grads=True,
                      layerwise=False)
     if name == "deepspeed":
-        return Space("deepspeed", zero_stages=(1, 2, 3), virtual=(1,), pipeline=False, tensor=False,
-                     recompute_policies=("none", "full"), layerwise=False)
+        # ZeRO 0-3 data parallelism; its pipeline engine (PipelineModule) runs 1F1B with blocking
+        # transfers and refuses ZeRO 2 and 3 ("ZeRO-2 and ZeRO-3 are incompatible with pipeline
+        # parallelism", deepspeed/runtime/pipe/engine.py)
+        return Space("deepspeed", zero_stages=(0, 1, 2, 3), virtual=(1,), tensor=False,
+                     recompute_policies=("none", "full"), layerwise=False, pp_transfer="blocking",
+                     pipeline_zero_stages=(0, 1))
     if name == "accpar":
         return Space("accpar", zero_stages=(0,), virtual=(1,), pipeline=False, recompute_policies=("none",),
                      layerwise=False)

@@ -32,6 +32,7 @@ from models.schema import Workload
 from .. import baselines
 from ..model.evaluate import evaluate
 from ..model.mapping import Mapping, Report
+from ..model.layout import even_chunks
 from ..search import interrupt
 from ..search.solve import Progress, plain_explanation, solve
 from ..search.space import OuterPoint, Space, get_space
@@ -118,11 +119,14 @@ def _resolve(mapping: Any, work: Workload, hw: Hardware) -> Mapping:
 
 def same_degrees(mapping: Mapping, space: Space) -> Space:
     """`space` at the outer point of `mapping` only: its pp, dp, tensor group, micro-batch, ZeRO stage
-    and schedule, with each recomputation policy the space enumerates; the per-operator partition,
+    schedule and layer layout, with each recomputation policy the space enumerates; the per-operator partition,
     recomputation and DRAM classes stay the solver's (as far as `space` allows)."""
+    layout = mapping.layers_per_chunk
+    if layout is None and mapping.layers_per_stage is not None:
+        layout = even_chunks(tuple(mapping.layers_per_stage), mapping.virtual_stages)
     return dataclasses.replace(space, points=tuple(
         OuterPoint(mapping.pp, mapping.dp, mapping.tp_shape, mapping.micro_batch, mapping.zero_stage,
-                   mapping.virtual_stages, policy, mapping.layer_group) for policy in space.recompute_policies))
+                   mapping.virtual_stages, policy, mapping.layer_group, layout) for policy in space.recompute_policies))
 
 
 def check(mapping: Mapping | str | os.PathLike | dict, work: Workload, hw: Hardware | str,
