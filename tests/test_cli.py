@@ -261,14 +261,14 @@ def test_solve_progress_bar_shows_what_solve_reports():
     from optimizer.tools.cli import _SolveBar
     from optimizer.tools.cli.common import _fmt_opt
 
-    work = models.Workload(model=models.load("llama2-7b"), global_batch=64)
+    work = models.Workload(model=models.load("megatron-1.7b"), global_batch=64)
     seen = []
     with _SolveBar(enabled=True) as bar:
         def report(p):
             bar(p)
             task = bar.progress.tasks[0]
             seen.append((p, task.completed, task.total, task.fields["incumbent"], task.fields["bound"]))
-        sol = optimizer.solve(work, hw.load("dgx-a100", nodes=1), space="megatron", threads=1, progress=report)
+        sol = optimizer.solve(work, hw.load("dgx-a100", nodes=1), space="full", threads=1, progress=report)
     assert sol.status == "optimal" and sol.points_solved >= 2  # more than one report to follow
     assert [p.solved for p, *_ in seen] == list(range(1, sol.points_solved + 1))
     for p, done, total, incumbent, bound in seen:
