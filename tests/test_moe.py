@@ -14,6 +14,7 @@ from models.graph import build_graph
 from models.loader import build_model
 from optimizer.model.evaluate import evaluate
 from optimizer.model.mapping import Mapping, OpChoice
+from optimizer.tools.export import megatron_args, parse_megatron_args
 
 # The fields the importer reads, as in mistralai/Mixtral-8x7B-v0.1 and
 # deepseek-ai/deepseek-moe-16b-base config.json.
@@ -171,3 +172,23 @@ def test_evaluate_runs_mixtral_on_dgx_h100_storing_every_experts_weights():
     assert report.memory["weights"] == pytest.approx(2 * parameter_count(m) / 32, rel=0.02)
     assert report.memory["weights"] > 3 * 2 * active_parameter_count(m) / 32
     assert 0 < report.mfu < 1
+
+
+def test_megatron_export_carries_the_expert_flags():
+    """Megatron-LM's MoE flags: --num-experts E, --moe-router-topk k, --moe-ffn-hidden-size f_e,
+    --moe-shared-expert-intermediate-size n_s·f_e, and --moe-layer-freq as a 0/1 list when the
+    first layers stay dense (DeepSeekMoE: [0, 1 × 27])."""
+    node = hw.load("dgx-h100", nodes=1)
+    mapping = Mapping(pp=1, dp=8, tp_shape=(1, 1))
+    mixtral = parse_megatron_args(megatron_args(mapping, Workload(model=models.load("mixtral-8x7b"), global_batch=8,
+                                                                  seq_len=4096), node))
+    assert (mixtral["experts"], mixtral["experts_per_token"], mixtral["expert_ffn"]) == (8, 2, 14336)
+    assert "moe_layer_freq" not in mixtral and "shared_expert_ffn" not in mixtral
+    deepseek = parse_megatron_args(megatron_args(mapping, Workload(model=models.load("deepseek-moe-16b"),
+                                                                   global_batch=8), node))
+    assert (deepseek["experts"], deepseek["experts_per_token"], deepseek["expert_ffn"], deepseek["ffn"]) == \
+        (64, 6, 1408, 10944)
+    assert deepseek["shared_expert_ffn"] == 2816
+    assert deepseek["moe_layer_freq"] == "[" + ",".join(["0"] + ["1"] * 27) + "]"
+    dense = parse_megatron_args(megatron_args(mapping, Workload(model=models.load("llama2-7b"), global_batch=8), node))
+    assert "experts" not in dense
