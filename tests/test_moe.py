@@ -192,3 +192,17 @@ def test_megatron_export_carries_the_expert_flags():
     assert deepseek["moe_layer_freq"] == "[" + ",".join(["0"] + ["1"] * 27) + "]"
     dense = parse_megatron_args(megatron_args(mapping, Workload(model=models.load("llama2-7b"), global_batch=8), node))
     assert "experts" not in dense
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("machine", ["dgx-h100", "tmac-wafer"])
+def test_solver_proves_a_mixtral_mapping_optimal_and_evaluate_agrees(machine):
+    """Issue acceptance: Mixtral-8x7B, batch 1024 of 4096 tokens (FlashAttention), on 8 DGX H100
+    nodes and on the TMAC wafer: proven optimal within 60 s, evaluate() equal to the objective."""
+    from optimizer import solve
+
+    work = Workload(model=models.load("mixtral-8x7b"), global_batch=1024, seq_len=4096, flash_attention=True)
+    machine_hw = hw.load(machine, nodes=8) if machine == "dgx-h100" else hw.load(machine)
+    sol = solve(work, machine_hw, time_limit_s=60, threads=2)
+    assert sol.status == "optimal" and sol.gap <= 1e-9
+    assert evaluate(sol.mapping, work, machine_hw).step_time_s == pytest.approx(sol.objective_s, rel=1e-6)
