@@ -142,7 +142,8 @@ def build_graph(model: ModelConfig, micro_batch: int = 1, seq_len: int | None = 
     from .moe import moe_mlp_ops, moe_sizes, moe_tensors
 
     moe = model.moe_layers > 0 if moe is None else moe
-    sz = _sizes(model, micro_batch, seq_len or model.seq_len) | (moe_sizes(model) if moe else {})
+    seq_len = seq_len or model.seq_len
+    sz = _sizes(model, micro_batch, seq_len) | (moe_sizes(model, micro_batch, seq_len) if moe else {})
     glu = 2 if model.activation == "swiglu" else 1
     T: dict[str, Tensor] = {}
 
