@@ -12,7 +12,9 @@ from hw.loader import ConfigError
 from models import Workload, active_parameter_count, forward_flops_per_token, parameter_count, step_flops
 from models.graph import build_graph
 from models.loader import build_model
+import optimizer
 from optimizer.model.evaluate import evaluate
+from optimizer.search.space import OuterPoint, Space
 from optimizer.model.mapping import Mapping, OpChoice
 from optimizer.tools.export import megatron_args, parse_megatron_args
 
@@ -192,6 +194,22 @@ def test_megatron_export_carries_the_expert_flags():
     assert deepseek["moe_layer_freq"] == "[" + ",".join(["0"] + ["1"] * 27) + "]"
     dense = parse_megatron_args(megatron_args(mapping, Workload(model=models.load("llama2-7b"), global_batch=8), node))
     assert "experts" not in dense
+
+
+def test_solver_spreads_the_experts_over_the_group_when_they_do_not_fit_otherwise():
+    """A toy MoE whose experts only a split on e divides: h = f = 75 are odd, heads 3, dp = 1 (no
+    ZeRO sharding), no DRAM tier. Its expert state, 2 layers x 4 experts x 3·h·f weights x 16 B
+    (ZeRO 0: 2 + 2 + 12 B per parameter) = 2,160,000 B, exceeds a 1.5 MB die whatever else is split;
+    on a 1x4 group the solver spreads the experts over the 4 dies (expert parallelism 4: 540,000 B
+    each) and fits."""
+    m = models.ModelConfig(name="toy-moe", layers=2, hidden=75, heads=3, vocab=64, seq_len=64, activation="swiglu",
+                           norm="rmsnorm", dropout=False, bias=False, position="rope", experts=4, experts_per_token=1,
+                           expert_ffn=75)
+    work = Workload(model=m, global_batch=1, seq_len=64)
+    space = Space("full", points=(OuterPoint(1, 1, (1, 4), 1, 0, 1),), offload=False)
+    sol = optimizer.solve(work, hw.load("tmac-wafer", rows=1, cols=4, sram_bytes=1.5e6), space=space)
+    assert sol.status == "optimal" and sol.report.fits
+    assert {sol.mapping.ops[name].split for name in ("fc1", "act", "fc2")} == {("e", "e")}
 
 
 @pytest.mark.slow
