@@ -35,7 +35,7 @@ from ..model.sharding import Option, options as op_options
 
 SPACES = ("full", "megatron", "deepspeed", "accpar", "hecaton")
 MICRO_BATCHES = (1, 2, 4, 8, 16, 32)
-LINEARS = ("q_proj", "kv_proj", "out_proj", "fc1", "fc2", "shared_fc1", "shared_fc2", "router", "lm_head")
+LINEARS = ("q_proj", "kv_proj", "out_proj", "fc1", "fc2", "lm_head")
 
 
 @dataclass(frozen=True)
