@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hw.schema import Hardware
-from models.graph import step_flops
+from models.counts import step_flops
 from models.schema import Workload
 
 from ..model import cost
