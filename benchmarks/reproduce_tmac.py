@@ -12,26 +12,27 @@ For each model on each wafer preset, three kinds of mapping are scored by optimi
   (b) space     optimizer.solve(space=peer) for peer in megatron, deepspeed, accpar: the best mapping
                 the peer's own strategy space holds;
   (c) heuristic optimizer.baselines.heuristic(peer, work, hw, offload=True): the mapping the peer's
-                own rule picks, with the least set of tensor classes in the wafer's edge DRAM that makes
-                it fit (baselines.with_least_offload: DeepSpeed's ZeRO-Offload/Infinity, weight streaming
-                for Megatron-LM and AccPar). A heuristic mapping that fits with no set is still scored
-                (fits = false, with every class in DRAM: the least on-die memory it can have). Its row
-                also carries "same_degrees": the peer's space solved at the heuristic's own degrees (pp,
-                dp, group, micro-batch, ZeRO stage, schedule; check.same_degrees), i.e. whether and how
-                fast the peer's own choice of degrees runs once its inner choices are made to fit.
+                own rule picks, made to fit by the peer's own means (DeepSpeed: ZeRO stage, micro-batch,
+                activation checkpointing, then ZeRO-Offload/Infinity to the wafer's edge DRAM; Megatron-LM:
+                pipeline depth and full recomputation, then offload of its state; AccPar: every point of its
+                bisection with its tensors spilled to DRAM at the ports' cost, the fastest that fits). A
+                mapping that still does not fit is reported (fits = false, named in the printout) and never
+                scored: no ratio is computed from it. Its row also carries "same_degrees": the peer's space
+                solved at the heuristic's own degrees (check.same_degrees).
 
-Each claim is a geomean over the models on tmac-wafer of a ratio against the peer, and uses one basis:
-"solver-in-space" when the peer's space solve found a mapping for every model (both sides then fit),
-else "heuristic" (the rows say whether the heuristic mapping fits; one that does not is scored as if
-its memory sufficed, which favours the peer). Memory is Report.peak_memory_bytes, the on-die peak of
-the most loaded die; the footprint (on-die peak + the die's share of what lives in DRAM) is reported
-beside it. memory_vs_megatron_full_recompute always uses the heuristic: Megatron-LM with full
-recomputation by construction.
+Each claim is a geomean over the models on tmac-wafer of a ratio against the peer, on one basis:
+"solver-in-space" when the peer's space solve found a mapping for every model, else "heuristic"; a
+model whose peer mapping does not fit has no ratio (the geomean is over the rest; none left: null).
+Memory is compared on one basis for every mapping (peer_fit.training_memory_bytes): the peak bytes per
+die of the training state plus activations with nothing in DRAM; the on-die peak and the footprint
+(on-die peak + the die's share of what lives in DRAM) are reported beside it.
+memory_vs_megatron_full_recompute always uses the heuristic: Megatron-LM with full recomputation.
 
-Which peer is furthest behind is measured on two bases: as if every heuristic fit (the claims' heuristic
-basis), and when a mapping must fit (standing(): a peer's space that holds no fitting mapping for a model
-is behind every peer whose space does). ordering_sensitivity() scores the heuristics again over a grid of
-link and DRAM-port bandwidths, to show whether either assumption flips the as-if-fit order.
+Each claim outside the issue's band (TARGET) prints its sensitivity (claim_sensitivity): for a peer
+that does not fit, the SRAM per die (and DRAM capacity, where it binds) at which the peer's own rule
+fits and the ratio there; for a speed-up short of the paper's, the link or DRAM-port slowdown at which
+it is reached. standing() ranks the peers when a mapping must fit; ordering_sensitivity() scores the
+heuristics over a grid of link and DRAM-port bandwidths, at the points where all of them fit.
 
 Assumptions (see docs/reproduction.md, "TMAC"):
   * hardware: the tmac-wafer preset (8 x 8 dies, 256 MB SRAM each, 4 TB/s links, 32 edge DRAM ports
@@ -64,7 +65,7 @@ import hw  # noqa: E402
 import models  # noqa: E402
 import optimizer  # noqa: E402
 from common import RESULTS_DIR, claim, save_figure, write_result  # noqa: E402
-from peer_fit import bandwidth_to_reach, sram_to_fit, statement, training_memory_bytes  # noqa: E402
+from peer_fit import bandwidth_to_reach, machine_with, sram_to_fit, statement, training_memory_bytes  # noqa: E402
 from hw.loader import build_hardware, raw_preset, strip_sources  # noqa: E402
 from optimizer import baselines  # noqa: E402
 from optimizer.tools.check import same_degrees  # noqa: E402
@@ -407,9 +408,13 @@ def claim_sensitivity(rows: list[dict[str, Any]], info: dict[str, Any], hardware
                 s["who"] = f"{peer} ({kind})"
                 s["sram"] = sram_to_fit(lambda h: baselines.heuristic(peer, work, h, offload=True), work, hardware,
                                         row["peak_memory_gb"] * 1e9)
-                if s["sram"] and full is not None:
-                    mach = hw.load(hardware, sram_bytes=s["sram"]["sram_bytes"])
-                    s["ratio_at_sram"] = s["sram"]["step_time_s"] / optimizer.evaluate(full[0], work, mach).step_time_s                         if not memory else None
+                if s["sram"] and full is not None:  # the optimum's mapping held fixed on the larger machine
+                    mach = machine_with(hardware, sram=s["sram"]["sram_bytes"],
+                                        dram_capacity=s["sram"]["dram_capacity_factor"])
+                    peer_m = baselines.heuristic(peer, work, mach, offload=True)
+                    s["ratio_at_sram"] = (training_memory_bytes(peer_m, work, mach) /
+                                          training_memory_bytes(full[0], work, mach) if memory else
+                                          s["sram"]["step_time_s"] / optimizer.evaluate(full[0], work, mach).step_time_s)
             elif v is not None and not memory and full is not None and base is not None:
                 s["bandwidth"] = bandwidth_to_reach(full[0], base[0], base[1], hardware, PAPER[name])
             elif memory and v is not None:

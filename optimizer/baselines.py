@@ -22,7 +22,8 @@ Megatron-LM and AccPar could stream weights as a wafer's weight-streaming mode d
 whose own choices depend on memory (Megatron-LM's pipeline depth, DeepSpeed's ZeRO stage,
 micro-batch and checkpointing, Hecaton's micro-batch) first looks for a choice that fits with
 nothing in DRAM and only then uses the DRAM tier (offloading is the peers' last resort: it adds
-port traffic); AccPar's choice ignores memory, so the tier is added to the mapping it picks.
+port traffic); AccPar's search ignores memory, so every point of it gets its tensors spilled to
+DRAM and the fastest point that then fits is kept.
 
 Memory accounting: the Megatron-LM baseline uses Megatron's own (fp32 gradient accumulation
 buffer: 18 B/param: 2 weights + 4 grads + 12 Adam); the others use ZeRO's 16 B/param.
