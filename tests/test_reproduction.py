@@ -365,3 +365,15 @@ def test_sram_to_fit_returns_a_machine_on_which_the_rule_fits():
     mach = peer_fit.machine_with("tmac-wafer", sram=got["sram_bytes"], dram_capacity=got["dram_capacity_factor"])
     assert evaluate(pick(mach), w, mach).fits and got["mapping"] == pick(mach).name
     assert not evaluate(pick(hw.load("tmac-wafer")), w, hw.load("tmac-wafer")).fits or got["factor"] == 1
+
+
+def test_accpar_spilled_keeps_the_fastest_point_that_fits():
+    """AccPar's search ignores memory; with offload=True each of its points gets its tensors spilled to DRAM
+    and the fastest that then fits wins, so it is never slower than its memory-blind choice spilled."""
+    w, h = tight(sram=2e9)
+    m = baselines.accpar(w, h, offload=True)
+    spilled = baselines.with_least_offload(baselines.accpar(w, h), w, h)
+    rm, rs = evaluate(m, w, h), evaluate(spilled, w, h)
+    assert rm.fits or not rs.fits
+    if rs.fits:
+        assert rm.step_time_s <= rs.step_time_s * (1 + 1e-12)
