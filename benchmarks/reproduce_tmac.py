@@ -493,9 +493,13 @@ def acceptance(rows: list[dict[str, Any]], info: dict[str, Any], hardware: str =
     AccPar and DeepSpeed furthest behind, TMAC-style memory below AccPar's and DeepSpeed's."""
     sp = {p: info[f"speedup_vs_{p}"] for p in PEERS}
     g = {p: sp[p]["by_basis"][sp[p]["basis"]]["geomean"] for p in PEERS}
-    beats = {p: all(v is not None and v > 1 for v in sp[p]["per_model"].values()) for p in PEERS}
+    def above_1(per_model: dict[str, float | None]) -> bool | None:  # None: no model's peer mapping fits
+        vals = [v for v in per_model.values() if v is not None]
+        return all(v > 1 for v in vals) if vals else None
+
+    beats = {p: above_1(sp[p]["per_model"]) for p in PEERS}
     mem = {p: info[f"memory_reduction_vs_{p}"] for p in ("accpar", "deepspeed")}
-    mem_lower = {p: all(v is not None and v > 1 for v in mem[p]["per_model"].values()) for p in mem}
+    mem_lower = {p: above_1(mem[p]["per_model"]) for p in mem}
     full_rows = [r for r in rows if r["hardware"] == hardware and r["kind"] == "full"]
     mm = info["memory_vs_megatron_full_recompute"]
 
