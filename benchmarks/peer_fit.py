@@ -64,15 +64,18 @@ def machine_with(preset: str, link_div: float = 1.0, dram_div: float = 1.0, sram
 
 
 def bandwidth_to_reach(ours: optimizer.Mapping, peer: optimizer.Mapping, work: models.Workload, preset: str,
-                       target: float, field: str = "step_time_s") -> dict[str, Any]:
+                       target: float, field: str = "step_time_s", sram: float | None = None,
+                       dram_capacity: float = 1.0) -> dict[str, Any]:
     """Per figure ("link_bandwidth", "dram_port_bandwidth"): the least slowdown of SLOWDOWNS at which
-    peer's `field` / ours reaches `target`, both mappings held fixed (None: not within 1024x)."""
+    peer's `field` / ours reaches `target`, both mappings held fixed (None: not within 1024x), on the
+    preset with `sram` bytes per die and `dram_capacity` times the DRAM capacity (machine_with)."""
     out: dict[str, Any] = {}
     for figure in ("link_bandwidth", "dram_port_bandwidth"):
         out[figure] = None
         for div in SLOWDOWNS:
             machine = machine_with(preset, link_div=div if figure == "link_bandwidth" else 1.0,
-                               dram_div=div if figure == "dram_port_bandwidth" else 1.0)
+                                   dram_div=div if figure == "dram_port_bandwidth" else 1.0, sram=sram,
+                                   dram_capacity=dram_capacity)
             a, b = optimizer.evaluate(ours, work, machine), optimizer.evaluate(peer, work, machine)
             ratio = getattr(b, field) / getattr(a, field)
             if ratio >= target:
@@ -94,9 +97,10 @@ def statement(name: str, paper: float, sens: dict[str, Any]) -> str:
         elif s.get("who"):
             parts.append(f"{m}: {s['who']} still do(es) not fit after {SRAM_STEPS} steps of {SRAM_STEP}x "
                          f"more SRAM per die (and DRAM capacity where it binds)")
+        where = " there" if s.get("sram") else ""
         for fig, hit in (s.get("bandwidth") or {}).items():
-            parts.append(f"{m}: {fig} / {hit['divided_by']:g} gives {hit['ratio']:.3g}x" if hit else
-                         f"{m}: no {fig} slowdown up to 1024x reaches {paper}x")
+            parts.append(f"{m}: {fig}{where} / {hit['divided_by']:g} gives {hit['ratio']:.3g}x" if hit else
+                         f"{m}: no {fig} slowdown{where} up to 1024x reaches {paper}x")
         if s.get("note"):
             parts.append(f"{m}: {s['note']}")
     return f"{name} (paper {paper}x): " + "; ".join(parts)

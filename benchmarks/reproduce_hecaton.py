@@ -271,6 +271,10 @@ def claim_sensitivity(rows: list[dict[str, Any]], claims: list[dict]) -> dict[st
                              "dram_capacity_factor": dcap}
                 if all(r.fits for r in rep_.values()):
                     s["ratio_at_sram"] = getattr(rep_["megatron-1d"], field) / getattr(rep_["hecaton"], field)
+                    if s["ratio_at_sram"] < c["paper"]:  # and then the bandwidths, both mappings fixed
+                        s["bandwidth"] = bandwidth_to_reach(picks["hecaton"](work)(mach),
+                                                            picks["megatron-1d"](work)(mach), work, HARDWARE,
+                                                            c["paper"], field, sram=cap, dram_capacity=dcap)
         else:
             ours_m = MAPPINGS[(HARDWARE, model, "heuristic", "hecaton")][0]
             base_m = MAPPINGS[(HARDWARE, model, "heuristic", "megatron-1d")][0]

@@ -391,8 +391,9 @@ def in_band(name: str, v: float | None) -> bool:
 def claim_sensitivity(rows: list[dict[str, Any]], info: dict[str, Any], hardware: str = CLAIM_HARDWARE) -> dict:
     """Per claim outside its TARGET band, per model: a peer mapping that does not fit -> the SRAM per
     die at which the peer's own rule fits (sram_to_fit) and the ratio there against the optimum's
-    mapping held fixed; a speed-up that fits but falls short of the paper's -> the link or DRAM-port
-    slowdown (both mappings fixed) that reaches it; a memory ratio -> no bandwidth moves it (note)."""
+    mapping held fixed (a speed-up still short of the paper's there: the link or DRAM-port slowdown on
+    that machine that reaches it); a speed-up that fits but falls short of the paper's -> the link or
+    DRAM-port slowdown (both mappings fixed) that reaches it; a memory ratio -> no bandwidth moves it."""
     out = {}
     for name, i in info.items():
         if in_band(name, i["by_basis"][i["basis"]]["geomean"]):
@@ -415,6 +416,10 @@ def claim_sensitivity(rows: list[dict[str, Any]], info: dict[str, Any], hardware
                     s["ratio_at_sram"] = (training_memory_bytes(peer_m, work, mach) /
                                           training_memory_bytes(full[0], work, mach) if memory else
                                           s["sram"]["step_time_s"] / optimizer.evaluate(full[0], work, mach).step_time_s)
+                    if not memory and s["ratio_at_sram"] < PAPER[name]:  # and then the bandwidths
+                        s["bandwidth"] = bandwidth_to_reach(full[0], peer_m, work, hardware, PAPER[name],
+                                                            sram=s["sram"]["sram_bytes"],
+                                                            dram_capacity=s["sram"]["dram_capacity_factor"])
             elif v is not None and not memory and full is not None and base is not None:
                 s["bandwidth"] = bandwidth_to_reach(full[0], base[0], base[1], hardware, PAPER[name])
             elif memory and v is not None:
