@@ -55,7 +55,6 @@ from optimizer.tools.export.megatron import vocab_padding  # noqa: E402
 
 PRETRAIN_DEFAULTS = {"tokenizer_type": "GPT2BPETokenizer"}  # pretrain_gpt.py's args_defaults (core_v0.16.1)
 GPU_ARCH = {"A100": 8, "H100": 9}  # CUDA compute capability (major): A100 8.0, H100 9.0 (NVIDIA CUDA GPUs table)
-UNEVEN_INTERLEAVING = "virtual_stages"  # evaluate()'s refusal of interleaving on uneven stages, while it stands
 
 
 @dataclass
@@ -107,8 +106,7 @@ CASES = [
 ]
 # per-chunk layouts checked with Megatron-LM's own PipelineParallelLayerLayout (no evaluate() needed):
 # (name, layers, pp, chunk layers, base case). With a base case, the base's launch is also parsed and
-# validated with this layout in place of its own: the interleaved Llama 3.1 405B plans' flags
-# while evaluate() does not yet score uneven chunks
+# validated with this layout in place of its own (the layout flag checked apart from the plan's other flags)
 BASE_405B = "llama3.1-405b tp8 pp16 uneven"
 LAYOUTS = [("llama3.1-405b pp16 v2 E/L chunks of 3", 126, 16, (3,) + (4,) * 30 + (3,), BASE_405B),
            ("llama3.1-405b pp16 v2 chunk_layers", 126, 16, (4,) * 16 + (3,) + (4,) * 14 + (3,), BASE_405B),
@@ -248,12 +246,7 @@ def check_megatron(case: Case) -> dict[str, Any]:
     """The launch script through bash, torchrun's parser and Megatron-LM's; a row with every
     parsed degree next to the plan's and `mismatches` (empty when all agree)."""
     m, work, machine = case.build()
-    try:
-        script = launch_script(m, work, machine)
-    except ConfigError as err:
-        if m.virtual_stages > 1 and UNEVEN_INTERLEAVING in str(err):
-            return {"case": case.name, "status": "refused by evaluate", "reason": str(err)}
-        raise
+    script = launch_script(m, work, machine)
     from torch.distributed.run import get_args_parser
 
     with tempfile.TemporaryDirectory() as tmp:

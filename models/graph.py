@@ -112,7 +112,7 @@ MEMORY_BOUND_BACKWARD = {"norm": 1.5, "softmax": 1.5, "activation": 1.5, "swiglu
 # run in FP8 under FP8 training and overlap their TP collectives with --tp-comm-overlap; the
 # attention core (cuDNN / FlashAttention, FP8 attention is opt-in) and the output layer stay BF16
 # (Megatron-Core builds the output layer without Transformer Engine).
-BLOCK_LINEARS = ("q_proj", "kv_proj", "out_proj", "fc1", "fc2")
+BLOCK_LINEARS = ("q_proj", "kv_proj", "out_proj", "fc1", "fc2", "shared_fc1", "shared_fc2")
 LSE_BYTES = 4  # FlashAttention keeps one fp32 log-sum-exp per query row and head (Dao et al. 2022)
 # FlashAttention's backward runs five GEMMs of the forward's size (S = QKᵀ again, dV, dP, dQ, dK)
 # against the forward's two (Dao et al. 2022, Sec. 3.1 and Alg. 4): 2.5x the forward FLOPs.
@@ -126,7 +126,7 @@ _BSH = ("b", "s", "h")  # dims of the residual stream: batch, sequence, hidden
 
 
 def build_graph(model: ModelConfig, micro_batch: int = 1, seq_len: int | None = None, dtype_bytes: int = 2,
-                flash_attention: bool = False) -> Graph:
+                flash_attention: bool = False, moe: bool | None = None) -> Graph:
     """The operator graph for one micro-batch of `micro_batch` sequences of `seq_len` tokens.
 
     flash_attention: the attention core (QKᵀ, softmax, dropout, attention·V) is one fused op,
@@ -134,8 +134,16 @@ def build_graph(model: ModelConfig, micro_batch: int = 1, seq_len: int | None = 
     per-row log-sum-exp, executing the causal half of the scores (CAUSAL_SHARE); the s×s scores
     live only as tiles in on-chip memory and are never stored,
     its backward recomputes them tile by tile (FLASH_BACKWARD_FACTOR) and regenerates the dropout
-    mask from the RNG state."""
-    sz = _sizes(model, micro_batch, seq_len or model.seq_len)
+    mask from the RNG state.
+
+    moe: the block is a mixture-of-experts block (models.moe); None = MoE if the model has any MoE
+    layer. The graph holds one kind of block: models.counts counts a model that mixes dense and
+    MoE layers from both graphs; the solver costs every layer as the block built here."""
+    from .moe import moe_mlp_ops, moe_sizes, moe_tensors
+
+    moe = model.moe_layers > 0 if moe is None else moe
+    seq_len = seq_len or model.seq_len
+    sz = _sizes(model, micro_batch, seq_len) | (moe_sizes(model, micro_batch, seq_len) if moe else {})
     glu = 2 if model.activation == "swiglu" else 1
     T: dict[str, Tensor] = {}
 
@@ -144,7 +152,10 @@ def build_graph(model: ModelConfig, micro_batch: int = 1, seq_len: int | None = 
         return name
 
     _block_tensors(t, glu)
-    ops = _attention_ops(model, sz, t, flash_attention) + _mlp_ops(model, sz, t, glu)
+    if moe:
+        moe_tensors(model, t, glu)
+    mlp = moe_mlp_ops(model, sz, t, glu) if moe else _mlp_ops(model, sz, t, glu)
+    ops = _attention_ops(model, sz, t, flash_attention) + mlp
     pre = _pre_ops(model, sz, t)
     post = _post_ops(model, sz, t)
     consumers: dict[str, list[str]] = {}
@@ -303,28 +314,8 @@ def _post_ops(model: ModelConfig, sz: dict[str, int], t) -> tuple[Op, ...]:
     )
 
 
-def parameter_count(model: ModelConfig) -> int:
-    """Trainable parameters: blocks, embeddings (+ learned positions), final norm, untied head."""
-    gr = build_graph(model, 1, model.seq_len)
-    block = sum(o.params for o in gr.block)
-    return model.layers * block + sum(o.params for o in gr.pre + gr.post)
-
-
-def step_flops(model: ModelConfig, global_batch: int, seq_len: int | None = None, recompute: bool = False) -> int:
-    """Matmul FLOPs of one training step (forward, backward = 2x forward, + forward again if recompute).
-
-    For GPT-style models equals Narayanan et al. (SC21): 72·B·s·l·h²·(1 + s/(6h) + V/(12·l·h)),
-    and with full recompute 96·B·s·l·h²·(1 + s/(6h) + V/(16·l·h)).
-    """
-    gr = build_graph(model, global_batch, seq_len or model.seq_len)
-    block = sum(o.flops for o in gr.block)
-    head = sum(o.flops for o in gr.post)
-    layers = model.layers * block
-    return (4 if recompute else 3) * layers + 3 * head
-
-
 SELECTIVE_RECOMPUTE = ("qk", "softmax", "attn_dropout")  # Korthikanti et al. 2022: the attention core
-TP_SPLIT_TENSORS = ("q", "kv", "scores", "probs", "probs_d", "mask_attn", "ctx", "lse", "u", "act")
+TP_SPLIT_TENSORS = ("q", "kv", "scores", "probs", "probs_d", "mask_attn", "ctx", "lse", "u", "act", "us", "acts")
 
 
 def stored_tensors(graph: Graph, recomputed: set[str]) -> set[str]:

@@ -4,6 +4,12 @@ Supported ``model_type`` values and how each maps onto ModelConfig:
 
 - ``llama``, ``mistral``, ``qwen2``: SwiGLU MLP (``intermediate_size``), RMSNorm, rotary positions,
   no dropout, no biases, grouped-query attention from ``num_key_value_heads``.
+- ``mixtral`` (llama-like): ``num_local_experts`` experts of ``intermediate_size``, top-k
+  ``num_experts_per_tok``, every layer a MoE layer.
+- ``deepseek`` (DeepSeekMoE, llama-like attention): ``n_routed_experts`` experts of
+  ``moe_intermediate_size``, ``n_shared_experts``, top-k ``num_experts_per_tok``, the first
+  ``first_k_dense_replace`` layers dense (FFN ``intermediate_size``), every ``moe_layer_freq``-th
+  layer MoE after them. (deepseek_v2/v3 use multi-head latent attention, which ModelConfig lacks.)
 - ``gpt2``: GeLU MLP (``n_inner``, default 4·hidden), LayerNorm, biases, learned positions,
   input/output embeddings always tied.
 - ``gpt_neox``: GeLU MLP (``intermediate_size``), LayerNorm, biases, rotary positions
@@ -30,8 +36,15 @@ from .schema import ModelConfig
 
 DEFAULT_MAX_SEQ_LEN = 8192  # assumption: see module docstring
 
-LLAMA_LIKE = ("llama", "mistral", "qwen2")
+LLAMA_LIKE = ("llama", "mistral", "qwen2", "mixtral", "deepseek")
 SUPPORTED = (*LLAMA_LIKE, "gpt2", "gpt_neox")
+# config.json keys of the expert fields, per model_type: ModelConfig field -> key
+MOE_KEYS = {
+    "mixtral": {"experts": "num_local_experts", "experts_per_token": "num_experts_per_tok"},
+    "deepseek": {"experts": "n_routed_experts", "experts_per_token": "num_experts_per_tok",
+                 "expert_ffn": "moe_intermediate_size", "shared_experts": "n_shared_experts",
+                 "first_dense_layers": "first_k_dense_replace", "moe_layer_freq": "moe_layer_freq"},
+}
 
 
 def _read(path: str | Path) -> tuple[Path, dict]:
@@ -122,6 +135,15 @@ def _llama_like(cfg: dict, model_type: str, max_seq_len: int | None) -> dict:
     )
 
 
+def _moe(cfg: dict, model_type: str) -> dict:
+    """The expert fields of a MoE config.json (none for a dense one: experts absent, null or 0)."""
+    keys = MOE_KEYS.get(model_type, {})
+    if not _int(cfg, keys.get("experts", ""), default=0, model_type=model_type):
+        return {}
+    out = {field: _int(cfg, key, default=None, model_type=model_type) for field, key in keys.items()}
+    return {field: value for field, value in out.items() if value is not None}
+
+
 def _gpt2(cfg: dict, max_seq_len: int | None) -> dict:
     mt = "gpt2"
     act = cfg.get("activation_function", "gelu_new")
@@ -171,7 +193,7 @@ def hf_fields(cfg: dict, *, max_seq_len: int | None = DEFAULT_MAX_SEQ_LEN) -> di
     """The ModelConfig fields (without name) for a parsed config.json dict."""
     model_type = cfg.get("model_type")
     if model_type in LLAMA_LIKE:
-        return _llama_like(cfg, model_type, max_seq_len)
+        return _llama_like(cfg, model_type, max_seq_len) | _moe(cfg, model_type)
     if model_type == "gpt2":
         return _gpt2(cfg, max_seq_len)
     if model_type == "gpt_neox":

@@ -34,6 +34,16 @@ class ModelConfig(Frozen):
     bias: bool = True
     position: Literal["learned", "rope"] = "learned"
     seq_len: int = Field(default=2048, gt=0, description="context length the model was built for")
+    # Mixture of experts (models.moe). experts = 0: a dense model, and the fields below stay unset.
+    experts: int = Field(default=0, ge=0, description="routed experts per MoE layer; 0 = dense")
+    experts_per_token: int | None = Field(default=None, gt=0, description="top-k: routed experts each token uses")
+    expert_ffn: int | None = Field(default=None, gt=0, description="FFN size of one expert; None = ffn")
+    shared_experts: int = Field(default=0, ge=0, description="experts every token uses (DeepSeekMoE), of expert_ffn each")
+    moe_layer_freq: int | None = Field(default=1, ge=0, description="every k-th layer is MoE; 0/None = dense")
+    first_dense_layers: int = Field(default=0, ge=0, description="the first k layers stay dense (DeepSeek)")
+    expert_load_imbalance: float = Field(
+        default=1.0, ge=1.0, description="tokens of the busiest expert / the average tokens x top-k / experts; "
+        "1.0 = balanced (assumption: an auxiliary balance loss keeps the routing near even)")
 
     @model_validator(mode="after")
     def _shapes(self) -> "ModelConfig":
@@ -42,7 +52,36 @@ class ModelConfig(Frozen):
         if self.kv_heads is not None:
             if self.kv_heads > self.heads or self.heads % self.kv_heads:
                 raise ValueError(f"kv_heads ({self.kv_heads}) must divide heads ({self.heads})")
+        return self._experts()
+
+    def _experts(self) -> "ModelConfig":
+        if not self.experts:
+            unset = {"experts_per_token": None, "expert_ffn": None, "shared_experts": 0, "first_dense_layers": 0}
+            for name, default in unset.items():
+                if getattr(self, name) != default:
+                    raise ValueError(f"{name} needs experts > 0 (experts = 0 is a dense model)")
+            return self
+        if self.experts_per_token is None or self.experts_per_token > self.experts:
+            raise ValueError(f"experts_per_token must be 1..experts ({self.experts}) for a MoE model; "
+                             f"got {self.experts_per_token}")
+        if self.first_dense_layers > self.layers:
+            raise ValueError(f"first_dense_layers ({self.first_dense_layers}) must be 0..layers ({self.layers})")
         return self
+
+    def is_moe_layer(self, i: int) -> bool:
+        """Layer i (0-based) is a MoE layer: DeepSeek's rule, i >= first_dense_layers and
+        i % moe_layer_freq == 0 (HF DeepseekDecoderLayer)."""
+        return bool(self.experts and self.moe_layer_freq) and i >= self.first_dense_layers and \
+            i % self.moe_layer_freq == 0
+
+    @property
+    def moe_layers(self) -> int:
+        """How many of the layers are MoE layers (0 for a dense model)."""
+        return sum(self.is_moe_layer(i) for i in range(self.layers))
+
+    @property
+    def expert_ffn_size(self) -> int:
+        return self.expert_ffn if self.expert_ffn is not None else self.ffn_size
 
     @property
     def n_kv_heads(self) -> int:

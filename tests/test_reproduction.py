@@ -244,7 +244,8 @@ def test_the_sensitivity_grid_at_the_preset_bandwidths_scores_the_heuristics_as_
 
 
 def test_reproduce_all_fails_when_a_benchmark_misses(tmp_path, monkeypatch, capsys):
-    """A reproduction run can fail: reproduce_all exits 1 and names the benchmark whose main() missed."""
+    """A reproduction run can fail: reproduce_all exits 1 and names the benchmark whose main() missed
+    (with --compare only when a claim moved) or that crashed."""
     import reproduce_all
 
     def bench(name: str, code: int | None):
@@ -260,6 +261,15 @@ def test_reproduce_all_fails_when_a_benchmark_misses(tmp_path, monkeypatch, caps
     assert reproduce_all.main(["--only", "met,quiet", "--quiet"]) == 0
     assert reproduce_all.main(["--quiet"]) == 1
     assert "missed their targets (main() returned non-zero): missed" in capsys.readouterr().out
+    # with --compare a known miss whose claims did not move passes; a crash fails either way
+    assert reproduce_all.main(["--quiet", "--compare"]) == 0
+
+    def crash():
+        raise RuntimeError("broken on purpose")
+
+    monkeypatch.setattr(reproduce_all, "BENCHMARKS", (("met", bench("met", 0)), ("crash", crash)))
+    assert reproduce_all.main(["--quiet", "--compare"]) == 1
+    assert "crashed: crash" in capsys.readouterr().out
 
 
 def _fake_result(path: Path, name: str, speedup: float, paper: float = 3.1) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from hw import loader as hw_loader
 from hw.loader import ConfigError
 from hw.schema import Hardware
-from models.graph import step_flops
+from models.counts import step_flops
 from models.schema import Workload
 
 from . import cost

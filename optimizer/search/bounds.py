@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hw.schema import Hardware
-from models.graph import step_flops
+from models.counts import step_flops
 from models.schema import Workload
 
 from ..model import cost
@@ -184,3 +184,45 @@ def _machine_objective_bound(objective: str, work: Workload, hw: Hardware) -> fl
     flops = step_flops(work.model, work.global_batch, work.seq_len)
     energy = hw.energy.static_w * flops / (hw.peak(work.dtype) * hw.die.matmul_efficiency)
     return energy if objective == "energy" else energy * t
+
+
+class _Dominance:
+    """Outer points that differ only in dp and ZeRO stage: a larger dp or a higher stage never needs
+    more memory on a die (the state is sharded further, cost.zero_state_bytes and
+    offload_working_bytes; fewer micro-batches are in flight, cost.micro_batches_in_flight; the rest
+    is the same). So the member with the largest (dp, stage) of each such family (top) bounds the
+    on-die need of all: where it fits on no die, no member does, and the family is pruned by one
+    bound (_bounds of the top, kept for its own turn when it fits)."""
+
+    def __init__(self, work: Workload, hw: Hardware, space: Space):
+        self.top: dict[tuple, OuterPoint] = {}
+        for pt in space.outer_points(work, hw):
+            if pt.dies <= hw.num_dies:
+                f = self.family(pt)
+                top = self.top.get(f)
+                if top is None or (pt.dp, pt.zero_stage) > (top.dp, top.zero_stage):
+                    self.top[f] = pt
+        self.dead: dict[tuple, bool] = {}
+        self.kept: dict[OuterPoint, tuple] = {}
+
+    @staticmethod
+    def family(pt: OuterPoint) -> tuple:
+        return (pt.shape, pt.micro_batch, pt.pp, pt.virtual, pt.layers_per_chunk, pt.layer_group, pt.recompute_policy)
+
+    def bounds(self, pt: OuterPoint, pr: _Probe, work: Workload, hw: Hardware, space: Space,
+               tiers: _Tiers) -> tuple[tuple | None, tuple | None]:
+        """(_bounds of pt, or None when its family's top fits on no die; (top, its _bounds) the first
+        time a family is found dead, for the caller's evidence, else None)."""
+        f = self.family(pt)
+        newly = None
+        if f not in self.dead:
+            top = self.top.get(f, pt)
+            res = _bounds(top, pr, work, hw, space, tiers)
+            self.dead[f] = res[1] > tiers.die_bytes
+            if self.dead[f]:
+                newly = (top, res)
+            elif top != pt:
+                self.kept[top] = res
+        if self.dead[f]:
+            return None, newly
+        return self.kept.pop(pt, None) or _bounds(pt, pr, work, hw, space, tiers), newly

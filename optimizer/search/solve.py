@@ -38,7 +38,7 @@ from . import infeasible, interrupt
 from ..model.evaluate import evaluate
 from ..formulation.backends import BACKENDS
 from ..model.mapping import Mapping, Report
-from .bounds import _bounds, _energy_floor, _machine_objective_bound, _memory_need, _point_bound, _Tiers
+from .bounds import _bounds, _Dominance, _energy_floor, _machine_objective_bound, _memory_need, _point_bound, _Tiers
 from .lagrangian import (PRIMAL_MIN_GAIN, PRIMAL_SHARE, _block_comm, _gathers, _lagrangian_bound, _layer_comm,
                          _relaxations, _relaxed_mapping, _resharding_bound)
 from .points import (REL_TOL, _InnerPool, _PointResult, _Probe, _solve_edp, _solve_time_or_energy, _tables,
@@ -237,6 +237,7 @@ def _enumerate(work: Workload, hw: Hardware, sp: Space, objective: str, t0: floa
     queue = _Queue(objective, hw.energy.static_w)
     tiers, ev = _Tiers.of(sp, hw), queue.ev
     dead_family = None  # degrees whose layer-wise group no longer fits (space.layer_groups ascend)
+    dominance = _Dominance(work, hw, sp)
     for pt, pr in probed_points(work, hw, sp):
         if interrupt.requested() or (queue.total % 256 == 0
                                      and time.perf_counter() - t0 > ENUMERATION_SHARE * time_limit_s):
@@ -249,11 +250,16 @@ def _enumerate(work: Workload, hw: Hardware, sp: Space, objective: str, t0: floa
         if pt.layer_group > 1 and family == dead_family:  # a smaller group of these degrees did not fit
             queue.pruned_mem += 1
             continue
-        lb, mem, spill, fitting = _bounds(pt, pr, work, hw, sp, tiers)
-        queue.seen.append((pt, pr))
-        if mem < ev.least:
-            ev.least, ev.least_point = mem, pt
-        ev.least_spill = min(ev.least_spill, spill)
+        res, dead_top = dominance.bounds(pt, pr, work, hw, sp, tiers)
+        for seen, (_lb, mem, spill, _f) in ([dead_top] if dead_top else []) + ([(pt, res)] if res else []):
+            queue.seen.append((seen, pr))
+            if mem < ev.least:
+                ev.least, ev.least_point = mem, seen
+            ev.least_spill = min(ev.least_spill, spill)
+        if res is None:  # its family's member with the most dp and ZeRO fits on no die
+            queue.pruned_mem += 1
+            continue
+        lb, mem, spill, fitting = res
         if lb == float("inf"):  # no choice of tiers fits this point
             queue.pruned_mem += 1
             dead_family = family if pt.layer_group > 1 else None  # larger groups only hold more

@@ -241,18 +241,22 @@ class Space:
 
 # Megatron-LM's tensor-parallel split of each op (Shoeybi et al. 2019; vocab-parallel embedding and head)
 MEGATRON_SPLITS = {"q_proj": "a", "kv_proj": "g", "qk": "a", "softmax": "a", "attn_dropout": "a", "av": "a",
-                   "attention": "a", "out_proj": "a", "fc1": "f", "act": "f", "fc2": "f", "embedding": "v",
+                   "attention": "a", "out_proj": "a", "fc1": "f", "act": "f", "fc2": "f", "shared_fc1": "r",
+                   "shared_act": "r", "shared_fc2": "r", "embedding": "v",
                    "lm_head": "v", "loss": "v"}
 
 
 def side_lengths(side: int, work: Workload | None) -> list[int]:
     """Group side lengths tried along a grid side of `side` dies: its divisors and, with a
     workload, every length up to `side` that divides one of the model's split dimensions
-    (hidden, heads, kv heads, head dim, ffn, vocab, sequence) or a micro-batch size."""
+    (hidden, heads, kv heads, head dim, ffn, vocab, sequence; a MoE model's expert ffn, experts and
+    shared-expert ffn) or a micro-batch size."""
     if work is None:
         return [n for n in range(1, side + 1) if side % n == 0]
     m = work.model
     dims = (m.hidden, m.heads, m.n_kv_heads, m.dim_per_head, m.ffn_size, m.vocab, work.seq_len) + MICRO_BATCHES
+    if m.moe_layers:
+        dims += tuple(d for d in (m.expert_ffn_size, m.experts, m.shared_experts * m.expert_ffn_size) if d)
     return [n for n in range(1, side + 1) if side % n == 0 or any(d % n == 0 for d in dims)]
 
 

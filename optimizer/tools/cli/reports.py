@@ -50,6 +50,7 @@ def print_report(rep: Report, title: str = "") -> None:
 DIM_NAMES = {  # models/graph.py's loop dimensions
     "b": "batch", "s": "seq", "z": "key seq", "h": "hidden", "k": "contracted hidden", "n": "output hidden",
     "a": "heads", "g": "kv heads", "d": "head dim", "f": "ffn", "v": "vocab",
+    "e": "experts", "c": "rows per expert", "r": "shared-expert ffn",  # models/moe.py
 }
 
 

@@ -119,6 +119,21 @@ def _model_args(work: Workload) -> list[str]:
         args.append("--disable-bias-linear")
     if not model.dropout:
         args += ["--attention-dropout", "0.0", "--hidden-dropout", "0.0"]
+    return args + _moe_args(model)
+
+
+def _moe_args(model) -> list[str]:
+    """A MoE model's flags: experts, top-k, expert and shared-expert FFN sizes, and which layers are
+    MoE (--moe-layer-freq as Megatron-LM's 0/1 list pattern when not every layer is)."""
+    if not model.moe_layers:
+        return []
+    args = ["--num-experts", str(model.experts), "--moe-router-topk", str(model.experts_per_token),
+            "--moe-ffn-hidden-size", str(model.expert_ffn_size)]
+    if model.shared_experts:
+        args += ["--moe-shared-expert-intermediate-size", str(model.shared_experts * model.expert_ffn_size)]
+    if model.moe_layers < model.layers:
+        pattern = ",".join(str(int(model.is_moe_layer(i))) for i in range(model.layers))
+        args += ["--moe-layer-freq", f"[{pattern}]"]
     return args
 
 

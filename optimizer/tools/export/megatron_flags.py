@@ -12,7 +12,9 @@ from .layout import expand_layout
 # Megatron-LM core_v0.16.1 (https://github.com/NVIDIA/Megatron-LM; checked with its own parse_args
 # and validate_args by benchmarks/validate_exports.py). Newer than core_v0.9.0: the pipeline layout,
 # Megatron-FSDP (--use-megatron-fsdp, --data-parallel-sharding-strategy, --ckpt-format fsdp_dtensor)
-# and --grad-reduce-in-bf16.
+# and --grad-reduce-in-bf16. The MoE flags: --num-experts and --moe-layer-freq (_add_moe_args);
+# --moe-router-topk, --moe-ffn-hidden-size, --moe-shared-expert-intermediate-size (TransformerConfig
+# fields, made flags by ArgumentGroupFactory).
 # flag -> (key in parse_megatron_args' result, value type; bool = store_true flag)
 MEGATRON_FLAGS: dict[str, tuple[str, type]] = {
     "--tensor-model-parallel-size": ("tp", int),
@@ -53,6 +55,11 @@ MEGATRON_FLAGS: dict[str, tuple[str, type]] = {
     "--accumulate-allreduce-grads-in-fp32": ("grads_in_fp32", bool),
     "--grad-reduce-in-bf16": ("grad_reduce_in_bf16", bool),
     "--attention-backend": ("attention_backend", str),
+    "--num-experts": ("experts", int),
+    "--moe-router-topk": ("experts_per_token", int),
+    "--moe-ffn-hidden-size": ("expert_ffn", int),
+    "--moe-shared-expert-intermediate-size": ("shared_expert_ffn", int),
+    "--moe-layer-freq": ("moe_layer_freq", str),
     "--bf16": ("bf16", bool),
     "--fp16": ("fp16", bool),
 }
