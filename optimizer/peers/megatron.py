@@ -156,20 +156,20 @@ def megatron_heuristic(work: Workload, hw: Hardware, offload: Offload = False) -
 
 def megatron_1d(work: Workload, hw: Hardware, offload: Offload = True) -> Mapping:
     """Hecaton's Megatron baseline (Huang et al., arXiv 2407.05784: "the tensor parallelism in
-    Megatron"): Megatron-LM's 1D tensor parallelism with one tensor group spanning every usable die
-    of the package (tp = rows x cols, the squarest tile; no pipeline, no data parallelism) and the
+    Megatron"): Megatron-LM's 1D tensor parallelism with one tensor group spanning the whole
+    package (tp = rows x cols on the rows x cols tile; no pipeline, no data parallelism) and the
     1F1B order, so weights and gradients kept in DRAM cross the ports once per micro-batch (no
     layer-wise reuse). A key/value projection or vocabulary the tensor degree does not divide
     stays replicated (megatron_ops); an attention op whose heads the key/value groups cannot split
-    that far (_valid_1d) keeps the per-die share by splitting the query sequence on the columns. Among Megatron's recomputation policies and the micro-batches
-    of MICRO_BATCHES dividing the batch, the mapping kept fits, then needs the fewest classes in
-    DRAM (offload=True: with_least_offload), then has the least step time (if none fits: the least
-    on-die memory). offload=False or a tuple:
-    nothing / exactly those classes in DRAM."""
+    that far keeps its per-die share by splitting the query sequence on the columns (_valid_1d).
+    Among Megatron's recomputation policies and the micro-batches of MICRO_BATCHES dividing the
+    batch, the mapping kept fits, then needs the fewest classes in DRAM (offload=True:
+    with_least_offload), then has the least step time (if none fits: the least on-die memory;
+    evaluate() says fits=False). offload=False or a tuple: nothing / exactly those classes in DRAM."""
     _check_inputs(work, hw)
     _check_offload(offload, hw)
     tp = hw.rows * hw.cols
-    if hw.defects or squarest(tp, hw.rows, hw.cols) is None:
+    if hw.defects:
         raise ConfigError(f"defects: a 1D tensor group over the whole package needs every die; {hw.name} has "
                           f"defective dies {list(hw.defects)} (allowed: none)")
     mbs = [b for b in sorted(MICRO_BATCHES, reverse=True) if work.global_batch % b == 0] or [1]
