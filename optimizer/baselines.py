@@ -1,7 +1,8 @@
 """Peer systems as fixed mappings their own heuristics would pick.
 
   megatron(...)            a given Megatron-LM launch config; megatron_heuristic() picks one as
-                           Megatron users do (Narayanan et al., SC21)
+                           Megatron users do (Narayanan et al., SC21); megatron_1d() is 1D tensor
+                           parallelism over the whole package, Hecaton's baseline
   deepspeed(...)           ZeRO data parallelism (Rajbhandari et al., SC20)
   accpar(...)              AccPar's per-layer partition types by dynamic programming (Song et al., HPCA 2020)
   hecaton(...)             Hecaton's 2D weight-stationary method on the whole grid (Huang et al., arXiv 2407.05784)
@@ -21,7 +22,8 @@ Megatron-LM and AccPar could stream weights as a wafer's weight-streaming mode d
 whose own choices depend on memory (Megatron-LM's pipeline depth, DeepSpeed's ZeRO stage,
 micro-batch and checkpointing, Hecaton's micro-batch) first looks for a choice that fits with
 nothing in DRAM and only then uses the DRAM tier (offloading is the peers' last resort: it adds
-port traffic); AccPar's choice ignores memory, so the tier is added to the mapping it picks.
+port traffic); AccPar's search ignores memory, so every point of it gets its tensors spilled to
+DRAM and the fastest point that then fits is kept.
 
 Memory accounting: the Megatron-LM baseline uses Megatron's own (fp32 gradient accumulation
 buffer: 18 B/param: 2 weights + 4 grads + 12 Adam); the others use ZeRO's 16 B/param.
@@ -40,8 +42,8 @@ from .peers.accpar import accpar
 from .peers.common import Offload, best_options, offload_sets, squarest, with_least_offload
 from .peers.deepspeed import _block_ops, deepspeed
 from .peers.hecaton import hecaton
-from .peers.megatron import (ASYNC_TP_OPS, megatron, megatron_groups, megatron_heuristic, megatron_ops,
-                             megatron_shape)
+from .peers.megatron import (ASYNC_TP_OPS, megatron, megatron_1d, megatron_groups, megatron_heuristic,
+                             megatron_ops, megatron_shape)
 
 
 HEURISTICS = ("megatron", "deepspeed", "accpar", "hecaton")
@@ -63,6 +65,6 @@ def heuristic(name: str, work: Workload, hw: Hardware, **kw: Any) -> Mapping:
             raise ConfigError(f"{name}: unknown option {key!r}; allowed: {', '.join(allowed) or 'none'}")
     return funcs[name](work, hw, **kw)
 
-__all__ = ["HEURISTICS", "Offload", "megatron", "megatron_heuristic", "megatron_ops", "megatron_shape",
+__all__ = ["HEURISTICS", "Offload", "megatron", "megatron_heuristic", "megatron_1d", "megatron_ops", "megatron_shape",
            "megatron_groups", "ASYNC_TP_OPS", "deepspeed", "accpar", "hecaton", "heuristic", "with_least_offload",
            "offload_sets", "best_options", "squarest"]

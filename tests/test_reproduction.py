@@ -21,6 +21,7 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 
+import peer_fit  # noqa: E402
 import reproduce_hecaton  # noqa: E402
 import reproduce_tmac  # noqa: E402
 
@@ -161,7 +162,7 @@ def test_hecaton_rows_and_claims():
     rows = reproduce_hecaton.run_model(w, h, time_limit_s=10, threads=1)
     assert [(r["kind"], r["method"]) for r in rows] == [
         ("full", "full"), ("space", "hecaton"), ("heuristic", "hecaton"), ("space", "megatron"),
-        ("heuristic", "megatron")]
+        ("heuristic", "megatron"), ("heuristic", "megatron-1d")]
     full = rows[0]
     assert full["fits"] and full["status"] in ("optimal", "timeout") and full["bound_s"] > 0
     assert full["bound_s"] <= full["step_time_s"] * (1 + REL)
@@ -178,9 +179,10 @@ def test_hecaton_rows_and_claims():
     assert tuple(c["name"] for c in claims) == HECATON_CLAIMS
     c = info["comparisons"]["llama2-70b"]
     assert c["hecaton_fits"] and c["megatron_fits"]
-    kind = "space" if c["basis"] == "solver-in-space" else "heuristic"
-    hec = next(r for r in rows if (r["kind"], r["method"]) == (kind, "hecaton"))
-    meg = next(r for r in rows if (r["kind"], r["method"]) == (kind, "megatron"))
+    # the claims: Hecaton's heuristic against the paper's baseline, 1D tensor parallelism over the package
+    hec = next(r for r in rows if (r["kind"], r["method"]) == ("heuristic", "hecaton"))
+    meg = next(r for r in rows if (r["kind"], r["method"]) == ("heuristic", "megatron-1d"))
+    assert meg["mapping"]["tp_shape"] == [2, 2] and meg["mapping"]["pp"] == meg["mapping"]["dp"] == 1
     assert c["speedup"] == pytest.approx(meg["step_time_s"] / hec["step_time_s"])
     assert c["energy_reduction"] == pytest.approx(meg["energy_j"] / hec["energy_j"])
     assert claims[0]["ours"] == pytest.approx(c["speedup"]) and claims[1]["ours"] == pytest.approx(c["energy_reduction"])
@@ -229,12 +231,16 @@ def test_the_sensitivity_grid_at_the_preset_bandwidths_scores_the_heuristics_as_
     (point,) = sens["points"]
     w = models.Workload(model=models.load("llama2-13b"), global_batch=reproduce_tmac.GLOBAL_BATCH)
     h = hw.load(reproduce_tmac.CLAIM_HARDWARE)
-    step = {p: reproduce_tmac.heuristic_row(p, w, h, None, with_same_degrees=False)[0]["step_time_s"]
-            for p in reproduce_tmac.PEERS}
+    hrows = {p: reproduce_tmac.heuristic_row(p, w, h, None, with_same_degrees=False)[0] for p in reproduce_tmac.PEERS}
+    step = {p: r["step_time_s"] for p, r in hrows.items()}
+    fits = {p: r["fits"] for p, r in hrows.items()}
+    assert sens["points_total"] == 1
+    if not all(fits.values()):  # a heuristic that does not fit is never scored
+        assert point["accpar_over_megatron"] is None and point["paper_order"] is None
+        return
     assert point["accpar_over_megatron"] == pytest.approx(step["accpar"] / step["megatron"], rel=1e-12)
     assert point["deepspeed_over_megatron"] == pytest.approx(step["deepspeed"] / step["megatron"], rel=1e-12)
     assert point["paper_order"] == (min(point["accpar_over_megatron"], point["deepspeed_over_megatron"]) > 1)
-    assert sens["points_total"] == 1
 
 
 def test_reproduce_all_fails_when_a_benchmark_misses(tmp_path, monkeypatch, capsys):
@@ -328,3 +334,56 @@ def test_the_committed_claims_have_targets_and_bands():
     doc = json.loads((BENCH / "results" / "validation.json").read_text())
     tau = next(c for c in doc["claims"] if c["name"] == "ranking_tau_min")
     assert target("validation", tau, doc)[1:] == (tau["paper"], None)
+
+
+def test_a_mapping_that_does_not_fit_is_never_scored():
+    full = {"step_time_s": 10.0, "bound_s": 10.0, "fits": True, "training_memory_gb": 2.0, "peak_memory_gb": 0.2,
+            "footprint_gb": 3.0}
+    peer = dict(full, step_time_s=30.0, training_memory_gb=6.0, peak_memory_gb=0.4, footprint_gb=9.0)
+    r = reproduce_tmac.ratios(full, peer)
+    assert r["speedup_of_full"] == 3.0 and r["memory_ratio"] == 3.0  # the claims' basis: state + activations
+    assert r["on_die_ratio"] == 2.0 and r["footprint_ratio"] == 3.0  # the other bases, still reported
+    assert set(reproduce_tmac.ratios(full, dict(peer, fits=False)).values()) == {None}
+    assert set(reproduce_tmac.ratios(dict(full, fits=False), peer).values()) == {None}
+    assert reproduce_hecaton.trio(full, dict(peer, energy_j=1.0, dram_bytes=1.0, fits=False))["speedup"] is None
+
+
+def test_training_memory_is_the_peak_with_every_class_on_the_die():
+    w, h = tight()
+    m = baselines.heuristic("deepspeed", w, h, offload=True)
+    assert m.offload  # the basis ignores where the DRAM tier keeps a class
+    assert peer_fit.training_memory_bytes(m, w, h) == evaluate(m.model_copy(update={"offload": ()}), w, h).peak_memory_bytes
+    assert peer_fit.training_memory_bytes(m, w, h) > evaluate(m, w, h).peak_memory_bytes
+
+
+def test_megatron_1d_spans_the_package_and_keeps_the_per_die_share():
+    w, h = models.Workload(model=models.load("llama2-70b"), global_batch=1024), hw.load("hecaton-chiplet")
+    m = baselines.megatron_1d(w, h)
+    assert tuple(m.tp_shape) == (8, 8) and m.pp == m.dp == 1 and m.schedule == "1f1b" and m.layer_group == 1
+    assert tuple(m.ops["fc1"].split) == ("f", "f") and tuple(m.ops["q_proj"].split) == ("a", "a")
+    # 8 key/value heads cannot split 64 ways: the attention core keeps 1/64 per die, heads x query sequence
+    assert tuple(m.ops["qk"].split) == ("a", "s")
+    with pytest.raises(ValueError, match="defects"):
+        baselines.megatron_1d(w, hw.load("hecaton-chiplet", defects=[(0, 0)]))
+
+
+def test_sram_to_fit_returns_a_machine_on_which_the_rule_fits():
+    w, _ = tight()
+    pick = lambda h: baselines.heuristic("megatron", w, h)  # noqa: E731 -- nothing in DRAM
+    got = peer_fit.sram_to_fit(pick, w, "tmac-wafer", 1e6)
+    assert got is not None and got["factor"] >= 1
+    mach = peer_fit.machine_with("tmac-wafer", sram=got["sram_bytes"], dram_capacity=got["dram_capacity_factor"])
+    assert evaluate(pick(mach), w, mach).fits and got["mapping"] == pick(mach).name
+    assert not evaluate(pick(hw.load("tmac-wafer")), w, hw.load("tmac-wafer")).fits or got["factor"] == 1
+
+
+def test_accpar_spilled_keeps_the_fastest_point_that_fits():
+    """AccPar's search ignores memory; with offload=True each of its points gets its tensors spilled to DRAM
+    and the fastest that then fits wins, so it is never slower than its memory-blind choice spilled."""
+    w, h = tight(sram=2e9)
+    m = baselines.accpar(w, h, offload=True)
+    spilled = baselines.with_least_offload(baselines.accpar(w, h), w, h)
+    rm, rs = evaluate(m, w, h), evaluate(spilled, w, h)
+    assert rm.fits or not rs.fits
+    if rs.fits:
+        assert rm.step_time_s <= rs.step_time_s * (1 + 1e-12)

@@ -1,5 +1,6 @@
-"""Megatron-LM as a fixed mapping: a given launch config (megatron) or the one Megatron users pick
-(megatron_heuristic), with Megatron's tensor-parallel splits, tile shape and rank order."""
+"""Megatron-LM as a fixed mapping: a given launch config (megatron), the one Megatron users pick
+(megatron_heuristic) or 1D tensor parallelism over the whole package, Hecaton's baseline (megatron_1d),
+with Megatron's tensor-parallel splits, tile shape and rank order."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from hw.topology import usable_tiles
 from models.graph import BLOCK_LINEARS, RECOMPUTE_POLICIES, SELECTIVE_RECOMPUTE, build_graph
 from models.schema import Workload
 
+from ..model.evaluate import evaluate
 from ..model.layout import light_ends_layers
 from ..model.mapping import Mapping, OpChoice, StageGroup
-from ..search.space import MEGATRON_SPLITS
+from ..model.tables import tables_for
+from ..search.space import MEGATRON_SPLITS, MICRO_BATCHES
 from .common import (Offload, _check_inputs, _check_offload, _fewest_classes, _fits, _named, squarest,
                      with_least_offload)
 
@@ -149,3 +152,52 @@ def megatron_heuristic(work: Workload, hw: Hardware, offload: Offload = False) -
         best = _fewest_classes(configs, work, hw)
         return best if best is not None else with_least_offload(configs[-1], work, hw)
     return configs[-1]
+
+
+def megatron_1d(work: Workload, hw: Hardware, offload: Offload = True) -> Mapping:
+    """Hecaton's Megatron baseline (Huang et al., arXiv 2407.05784: "the tensor parallelism in
+    Megatron"): Megatron-LM's 1D tensor parallelism with one tensor group spanning the whole
+    package (tp = rows x cols on the rows x cols tile; no pipeline, no data parallelism) and the
+    1F1B order, so weights and gradients kept in DRAM cross the ports once per micro-batch (no
+    layer-wise reuse). A key/value projection or vocabulary the tensor degree does not divide
+    stays replicated (megatron_ops); an attention op whose heads the key/value groups cannot split
+    that far keeps its per-die share by splitting the query sequence on the columns (_valid_1d).
+    Among Megatron's recomputation policies and the micro-batches of MICRO_BATCHES dividing the
+    batch, the mapping kept fits, then needs the fewest classes in DRAM (offload=True:
+    with_least_offload), then has the least step time (if none fits: the least on-die memory;
+    evaluate() says fits=False). offload=False or a tuple: nothing / exactly those classes in DRAM."""
+    _check_inputs(work, hw)
+    _check_offload(offload, hw)
+    tp = hw.rows * hw.cols
+    if hw.defects:
+        raise ConfigError(f"defects: a 1D tensor group over the whole package needs every die; {hw.name} has "
+                          f"defective dies {list(hw.defects)} (allowed: none)")
+    mbs = [b for b in sorted(MICRO_BATCHES, reverse=True) if work.global_batch % b == 0] or [1]
+    best: tuple[tuple, Mapping] | None = None
+    for rec in RECOMPUTE_POLICIES:
+        for mb in mbs:
+            base = _valid_1d(megatron(work, hw, tp=tp, micro_batch=mb, recompute=rec,
+                                      offload=offload if isinstance(offload, (tuple, list)) else False), work, hw)
+            cand = with_least_offload(base, work, hw) if offload is True and not _fits(base, work, hw) else base
+            rep = evaluate(cand, work, hw)
+            # one that cannot fit: the least on-die memory (it is not scored)
+            key = (not rep.fits, len(cand.offload), rep.step_time_s if rep.fits else rep.peak_memory_bytes)
+            if best is None or key < best[0]:
+                best = (key, cand.model_copy(update={"name": cand.name.replace("megatron ", "megatron-1d ", 1)}))
+    assert best is not None
+    return best[1]
+
+
+def _valid_1d(mapping: Mapping, work: Workload, hw: Hardware) -> Mapping:
+    """`mapping` with every op whose 1D split over the whole group is invalid (the attention core of
+    a model with fewer key/value heads than dies: its key/value tensor cannot split that far) split
+    on the same dim along the rows and the sequence along the columns -- the same 1/(rows x cols)
+    of its work per die, the key/value group replicated along a row (assumption: Megatron-LM itself
+    requires the key/value groups to divide by the tensor degree)."""
+    tb = tables_for(mapping.model_copy(update={"ops": {}}), work, hw)
+    ops = dict(mapping.ops)
+    for name, ch in mapping.ops.items():
+        split = tuple(ch.split)
+        if split not in tb.allowed[name] and split[0] is not None and (split[0], "s") in tb.allowed[name]:
+            ops[name] = ch.model_copy(update={"split": (split[0], "s")})
+    return mapping.model_copy(update={"ops": ops})
