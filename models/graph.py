@@ -229,13 +229,20 @@ def _attention_ops(model: ModelConfig, sz: dict[str, int], t, flash_attention: b
                   (Operand("ctx", ("b", "s", "a", "d")),), (Operand("o", ("b", "s", "n")),),
                   2 * tokens * a * d * h, params=a * d * h + (h if bias else 0), weight=("a", "d", "n"),
                   saved=("ctx",), splittable=("b", "s", "a", "n"), param_tensors=1 + bias))
-    res1 = "o"
-    if model.dropout:
-        t("o_d", _BSH); t("mask_o", _BSH, MASK_BYTES)
-        ops.append(_dropout("out_dropout", "o", "o_d", "mask_o", _BSH))
-        res1 = "o_d"
-    ops.append(_add("add1", "x0", res1, "x1"))
+    _residual_add(model, t, ops, "out_dropout", "o", "x0", "add1", "x1")
     return ops
+
+
+def _residual_add(model: ModelConfig, t, ops: list[Op], dropout: str, branch: str, residual: str, add: str,
+                  out: str) -> None:
+    """ops += the branch's dropout (named `dropout`, GPT-style models only) and the residual add
+    residual + branch -> out (named `add`)."""
+    if model.dropout:
+        t(f"{branch}_d", _BSH)
+        t(f"mask_{branch}", _BSH, MASK_BYTES)
+        ops.append(_dropout(dropout, branch, f"{branch}_d", f"mask_{branch}", _BSH))
+        branch = f"{branch}_d"
+    ops.append(_add(add, residual, branch, out))
 
 
 def _attention_core(model: ModelConfig, sz: dict[str, int], t) -> list[Op]:
@@ -279,12 +286,7 @@ def _mlp_ops(model: ModelConfig, sz: dict[str, int], t, glu: int) -> list[Op]:
                   (Operand("m", ("b", "s", "n")),),
                   2 * tokens * f * h, params=f * h + (h if bias else 0), weight=("f", "n"),
                   saved=("act",), splittable=("b", "s", "f", "n"), param_tensors=1 + bias))
-    res2 = "m"
-    if model.dropout:
-        t("m_d", _BSH); t("mask_m", _BSH, MASK_BYTES)
-        ops.append(_dropout("mlp_dropout", "m", "m_d", "mask_m", _BSH))
-        res2 = "m_d"
-    ops.append(_add("add2", "x1", res2, "x2"))
+    _residual_add(model, t, ops, "mlp_dropout", "m", "x1", "add2", "x2")
     return ops
 
 

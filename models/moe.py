@@ -26,7 +26,7 @@ the all-to-all of expert parallelism, which the layout conversions cost on the m
 
 from __future__ import annotations
 
-from .graph import _BSH, MASK_BYTES, MEMORY_BOUND_BACKWARD, Op, Operand, _add, _dropout, _norm
+from .graph import _BSH, MEMORY_BOUND_BACKWARD, Op, Operand, _norm, _residual_add
 from .schema import ModelConfig
 
 EXPERT_ROWS = ("e", "c", "h")  # the dispatched tokens: c rows of hidden h per expert
@@ -99,10 +99,5 @@ def moe_mlp_ops(model: ModelConfig, sz: dict[str, int], t, glu: int) -> list[Op]
     # against the forward's k reads and one write: (2k + 1)/(k + 1) of its bytes
     ops.append(Op("combine", "combine", ("b", "s", "h", "e"), tuple(combine_in), (Operand("m", _BSH),), 0,
                   saved=("ye", "gates"), splittable=("s", "h"), backward_factor=(2 * k + 1) / (k + 1)))
-    res2 = "m"
-    if model.dropout:
-        t("m_d", _BSH); t("mask_m", _BSH, MASK_BYTES)
-        ops.append(_dropout("mlp_dropout", "m", "m_d", "mask_m", _BSH))
-        res2 = "m_d"
-    ops.append(_add("add2", "x1", res2, "x2"))
+    _residual_add(model, t, ops, "mlp_dropout", "m", "x1", "add2", "x2")
     return ops
