@@ -103,6 +103,10 @@ CASES = [
          dict(tp=1, dp=8, recompute="full"), dict(zero_stage=3, fp32_grad_accumulation=False)),
     Case("zero3 megatron-fsdp tp2", "megatron-1.7b", "dgx-a100", 1, 64, None,
          dict(tp=2, dp=4, recompute="none"), dict(zero_stage=3)),
+    Case("moe mixtral-8x7b tp8 pp4", "mixtral-8x7b", "dgx-h100", 8, 1024, 4096,
+         dict(tp=8, pp=4, dp=2, recompute="selective", sequence_parallel=True)),
+    Case("moe deepseek-moe-16b tp2 shared experts", "deepseek-moe-16b", "dgx-a100", 1, 64, 4096,
+         dict(tp=2, dp=4, recompute="full", sequence_parallel=True)),
 ]
 # per-chunk layouts checked with Megatron-LM's own PipelineParallelLayerLayout (no evaluate() needed):
 # (name, layers, pp, chunk layers, base case). With a base case, the base's launch is also parsed and
@@ -242,6 +246,24 @@ def _compare(want: dict[str, Any], got: dict[str, Any]) -> list[str]:
     return [f"{k}: plan {want[k]!r}, parsed {got[k]!r}" for k in want if want[k] != got[k]]
 
 
+def _moe_want(model: models.ModelConfig) -> dict[str, Any]:
+    """The experts as the plan's model has them (nothing for a dense model)."""
+    if not model.experts:
+        return {}
+    return {"experts": model.experts, "top_k": model.experts_per_token, "expert_ffn": model.expert_ffn_size,
+            "shared_ffn": model.shared_experts * model.expert_ffn_size or None, "moe_layers": model.moe_layers}
+
+
+def _moe_got(a: Any, model: models.ModelConfig) -> dict[str, Any]:
+    """The experts as Megatron-LM parsed them (nothing for a dense model)."""
+    if not model.experts:
+        return {}
+    freq = a.moe_layer_freq  # an int k (every k-th layer) or Megatron-LM's 0/1 list per layer
+    moe_layers = sum(freq) if isinstance(freq, list) else len(range(0, a.num_layers, freq))
+    return {"experts": a.num_experts, "top_k": a.moe_router_topk, "expert_ffn": a.moe_ffn_hidden_size,
+            "shared_ffn": a.moe_shared_expert_intermediate_size, "moe_layers": moe_layers}
+
+
 def check_megatron(case: Case) -> dict[str, Any]:
     """The launch script through bash, torchrun's parser and Megatron-LM's; a row with every
     parsed degree next to the plan's and `mismatches` (empty when all agree)."""
@@ -259,14 +281,15 @@ def check_megatron(case: Case) -> dict[str, Any]:
             "global_batch": work.global_batch, "seq_len": work.seq_len, "zero_stage": m.zero_stage,
             "sequence_parallel": "--sequence-parallel" in run.training_script_args,
             "num_layers": work.model.layers, "padded_vocab": vocab_padding(work.model.vocab, m.tp)[1],
-            "script": "pretrain_gpt.py"}
+            "script": "pretrain_gpt.py", **_moe_want(work.model)}
     pp = a.pipeline_model_parallel_size
     chunks = _chunks(a, pp)
     got = {"world": nnodes * nproc, "tp": a.tensor_model_parallel_size, "pp": pp, "dp": a.data_parallel_size,
            "virtual": a.virtual_pipeline_model_parallel_size or 1, "chunk_layers": chunks,
            "micro_batch": a.micro_batch_size, "global_batch": a.global_batch_size, "seq_len": a.seq_length,
            "zero_stage": _zero_stage(a), "sequence_parallel": bool(config.sequence_parallel),
-           "num_layers": config.num_layers, "padded_vocab": a.padded_vocab_size, "script": run.training_script}
+           "num_layers": config.num_layers, "padded_vocab": a.padded_vocab_size, "script": run.training_script,
+           **_moe_got(a, work.model)}
     return {"case": case.name, "status": "accepted", "nnodes": nnodes, "nproc_per_node": nproc,
             "cuda_device_max_connections": cdmc, "recompute": a.recompute_granularity,
             "sharding": a.data_parallel_sharding_strategy if a.use_megatron_fsdp else None,
