@@ -3,6 +3,8 @@ one its benchmarks/results/*.json holds, and the check fails when one is edited 
 
 from __future__ import annotations
 
+import re
+
 import shutil
 import sys
 from pathlib import Path
@@ -32,12 +34,14 @@ def test_the_committed_figures_match_their_json(capsys):
 def test_a_figure_edited_by_hand_fails_the_check(tmp_path, capsys):
     root = copy_docs(tmp_path)
     readme = root / "README.md"
-    marked = "<!-- fig explore:speed.ratio .2f -->0.65<!-- /fig -->"
-    assert marked in readme.read_text()
-    readme.write_text(readme.read_text().replace(marked, marked.replace("0.65", "0.73")))
+    found = re.search(r"<!-- fig explore:speed\.ratio \.2f -->([^<]*)<!-- /fig -->", readme.read_text())
+    assert found, "README.md marks the explore pool ratio"
+    marked, value = found.group(0), found.group(1)
+    edited = f"{float(value) + 0.08:.2f}"
+    readme.write_text(readme.read_text().replace(marked, marked.replace(f"-->{value}<", f"-->{edited}<")))
     assert readme_figures.main(["--check"], root=root) == 1
     out = capsys.readouterr().out
-    assert "README.md line" in out and "explore:speed.ratio is '0.73', the JSON gives '0.65'" in out
+    assert "README.md line" in out and f"explore:speed.ratio is '{edited}', the JSON gives '{value}'" in out
     # without --check the script writes the JSON's figure back
     assert readme_figures.main([], root=root) == 0
     assert marked in readme.read_text() and readme_figures.main(["--check"], root=root) == 0
