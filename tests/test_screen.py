@@ -51,7 +51,7 @@ def test_lp_bound_never_exceeds_the_integer_optimum_of_its_subset():
 
 def test_integral_lp_optima_are_the_subsets_optima():
     inner = _inner(OuterPoint(1, 1, (1, 2), 1, 0, 1, None, 1), 4e9)
-    left, exact = screen_point(inner, None, None, math.inf)
+    left, exact = screen_point(inner, [(-math.inf, sub) for sub in _subsets(list(inner.H))], None, math.inf)
     for objective, values in exact:
         sub = tuple(c for c, i in inner.H.items() if values[i] > 0.5)
         with tiers_fixed(inner, sub):

@@ -55,30 +55,24 @@ def prepared_inner(pt: OuterPoint, pr: _Probe, fitting: list | None, incumbent: 
                         sp.offload_classes(hw), energy=objective != "time")
     if objective != "time":
         return Screened(inner, tb, lb)
+    if fitting is None:  # no cheap bounds kept: every subset of the classes the model may move
+        fitting = [(-math.inf, sub) for sub in sp.offload_subsets(hw)]
     left, exact = screen_point(inner, fitting, incumbent, deadline)
     candidates = [(obj, _mapping(pt, tb, inner.choices(vals), sp, inner.offload(vals)),
                    modeled(inner.time_objective, vals)) for obj, vals in exact]
-    return Screened(inner, tb, max([lb] + [b for b, _ in left][:1]), candidates, bool(left))
+    return Screened(inner, tb, max(lb, left[0][0]) if left else lb, candidates, bool(left))
 
 
-def _subsets(inner: Inner, fitting: list | None, beaten) -> list[tuple[str, ...]]:
-    """The DRAM subsets to screen: those of `fitting` ((cheap bound, subset) pairs) not beaten."""
-    if not inner.H:
-        return [()]
-    if fitting is None:  # every subset of the classes the model may move
-        classes = list(inner.H)
-        return [tuple(c for k, c in enumerate(classes) if mask >> k & 1) for mask in range(1 << len(classes))]
-    return [off for cheap, off in fitting if not beaten(cheap)]
-
-
-def screen_point(inner: Inner, fitting: list | None, incumbent: float | None,
+def screen_point(inner: Inner, fitting: list[tuple[float, tuple[str, ...]]], incumbent: float | None,
                  deadline: float) -> tuple[list[tuple[float, tuple[str, ...]]], list[tuple[float, list[float]]]]:
     """One LP per DRAM subset of `fitting` with the tier variables fixed: (the subsets left for the
     integer solve with their LP bounds, least first; the exact optima (objective, values) of the
-    subsets whose LP optimum is integral). A subset whose LP is infeasible, or whose bound reaches
-    the incumbent or an exact optimum, is left out; `inner` is restricted to the subsets left."""
+    subsets whose LP optimum is integral). `fitting`: (cheap bound, subset) pairs; a subset whose
+    cheap bound or LP reaches the incumbent, whose LP reaches an exact optimum, or whose LP is
+    infeasible is left out; `inner` is restricted to the subsets left."""
     left, exact = [], []
-    for sub in _subsets(inner, fitting, lambda b: incumbent is not None and b >= incumbent * (1 - REL_TOL)):
+    cut = incumbent * (1 - REL_TOL) if incumbent is not None else math.inf
+    for sub in [off for cheap, off in fitting if cheap < cut] if inner.H else [()]:
         remaining = deadline - time.perf_counter()
         if remaining <= 0:
             left.append((-math.inf, sub))

@@ -43,7 +43,7 @@ from .lagrangian import (PRIMAL_MIN_GAIN, PRIMAL_SHARE, _block_comm, _gathers, _
                          _relaxations, _relaxed_mapping, _resharding_bound)
 from .points import (REL_TOL, _InnerPool, _PointResult, _Probe, _solve_edp, _solve_time_or_energy, _tables,
                      probed_points)
-from .screen import prepared_inner
+from .screen import Screened, prepared_inner
 from .space import OuterPoint, Space, get_space
 
 OBJECTIVES = ("time", "energy", "edp")
@@ -217,7 +217,7 @@ class _Queue:
     floors: dict[int, float] = field(default_factory=dict)  # point key -> its energy floor (objectives other than time)
     # point key -> the DRAM subsets that can fit, with their cheap bounds
     fitting_of: dict[int, list] = field(default_factory=dict)
-    screened: dict[int, tuple] = field(default_factory=dict)  # point key -> (inner, tables, LP bound) re-queued
+    screened: dict[int, Screened] = field(default_factory=dict)  # point key -> its screened inner model, requeued
     ev: infeasible.Evidence = field(default_factory=infeasible.Evidence)
     # the points bounded, for an infeasible answer's reasons
     seen: list[tuple[OuterPoint, _Probe]] = field(default_factory=list)
